@@ -1,0 +1,170 @@
+//! Adapter selection and device creation: high-performance adapter first, a backend
+//! forced by option or WGVISION_BACKEND, the adapter's full limits requested (models are
+//! checked against them at compile time), optional features detected.
+use crate::error::{EngineError, Result};
+use crate::kernels::PipelineCache;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = EngineError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "vulkan" | "vk" => Ok(Backend::Vulkan),
+            "metal" => Ok(Backend::Metal),
+            "dx12" | "d3d12" => Ok(Backend::Dx12),
+            "gl" | "gles" | "opengl" => Ok(Backend::Gl),
+            _ => Err(EngineError::UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+impl Backend {
+    fn to_wgpu(self) -> wgpu::Backends {
+        match self {
+            Backend::Vulkan => wgpu::Backends::VULKAN,
+            Backend::Metal => wgpu::Backends::METAL,
+            Backend::Dx12 => wgpu::Backends::DX12,
+            Backend::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// Optional adapter capabilities the kernels may use.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Caps {
+    pub shader_f16: bool,
+    pub subgroup: bool,
+    pub timestamp: bool,
+    /// A CPU (software) adapter such as lavapipe: kernels pick CPU-shaped variants.
+    pub cpu: bool,
+}
+
+/// An open device plus everything shared by all models on it (pipeline cache).
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub caps: Caps,
+    pub limits: wgpu::Limits,
+    pub pipelines: PipelineCache,
+    pub(crate) uncaptured: Arc<Mutex<Option<String>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Gpu({} / {:?})", self.info.name, self.info.backend)
+    }
+}
+
+impl Gpu {
+    /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one.
+    pub fn new(backend: Option<Backend>) -> Result<Arc<Gpu>> {
+        let backend = match backend {
+            Some(b) => Some(b),
+            None => match std::env::var("WGVISION_BACKEND") {
+                Ok(s) if !s.is_empty() => Some(s.parse()?),
+                _ => None,
+            },
+        };
+        // Without a forced backend, GL is only a fallback: probing it is slow and noisy.
+        let tries = match backend {
+            Some(b) => vec![b.to_wgpu()],
+            None => vec![wgpu::Backends::PRIMARY, wgpu::Backends::GL],
+        };
+        let mut adapters = Vec::new();
+        for backends in tries {
+            let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends, ..Default::default() });
+            adapters = instance.enumerate_adapters(backends);
+            if !adapters.is_empty() {
+                break;
+            }
+        }
+        // High-performance first: discrete, integrated, virtual, then CPU adapters.
+        adapters.sort_by_key(|a| match a.get_info().device_type {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        });
+        let adapter = adapters
+            .into_iter()
+            .find(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+            .ok_or_else(|| EngineError::NoAdapter {
+                which: backend.map(|b| format!(" for backend {b:?}")).unwrap_or_default(),
+            })?;
+        let info = adapter.get_info();
+        let features = adapter.features();
+        let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
+        let required_features = features & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgvision"),
+            required_features,
+            required_limits: limits.clone(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| EngineError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Box::new(move |e| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let caps = Caps {
+            shader_f16: required_features.contains(wgpu::Features::SHADER_F16),
+            subgroup: required_features.contains(wgpu::Features::SUBGROUP),
+            timestamp: required_features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
+        };
+        Ok(Arc::new(Gpu { device, queue, info, caps, limits, pipelines: PipelineCache::default(), uncaptured }))
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan"
+    pub fn describe(&self) -> String {
+        format!("{} / {:?}", self.info.name, self.info.backend)
+    }
+
+    pub fn backend_name(&self) -> String {
+        format!("{:?}", self.info.backend).to_lowercase()
+    }
+
+    /// Errors wgpu reported outside an error scope since the last check.
+    pub(crate) fn take_uncaptured(&self) -> Result<()> {
+        match self.uncaptured.lock().ok().and_then(|mut s| s.take()) {
+            Some(msg) => Err(EngineError::Gpu(msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Check a buffer size against the adapter's limits, naming the limit when it fails.
+    pub fn check_buffer(&self, what: &str, bytes: u64, storage_binding: bool) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(EngineError::LimitExceeded {
+                limit: "max_buffer_size",
+                what: what.to_string(),
+                needed: bytes,
+                available: self.limits.max_buffer_size,
+            });
+        }
+        if storage_binding && bytes > self.limits.max_storage_buffer_binding_size as u64 {
+            return Err(EngineError::LimitExceeded {
+                limit: "max_storage_buffer_binding_size",
+                what: what.to_string(),
+                needed: bytes,
+                available: self.limits.max_storage_buffer_binding_size as u64,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,432 @@
+//! Compile a graph for one device (memory plan, kernel choice, pipelines, bind groups and
+//! all uniform params in one buffer), then run it: upload inputs, one command encoder,
+//! one compute pass, one submit, read outputs. Nothing is created on the run path.
+use crate::device::Gpu;
+use crate::error::{EngineError, Result};
+use crate::graph::{DType, Graph, TensorKind};
+use crate::kernels::split_dispatch;
+use crate::ops::{Arg, Op, PlanCtx};
+use crate::planner::{plan_memory, MemoryPlan};
+use std::collections::HashMap;
+use std::sync::Arc;
+use wgpu::util::DeviceExt;
+
+/// A weight as read from a model file.
+pub struct WeightData<'a> {
+    pub dtype: DType,
+    pub shape: Vec<usize>,
+    pub bytes: std::borrow::Cow<'a, [u8]>,
+}
+
+/// Weights resident on the device, shared by every compiled batch size of a model.
+pub struct GpuWeights {
+    buffers: HashMap<String, (wgpu::Buffer, DType)>,
+    pub bytes: u64,
+}
+
+fn f16_to_f32_bytes(b: &[u8]) -> Vec<u8> {
+    b.chunks_exact(2)
+        .flat_map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32().to_le_bytes())
+        .collect()
+}
+
+impl GpuWeights {
+    /// Upload every weight the graph names. Matmul weight matrices keep their file dtype
+    /// (f16 stays packed f16); small vectors are widened to f32.
+    pub fn upload<'a>(gpu: &Gpu, graph: &Graph, mut lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Self> {
+        let packed: Vec<usize> = graph
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::MatMul { .. }))
+            .map(|n| n.inputs[1])
+            .collect();
+        let mut buffers = HashMap::new();
+        let mut total = 0;
+        for (id, t) in graph.tensors.iter().enumerate() {
+            if t.kind != TensorKind::Weight {
+                continue;
+            }
+            let w = lookup(&t.name).ok_or_else(|| EngineError::MissingWeight(t.name.clone()))?;
+            if w.shape != t.shape {
+                return Err(EngineError::ShapeMismatch { tensor: t.name.clone(), expected: t.shape.clone(), got: w.shape });
+            }
+            let (dtype, mut bytes) = match (w.dtype, packed.contains(&id)) {
+                (DType::F16, false) => (DType::F32, f16_to_f32_bytes(&w.bytes)),
+                (d, _) => (d, w.bytes.into_owned()),
+            };
+            bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
+            gpu.check_buffer(&format!("weight {}", t.name), bytes.len() as u64, true)?;
+            let buf = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(&t.name),
+                contents: &bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+            total += bytes.len() as u64;
+            buffers.insert(t.name.clone(), (buf, dtype));
+        }
+        gpu.take_uncaptured()?;
+        Ok(GpuWeights { buffers, bytes: total })
+    }
+}
+
+struct Step {
+    node: String,
+    label: String,
+    pipeline: Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    dispatch: (u32, u32),
+    output: usize,
+}
+
+struct Io {
+    name: String,
+    shape: Vec<usize>,
+    buffer: wgpu::Buffer,
+}
+
+/// Bytes the executor holds besides the weights, and what the planner saved.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MemoryReport {
+    pub planned_bytes: u64,
+    pub naive_bytes: u64,
+    pub io_bytes: u64,
+    pub shared_buffers: usize,
+}
+
+/// One GPU time measurement per node, from timestamp queries.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NodeTime {
+    pub node: String,
+    pub kernel: String,
+    pub ms: f64,
+}
+
+/// An output tensor read back to the host.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// A graph compiled for one device and one set of shapes.
+pub struct Compiled {
+    gpu: Arc<Gpu>,
+    steps: Vec<Step>,
+    inputs: Vec<Io>,
+    outputs: Vec<(Io, wgpu::Buffer)>,
+    tensor_buffers: Vec<Option<wgpu::Buffer>>,
+    shapes: Vec<Vec<usize>>,
+    _params: wgpu::Buffer,
+    pub memory: MemoryReport,
+    pub flops: u64,
+}
+
+fn storage(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+    let size = bytes.div_ceil(4).max(1) * 4;
+    gpu.check_buffer(label, size, true)?;
+    Ok(gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false }))
+}
+
+impl Compiled {
+    pub fn new(gpu: Arc<Gpu>, graph: &Graph, weights: &GpuWeights) -> Result<Self> {
+        Self::with_variant(gpu, graph, weights, None)
+    }
+
+    /// Compile, optionally forcing a kernel variant (op tests cover every variant).
+    pub fn with_variant(gpu: Arc<Gpu>, graph: &Graph, weights: &GpuWeights, variant: Option<&'static str>) -> Result<Self> {
+        let plan: MemoryPlan = plan_memory(graph, 4);
+        let usage_act = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let slots: Vec<Arc<wgpu::Buffer>> = plan
+            .slot_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| storage(&gpu, &format!("activations#{i}"), b, usage_act).map(Arc::new))
+            .collect::<Result<_>>()?;
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        let mut io_bytes = 0;
+        // Per tensor: the buffer that holds it (weights live in `weights`).
+        let mut own: HashMap<usize, wgpu::Buffer> = HashMap::new();
+        for &t in &graph.inputs {
+            let d = &graph.tensors[t];
+            let bytes = d.numel() as u64 * 4;
+            io_bytes += bytes;
+            let buf = storage(&gpu, &d.name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
+            inputs.push(Io { name: d.name.clone(), shape: d.shape.clone(), buffer: buf.clone() });
+            own.insert(t, buf);
+        }
+        for &t in &graph.outputs {
+            let d = &graph.tensors[t];
+            let bytes = d.numel() as u64 * 4;
+            io_bytes += 2 * bytes;
+            let buf = storage(&gpu, &d.name, bytes, usage_act)?;
+            let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("staging"),
+                size: buf.size(),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            outputs.push((Io { name: d.name.clone(), shape: d.shape.clone(), buffer: buf.clone() }, staging));
+            own.insert(t, buf);
+        }
+        let buffer_of = |t: usize| -> Result<(wgpu::Buffer, DType)> {
+            let d = &graph.tensors[t];
+            match d.kind {
+                TensorKind::Weight => weights
+                    .buffers
+                    .get(&d.name)
+                    .map(|(b, dt)| (b.clone(), *dt))
+                    .ok_or_else(|| EngineError::MissingWeight(d.name.clone())),
+                _ => match (own.get(&t), plan.slot_of[t]) {
+                    (Some(b), _) => Ok((b.clone(), DType::F32)),
+                    (None, Some(s)) => Ok(((*slots[s]).clone(), DType::F32)),
+                    (None, None) => Err(EngineError::InvalidGraph(format!("tensor {} is never computed", d.name))),
+                },
+            }
+        };
+
+        // Kernel plans and the single params buffer.
+        let align = gpu.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
+        let mut params = Vec::new();
+        let mut planned = Vec::new();
+        for node in &graph.nodes {
+            let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
+            let bufs: Vec<(wgpu::Buffer, DType)> = node.inputs.iter().map(|&i| buffer_of(i)).collect::<Result<_>>()?;
+            let ctx = PlanCtx { caps: gpu.caps, input_dtypes: bufs.iter().map(|b| b.1).collect(), variant };
+            let kp = node
+                .op
+                .plan(&shapes, graph.shape(node.output), &ctx)
+                .map_err(|message| EngineError::InvalidOp { node: node.name.clone(), message })?;
+            let offset = params.len();
+            params.extend_from_slice(&kp.params);
+            params.resize(params.len().div_ceil(align) * align, 0);
+            planned.push((node, kp, bufs, offset));
+        }
+        let params_buf = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: &params,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut steps = Vec::new();
+        for (node, kp, bufs, offset) in planned {
+            let pipeline = gpu.pipeline(&kp.key)?;
+            let out_buf = buffer_of(node.output)?.0;
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &params_buf,
+                    offset: offset as u64,
+                    size: wgpu::BufferSize::new(kp.params.len() as u64),
+                }),
+            }];
+            for (binding, arg) in &kp.bindings {
+                let buffer = match arg {
+                    Arg::Input(i) => &bufs[*i].0,
+                    Arg::Output => &out_buf,
+                };
+                entries.push(wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() });
+            }
+            let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&node.name),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            });
+            let dispatch = split_dispatch(kp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
+            steps.push(Step { node: node.name.clone(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
+        }
+        gpu.take_uncaptured()?;
+        let mut tensor_buffers = vec![None; graph.tensors.len()];
+        for (t, b) in tensor_buffers.iter_mut().enumerate() {
+            if graph.tensors[t].kind == TensorKind::Activation {
+                *b = buffer_of(t).ok().map(|x| x.0);
+            }
+        }
+        Ok(Compiled {
+            gpu,
+            steps,
+            inputs,
+            outputs,
+            tensor_buffers,
+            shapes: graph.tensors.iter().map(|t| t.shape.clone()).collect(),
+            _params: params_buf,
+            memory: MemoryReport {
+                planned_bytes: plan.planned_bytes,
+                naive_bytes: plan.naive_bytes,
+                io_bytes,
+                shared_buffers: plan.slot_bytes.len(),
+            },
+            flops: graph.flops(),
+        })
+    }
+
+    /// Names and shapes of the inputs this compiled graph takes.
+    pub fn input_specs(&self) -> Vec<(String, Vec<usize>)> {
+        self.inputs.iter().map(|i| (i.name.clone(), i.shape.clone())).collect()
+    }
+
+    fn upload(&self, inputs: &[(&str, &[f32])]) -> Result<()> {
+        let expected: Vec<String> = self.inputs.iter().map(|i| i.name.clone()).collect();
+        for io in &self.inputs {
+            let data = inputs
+                .iter()
+                .find(|(n, _)| *n == io.name)
+                .map(|(_, d)| *d)
+                .ok_or_else(|| EngineError::MissingInput { name: io.name.clone(), expected: expected.clone() })?;
+            let numel: usize = io.shape.iter().product();
+            if data.len() != numel {
+                return Err(EngineError::ShapeMismatch {
+                    tensor: io.name.clone(),
+                    expected: io.shape.clone(),
+                    got: vec![data.len()],
+                });
+            }
+            self.gpu.queue.write_buffer(&io.buffer, 0, bytemuck::cast_slice(data));
+        }
+        Ok(())
+    }
+
+    fn read(&self, buf: &wgpu::Buffer, len: usize) -> Result<Vec<f32>> {
+        let slice = buf.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.gpu.device.poll(wgpu::PollType::Wait).map_err(|e| EngineError::Gpu(e.to_string()))?;
+        rx.recv()
+            .map_err(|e| EngineError::Gpu(e.to_string()))?
+            .map_err(|e| EngineError::Gpu(e.to_string()))?;
+        let data = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range())[..len].to_vec();
+        buf.unmap();
+        Ok(data)
+    }
+
+    fn read_outputs(&self) -> Result<Vec<Tensor>> {
+        let mut out = Vec::new();
+        for (io, staging) in &self.outputs {
+            let len = io.shape.iter().product();
+            out.push(Tensor { name: io.name.clone(), shape: io.shape.clone(), data: self.read(staging, len)? });
+        }
+        self.gpu.take_uncaptured()?;
+        Ok(out)
+    }
+
+    fn copy_outputs(&self, enc: &mut wgpu::CommandEncoder) {
+        for (io, staging) in &self.outputs {
+            enc.copy_buffer_to_buffer(&io.buffer, 0, staging, 0, io.buffer.size());
+        }
+    }
+
+    /// Run once: upload, one compute pass, one submit, read the outputs back.
+    pub fn run(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
+        self.upload(inputs)?;
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for s in &self.steps {
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
+            }
+        }
+        self.copy_outputs(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+        self.read_outputs()
+    }
+
+    /// Run with a timestamp pair around every node (one pass per node): GPU time per op.
+    pub fn run_profiled(&self, inputs: &[(&str, &[f32])]) -> Result<(Vec<Tensor>, Vec<NodeTime>)> {
+        if !self.gpu.caps.timestamp {
+            return Err(EngineError::Gpu(format!("adapter {} has no TIMESTAMP_QUERY: per-op timing is unavailable", self.gpu.info.name)));
+        }
+        self.upload(inputs)?;
+        const PER_SET: usize = 2048;
+        let dev = &self.gpu.device;
+        let mut enc = dev.create_command_encoder(&Default::default());
+        let mut reads = Vec::new();
+        for chunk in self.steps.chunks(PER_SET) {
+            let count = 2 * chunk.len() as u32;
+            let qs = dev.create_query_set(&wgpu::QuerySetDescriptor { label: Some("timestamps"), ty: wgpu::QueryType::Timestamp, count });
+            for (i, s) in chunk.iter().enumerate() {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(&s.node),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: &qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
+            }
+            let size = count as u64 * 8;
+            let resolve = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("resolve"),
+                size,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let read = dev.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.resolve_query_set(&qs, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &read, 0, size);
+            reads.push(read);
+        }
+        self.copy_outputs(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+        let outputs = self.read_outputs()?;
+        let period = self.gpu.queue.get_timestamp_period() as f64;
+        let mut times = Vec::new();
+        for (chunk, read) in self.steps.chunks(PER_SET).zip(&reads) {
+            let raw = self.read(read, 4 * chunk.len())?;
+            let ticks: &[u64] = bytemuck::cast_slice(&raw);
+            for (i, s) in chunk.iter().enumerate() {
+                let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period / 1e6;
+                times.push(NodeTime { node: s.node.clone(), kernel: s.label.clone(), ms: dt });
+            }
+        }
+        Ok((outputs, times))
+    }
+
+    /// Debug mode: run node by node and read every node's output back.
+    pub fn run_debug(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
+        self.upload(inputs)?;
+        let mut out = Vec::new();
+        for s in &self.steps {
+            let buf = self.tensor_buffers[s.output].as_ref().ok_or_else(|| EngineError::InvalidGraph(s.node.clone()))?;
+            let len: usize = self.shapes[s.output].iter().product();
+            let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("debug"),
+                size: (len.max(1) * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
+            }
+            enc.copy_buffer_to_buffer(buf, 0, &staging, 0, (len * 4) as u64);
+            self.gpu.queue.submit([enc.finish()]);
+            out.push(Tensor { name: s.node.clone(), shape: self.shapes[s.output].clone(), data: self.read(&staging, len)? });
+        }
+        self.gpu.take_uncaptured()?;
+        Ok(out)
+    }
+
+    /// Kernel label of every step, in order (for inspection and profiles).
+    pub fn kernels(&self) -> Vec<(String, String)> {
+        self.steps.iter().map(|s| (s.node.clone(), s.label.clone())).collect()
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+}

@@ -1,0 +1,15 @@
+//! wgvision-engine: device, graph IR, memory planner, WGSL kernel registry, ops and
+//! executor. It knows no model family: graphs are built elsewhere and handed in.
+pub mod device;
+pub mod error;
+pub mod executor;
+pub mod graph;
+pub mod kernels;
+pub mod ops;
+pub mod planner;
+
+pub use device::{Backend, Caps, Gpu};
+pub use error::{EngineError, Result};
+pub use executor::{Compiled, GpuWeights, NodeTime, Tensor, WeightData};
+pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};
+pub use ops::{Activation, Op, PoolKind};

@@ -1,0 +1,47 @@
+//! LayerNorm over the last dimension (statistics in f32 on the GPU, f64 in the reference).
+use super::{u32_of, uniform, Arg, KernelPlan};
+use crate::kernels::KernelKey;
+
+uniform!("layernorm.wgsl", LayerNormParams { rows: u32, dim: u32, eps: f32, _pad: u32 });
+
+pub fn infer(x: &[usize], gamma: &[usize], beta: &[usize]) -> Result<Vec<usize>, String> {
+    let Some(&d) = x.last() else { return Err("layernorm input has no dimensions".into()) };
+    if gamma != [d] || beta != [d] {
+        return Err(format!("layernorm weight and bias must be [{d}], got {gamma:?} and {beta:?}"));
+    }
+    Ok(x.to_vec())
+}
+
+fn key() -> KernelKey {
+    KernelKey { shader: "layernorm.wgsl", entry: "main", defines: vec![], constants: vec![] }
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    vec![key()]
+}
+
+pub fn plan(x: &[usize], eps: f32) -> Result<KernelPlan, String> {
+    let d = x[x.len() - 1];
+    let rows: usize = x[..x.len() - 1].iter().product();
+    let params = LayerNormParams { rows: u32_of(rows, "rows")?, dim: u32_of(d, "dim")?, eps, _pad: 0 };
+    Ok(KernelPlan {
+        key: key(),
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],
+        workgroups: rows as u64,
+    })
+}
+
+pub fn reference(x: &[f64], g: &[f64], b: &[f64], s: &[usize], eps: f32) -> Vec<f64> {
+    let d = s[s.len() - 1];
+    let mut out = vec![0.0; x.len()];
+    for (row, o) in x.chunks(d).zip(out.chunks_mut(d)) {
+        let mean = row.iter().sum::<f64>() / d as f64;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (var + eps as f64).sqrt();
+        for c in 0..d {
+            o[c] = (row[c] - mean) * inv * g[c] + b[c];
+        }
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! Matmul with fused epilogue: out = act(a @ w + bias) + residual, f32 or packed-f16 weights.
+use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
+use crate::graph::DType;
+use crate::kernels::{Define, KernelKey};
+
+uniform!("matmul.wgsl", MatmulParams { m: u32, n: u32, k: u32, act: u32 });
+
+/// Rows per lane in the CPU variant.
+const TM: u32 = 4;
+const WG_ROWS: u32 = 64;
+
+pub fn infer(a: &[usize], w: &[usize], bias: Option<&[usize]>, residual: Option<&[usize]>) -> Result<Vec<usize>, String> {
+    let (Some(&k), [wk, n]) = (a.last(), w) else {
+        return Err(format!("matmul needs a [.., K] and w [K, N], got {a:?} and {w:?}"));
+    };
+    if k != *wk {
+        return Err(format!("inner dimensions differ: a {a:?}, w {w:?}"));
+    }
+    if let Some(b) = bias {
+        if b != [*n] {
+            return Err(format!("bias must be [{n}], got {b:?}"));
+        }
+    }
+    let mut out = a.to_vec();
+    *out.last_mut().unwrap() = *n;
+    if let Some(r) = residual {
+        if r != out.as_slice() {
+            return Err(format!("residual must be {out:?}, got {r:?}"));
+        }
+    }
+    Ok(out)
+}
+
+fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
+    let mut d = vec![Define::Value("TM", TM)];
+    if w_f16 {
+        d.push(Define::Flag("W_F16"));
+    }
+    if bias {
+        d.push(Define::Flag("BIAS"));
+    }
+    if residual {
+        d.push(Define::Flag("RESIDUAL"));
+    }
+    d
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    let mut v = Vec::new();
+    for entry in ["main_rows", "main_tiled"] {
+        for f16 in [false, true] {
+            for bias in [false, true] {
+                for res in [false, true] {
+                    v.push(KernelKey { shader: "matmul.wgsl", entry, defines: defines(f16, bias, res), constants: vec![] });
+                }
+            }
+        }
+    }
+    v
+}
+
+pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
+    let k = s[0][s[0].len() - 1];
+    let m: usize = s[0][..s[0].len() - 1].iter().product();
+    let n = s[1][1];
+    let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
+    let tiled = match ctx.variant {
+        Some("tiled") => true,
+        Some("rows") => false,
+        Some(v) => return Err(format!("unknown matmul variant {v}")),
+        None => !ctx.caps.cpu,
+    };
+    let (entry, constants, workgroups) = if tiled {
+        ("main_tiled", vec![], (m.div_ceil(64) * n.div_ceil(64)) as u64)
+    } else {
+        let wg = WG_ROWS as usize;
+        ("main_rows", vec![("WG", WG_ROWS)], (m.div_ceil(TM as usize) * n.div_ceil(wg)) as u64)
+    };
+    let params = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: act.code() };
+    let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1))];
+    if bias {
+        bindings.push((3, Arg::Input(2)));
+    }
+    if residual {
+        bindings.push((4, Arg::Input(2 + bias as usize)));
+    }
+    bindings.push((5, Arg::Output));
+    Ok(KernelPlan {
+        key: KernelKey { shader: "matmul.wgsl", entry, defines: defines(w_f16, bias, residual), constants },
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings,
+        workgroups,
+    })
+}
+
+pub fn reference(x: &[&[f64]], s: &[&[usize]], act: Activation, bias: Option<&[f64]>, residual: Option<&[f64]>) -> Vec<f64> {
+    let k = s[0][s[0].len() - 1];
+    let m = x[0].len() / k.max(1);
+    let n = s[1][1];
+    let mut out = vec![0.0; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0.0;
+            for kk in 0..k {
+                acc += x[0][i * k + kk] * x[1][kk * n + j];
+            }
+            if let Some(b) = bias {
+                acc += b[j];
+            }
+            let mut v = act.apply(acc);
+            if let Some(r) = residual {
+                v += r[i * n + j];
+            }
+            out[i * n + j] = v;
+        }
+    }
+    out
+}

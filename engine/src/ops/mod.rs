@@ -1,0 +1,317 @@
+//! The op set. Each op lives in one file (params, shape checks, variant choice, dispatch
+//! size, CPU f64 reference) with one shader of the same name.
+use crate::device::Caps;
+use crate::graph::DType;
+use crate::kernels::KernelKey;
+use serde::{Deserialize, Serialize};
+
+pub mod attention;
+pub mod layernorm;
+pub mod matmul;
+pub mod patchify;
+pub mod pool;
+pub mod softmax;
+pub mod token_embed;
+pub mod unary;
+
+/// Elementwise activation; the numeric codes are the ones `apply_act` in act.wgsl reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    None = 0,
+    Gelu = 1,
+    GeluTanh = 2,
+    QuickGelu = 3,
+    Tanh = 4,
+    Relu = 5,
+}
+
+impl Activation {
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// Float64 reference.
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            Activation::None => x,
+            Activation::Gelu => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
+            Activation::GeluTanh => {
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+            }
+            Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
+            Activation::Tanh => x.tanh(),
+            Activation::Relu => x.max(0.0),
+        }
+    }
+}
+
+/// erf in float64 (Abramowitz-Stegun 7.1.26 is too coarse for a reference; this is the
+/// series / continued-fraction pair, accurate to ~1e-15).
+pub fn erf(x: f64) -> f64 {
+    let z = x.abs();
+    let r = if z < 2.5 {
+        // Maclaurin series
+        let mut sum = z;
+        let mut term = z;
+        let z2 = z * z;
+        let mut n = 0.0;
+        loop {
+            n += 1.0;
+            term *= -z2 / n;
+            let add = term / (2.0 * n + 1.0);
+            sum += add;
+            if add.abs() <= 1e-17 * sum.abs() || n > 200.0 {
+                break;
+            }
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        // erfc continued fraction (Lentz)
+        let z2 = z * z;
+        let mut f = z;
+        let mut c = z;
+        let mut d = 0.0;
+        for k in 1..300 {
+            let a = k as f64 / 2.0;
+            d = z + a * d;
+            d = 1.0 / d;
+            c = z + a / c;
+            let delta = c * d;
+            f *= delta;
+            if (delta - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        1.0 - (-z2).exp() / (f * std::f64::consts::PI.sqrt())
+    };
+    if x < 0.0 {
+        -r
+    } else {
+        r
+    }
+}
+
+/// Which token range a pooling op averages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolKind {
+    /// Select one token (e.g. the class token at 0).
+    Token(usize),
+    /// Mean over tokens from this index to the end (skipping prefix tokens).
+    MeanFrom(usize),
+}
+
+/// One node's operation. Inputs are listed per variant; optional inputs follow the flags.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// inputs: a [.., K], w [K, N], bias [N] if `bias`, residual [.., N] if `residual`.
+    MatMul { act: Activation, bias: bool, residual: bool },
+    /// inputs: x [.., D], gamma [D], beta [D].
+    LayerNorm { eps: f32 },
+    /// inputs: x [.., D].
+    Softmax,
+    /// inputs: qkv [B, N, 3*heads*head_dim] -> [B, N, heads*head_dim].
+    Attention { heads: usize, scale: f32 },
+    /// inputs: image [B, C, H, W] -> [B, (H/P)*(W/P), C*P*P].
+    Patchify { patch: usize },
+    /// inputs: patches [B, Np, D], prefix [prefix, D] if prefix > 0, pos [T - pos_start, D] if `pos`.
+    TokenEmbed { prefix: usize, pos: bool, pos_start: usize },
+    /// inputs: x [B, T, D] -> [B, D].
+    Pool { kind: PoolKind },
+    /// inputs: x (any shape).
+    Unary { act: Activation },
+}
+
+/// What a kernel needs to know about the adapter and the node's inputs.
+#[derive(Clone, Debug, Default)]
+pub struct PlanCtx {
+    pub caps: Caps,
+    pub input_dtypes: Vec<DType>,
+    /// Force a named variant (op tests exercise every variant on every adapter).
+    pub variant: Option<&'static str>,
+}
+
+/// A node's binding slot: one of its inputs, or its output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    Input(usize),
+    Output,
+}
+
+/// A ready-to-dispatch kernel: pipeline key, uniform bytes, bindings, workgroup count.
+#[derive(Clone, Debug)]
+pub struct KernelPlan {
+    pub key: KernelKey,
+    pub params: Vec<u8>,
+    pub bindings: Vec<(u32, Arg)>,
+    pub workgroups: u64,
+}
+
+/// A `#[repr(C)]` uniform struct mirrored in WGSL; the layout test compares both.
+pub trait UniformLayout: bytemuck::Pod {
+    const WGSL_NAME: &'static str;
+    const SHADER: &'static str;
+    fn fields() -> Vec<(&'static str, usize)>;
+}
+
+macro_rules! uniform {
+    ($shader:literal, $name:ident { $($f:ident : $t:ty),* $(,)? }) => {
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name { $(pub $f: $t),* }
+        impl crate::ops::UniformLayout for $name {
+            const WGSL_NAME: &'static str = stringify!($name);
+            const SHADER: &'static str = $shader;
+            fn fields() -> Vec<(&'static str, usize)> {
+                vec![$((stringify!($f), std::mem::offset_of!($name, $f))),*]
+            }
+        }
+    };
+}
+pub(crate) use uniform;
+
+/// (shader, WGSL struct name, Rust size, Rust field offsets) of every uniform struct.
+pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'static str, usize)>)> {
+    fn one<T: UniformLayout>() -> (&'static str, &'static str, usize, Vec<(&'static str, usize)>) {
+        (T::SHADER, T::WGSL_NAME, std::mem::size_of::<T>(), T::fields())
+    }
+    vec![
+        one::<matmul::MatmulParams>(),
+        one::<layernorm::LayerNormParams>(),
+        one::<softmax::SoftmaxParams>(),
+        one::<attention::AttentionParams>(),
+        one::<patchify::PatchifyParams>(),
+        one::<token_embed::TokenEmbedParams>(),
+        one::<pool::PoolParams>(),
+        one::<unary::UnaryParams>(),
+    ]
+}
+
+/// Every (shader, defines, entry) variant any plan can produce, for the naga test.
+pub fn all_variants() -> Vec<KernelKey> {
+    let mut v = Vec::new();
+    v.extend(matmul::variants());
+    v.extend(attention::variants());
+    v.extend(layernorm::variants());
+    v.extend(softmax::variants());
+    v.extend(patchify::variants());
+    v.extend(token_embed::variants());
+    v.extend(pool::variants());
+    v.extend(unary::variants());
+    v
+}
+
+pub(crate) fn u32_of(x: usize, what: &str) -> Result<u32, String> {
+    u32::try_from(x).map_err(|_| format!("{what} = {x} does not fit in u32"))
+}
+
+fn expect_inputs(shapes: &[&[usize]], n: usize) -> Result<(), String> {
+    if shapes.len() != n {
+        return Err(format!("expected {n} inputs, got {}", shapes.len()));
+    }
+    Ok(())
+}
+
+impl Op {
+    /// Short name used in profiles and labels.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::MatMul { .. } => "matmul",
+            Op::LayerNorm { .. } => "layernorm",
+            Op::Softmax => "softmax",
+            Op::Attention { .. } => "attention",
+            Op::Patchify { .. } => "patchify",
+            Op::TokenEmbed { .. } => "token_embed",
+            Op::Pool { .. } => "pool",
+            Op::Unary { .. } => "unary",
+        }
+    }
+
+    /// Output shape from input shapes, or what is wrong with them.
+    pub fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        match self {
+            Op::MatMul { bias, residual, .. } => {
+                expect_inputs(s, 2 + *bias as usize + *residual as usize)?;
+                matmul::infer(s[0], s[1], bias.then(|| s[2]), residual.then(|| s[s.len() - 1]))
+            }
+            Op::LayerNorm { .. } => {
+                expect_inputs(s, 3)?;
+                layernorm::infer(s[0], s[1], s[2])
+            }
+            Op::Softmax => {
+                expect_inputs(s, 1)?;
+                softmax::infer(s[0])
+            }
+            Op::Attention { heads, .. } => {
+                expect_inputs(s, 1)?;
+                attention::infer(s[0], *heads)
+            }
+            Op::Patchify { patch } => {
+                expect_inputs(s, 1)?;
+                patchify::infer(s[0], *patch)
+            }
+            Op::TokenEmbed { prefix, pos, pos_start } => {
+                expect_inputs(s, 1 + (*prefix > 0) as usize + *pos as usize)?;
+                token_embed::infer(s, *prefix, *pos, *pos_start)
+            }
+            Op::Pool { kind } => {
+                expect_inputs(s, 1)?;
+                pool::infer(s[0], *kind)
+            }
+            Op::Unary { .. } => {
+                expect_inputs(s, 1)?;
+                Ok(s[0].to_vec())
+            }
+        }
+    }
+
+    /// The kernel for this node on this adapter (shapes were checked by `infer`).
+    pub fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &PlanCtx) -> Result<KernelPlan, String> {
+        match self {
+            Op::MatMul { act, bias, residual } => matmul::plan(s, *act, *bias, *residual, ctx),
+            Op::LayerNorm { eps } => layernorm::plan(s[0], *eps),
+            Op::Softmax => softmax::plan(s[0]),
+            Op::Attention { heads, scale } => attention::plan(s[0], *heads, *scale, ctx),
+            Op::Patchify { patch } => patchify::plan(s[0], out, *patch),
+            Op::TokenEmbed { prefix, pos, pos_start } => token_embed::plan(s, out, *prefix, *pos, *pos_start),
+            Op::Pool { kind } => pool::plan(s[0], *kind),
+            Op::Unary { act } => unary::plan(out, *act),
+        }
+    }
+
+    /// Float64 CPU reference.
+    pub fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        match self {
+            Op::MatMul { act, bias, residual } => {
+                matmul::reference(x, s, *act, bias.then(|| x[2]), residual.then(|| x[x.len() - 1]))
+            }
+            Op::LayerNorm { eps } => layernorm::reference(x[0], x[1], x[2], s[0], *eps),
+            Op::Softmax => softmax::reference(x[0], s[0]),
+            Op::Attention { heads, scale } => attention::reference(x[0], s[0], *heads, *scale),
+            Op::Patchify { patch } => patchify::reference(x[0], s[0], out, *patch),
+            Op::TokenEmbed { prefix, pos, pos_start } => token_embed::reference(x, s, out, *prefix, *pos, *pos_start),
+            Op::Pool { kind } => pool::reference(x[0], s[0], *kind),
+            Op::Unary { act } => x[0].iter().map(|&v| act.apply(v)).collect(),
+        }
+    }
+
+    /// Floating-point operations (multiply-add = 2) per execution, for GFLOP/s reports.
+    pub fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        match self {
+            Op::MatMul { .. } => {
+                let k = *s[0].last().unwrap_or(&0) as u64;
+                2 * k * out.iter().product::<usize>() as u64
+            }
+            Op::Attention { .. } => {
+                let (b, n, d3) = (s[0][0] as u64, s[0][1] as u64, s[0][2] as u64);
+                // QK^T and PV: 2 * (2 * n * n * d) per batch, d = d3 / 3.
+                4 * b * n * n * (d3 / 3)
+            }
+            _ => 0,
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Every op on the GPU against its float64 CPU reference, on ragged shapes (1, 7, 257,
+//! sizes that are not multiples of 4 or of the tile), in every kernel variant.
+mod common;
+use common::*;
+use std::borrow::Cow;
+use wgvision_engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, PoolKind, WeightData};
+
+/// One node: input 0 is a graph input, the rest are weights (so f16 storage can be tested).
+fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool, tol: (f64, f64, f64)) {
+    let gpu = gpu();
+    let mut b = Graph::builder();
+    let mut ids = vec![b.input("x0", shapes[0]).unwrap()];
+    for (i, s) in shapes.iter().enumerate().skip(1) {
+        ids.push(b.weight(&format!("w{i}"), s).unwrap());
+    }
+    let out = b.node("node", op.clone(), &ids).unwrap();
+    b.output(out, "y").unwrap();
+    let g = b.finish();
+    let data: Vec<Vec<f32>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| rand_vec(s.iter().product(), 7 + i as u64))
+        .collect();
+    // Values as the GPU sees them (f16-rounded where stored as f16) feed the reference.
+    let f16_input = |i: usize| w_f16 && i == 1;
+    let seen: Vec<Vec<f64>> = data
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.iter().map(|&v| if f16_input(i) { half::f16::from_f32(v).to_f64() } else { v as f64 }).collect())
+        .collect();
+    let weights = GpuWeights::upload(&gpu, &g, |name| {
+        let i: usize = name[1..].parse().ok()?;
+        let bytes: Vec<u8> = if f16_input(i) {
+            data[i].iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
+        } else {
+            bytemuck::cast_slice(&data[i]).to_vec()
+        };
+        Some(WeightData { dtype: if f16_input(i) { DType::F16 } else { DType::F32 }, shape: shapes[i].to_vec(), bytes: Cow::Owned(bytes) })
+    })
+    .unwrap();
+    let c = Compiled::with_variant(gpu, &g, &weights, variant).unwrap();
+    let got = c.run(&[("x0", &data[0])]).unwrap();
+    let refs: Vec<&[f64]> = seen.iter().map(|v| v.as_slice()).collect();
+    let want = op.reference(&refs, shapes, g.shape(out));
+    assert_eq!(got[0].shape, g.shape(out));
+    let what = format!("{op:?} {shapes:?} variant={variant:?} f16={w_f16}");
+    assert_close(&what, &got[0].data, &want, tol.0, tol.1, tol.2);
+}
+
+const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);
+
+#[test]
+fn matmul_all_variants_ragged_shapes() {
+    let shapes: &[(usize, usize, usize)] = &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67)];
+    for &(m, k, n) in shapes {
+        for variant in ["rows", "tiled"] {
+            for (bias, residual, act) in [
+                (false, false, Activation::None),
+                (true, false, Activation::Gelu),
+                (true, true, Activation::QuickGelu),
+                (false, true, Activation::GeluTanh),
+            ] {
+                let mut s: Vec<Vec<usize>> = vec![vec![m, k], vec![k, n]];
+                if bias {
+                    s.push(vec![n]);
+                }
+                if residual {
+                    s.push(vec![m, n]);
+                }
+                let refs: Vec<&[usize]> = s.iter().map(|v| v.as_slice()).collect();
+                let tol = (2e-5 * (k as f64).sqrt(), 1e-4, 1e-5);
+                check(Op::MatMul { act, bias, residual }, &refs, Some(variant), false, tol);
+                check(Op::MatMul { act, bias, residual }, &refs, Some(variant), true, tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_leading_dims() {
+    check(Op::MatMul { act: Activation::None, bias: true, residual: false }, &[&[2, 7, 9], &[9, 5], &[5]], None, false, F32_TOL);
+}
+
+#[test]
+fn layernorm_ragged() {
+    for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 64), (2, 1000)] {
+        check(Op::LayerNorm { eps: 1e-6 }, &[&[rows, d], &[d], &[d]], None, false, F32_TOL);
+        check(Op::LayerNorm { eps: 1e-5 }, &[&[1, rows, d], &[d], &[d]], None, false, F32_TOL);
+    }
+}
+
+#[test]
+fn softmax_ragged() {
+    for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 13), (2, 1000)] {
+        check(Op::Softmax, &[&[rows, d]], None, false, F32_TOL);
+    }
+}
+
+#[test]
+fn attention_ragged() {
+    for (b, n, heads, hd) in [(1, 1, 1, 4), (2, 7, 3, 8), (1, 257, 2, 64), (2, 50, 4, 32), (1, 33, 1, 80), (1, 9, 2, 256)] {
+        let scale = 1.0 / (hd as f32).sqrt();
+        check(Op::Attention { heads, scale }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+    }
+}
+
+#[test]
+fn patchify_ragged() {
+    for (b, c, h, w, p) in [(1, 1, 1, 1, 1), (2, 3, 7, 9, 3), (1, 3, 33, 18, 16), (1, 3, 14, 14, 14)] {
+        check(Op::Patchify { patch: p }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
+    }
+}
+
+#[test]
+fn token_embed_variants() {
+    let (b, np, d) = (2, 7, 5);
+    check(Op::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }, &[&[b, np, d], &[1, d], &[np + 1, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed { prefix: 5, pos: true, pos_start: 5 }, &[&[b, np, d], &[5, d], &[np, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[&[b, np, d], &[np, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed { prefix: 4, pos: false, pos_start: 0 }, &[&[b, np, d], &[4, d]], None, false, F32_TOL);
+}
+
+#[test]
+fn pool_token_and_mean() {
+    check(Op::Pool { kind: PoolKind::Token(0) }, &[&[2, 7, 257]], None, false, F32_TOL);
+    check(Op::Pool { kind: PoolKind::MeanFrom(1) }, &[&[3, 257, 7]], None, false, F32_TOL);
+    check(Op::Pool { kind: PoolKind::MeanFrom(0) }, &[&[1, 1, 1]], None, false, F32_TOL);
+}
+
+#[test]
+fn activations_match_float64() {
+    // Includes large |x|, where a naive tanh can return NaN and erf tails matter.
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Tanh, Activation::Relu] {
+        check(Op::Unary { act }, &[&[257, 7]], None, false, (1e-6, 1e-5, 1e-6));
+    }
+    let gpu = gpu();
+    let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).chain([-60.0, 60.0, -1e4, 1e4]).collect();
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[xs.len()]).unwrap();
+    let mut outs = vec![];
+    for (i, act) in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu].into_iter().enumerate() {
+        let y = b.node(&format!("n{i}"), Op::Unary { act }, &[x]).unwrap();
+        b.output(y, &format!("y{i}")).unwrap();
+        outs.push(act);
+    }
+    let g = b.finish();
+    let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+    let c = Compiled::new(gpu, &g, &w).unwrap();
+    let got = c.run(&[("x0", &xs)]).unwrap();
+    for (t, act) in got.iter().zip(outs) {
+        for (g, x) in t.data.iter().zip(&xs) {
+            let want = act.apply(*x as f64);
+            assert!(g.is_finite(), "{act:?}({x}) = {g}");
+            assert!((*g as f64 - want).abs() <= 3e-7 + 2e-6 * want.abs(), "{act:?}({x}): got {g}, want {want}");
+        }
+    }
+}
+
+#[test]
+fn reference_erf_is_accurate() {
+    // Known values of erf (Abramowitz & Stegun table 7.1).
+    for (x, want) in [(0.5, 0.5204998778130465), (1.0, 0.8427007929497149), (2.0, 0.9953222650189527), (3.0, 0.9999779095030014)] {
+        assert!((wgvision_engine::ops::erf(x) - want).abs() < 1e-14, "erf({x})");
+        assert!((wgvision_engine::ops::erf(-x) + want).abs() < 1e-14);
+    }
+}
+
+#[test]
+fn dispatch_split_over_65535_workgroups() {
+    // 70k rows of LayerNorm -> 70k workgroups: must be split over x and y.
+    check(Op::LayerNorm { eps: 1e-6 }, &[&[70_000, 3], &[3], &[3]], None, false, F32_TOL);
+}
