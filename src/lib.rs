@@ -1,1 +1,146 @@
+//! wgvision: portable vision-transformer inference on wgpu.
+//!
+//! ```no_run
+//! let gpu = wgvision::Gpu::new(None)?;
+//! let model = wgvision::Model::load("vit.safetensors".as_ref(), gpu)?;
+//! let pixels = vec![0.0f32; 3 * 224 * 224];
+//! let out = model.run(&pixels, &[1, 3, 224, 224])?;
+//! println!("{:?}", &out[0].data[..5]);
+//! # Ok::<(), wgvision::Error>(())
+//! ```
+pub mod image_input;
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, Tensor};
+pub use wgvision_graphs::{self as graphs, ModelConfig};
+pub use wgvision_weights::{self as weights, format::ModelFile};
+use wgvision_engine::{DType, GpuWeights, WeightData};
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] wgvision_engine::EngineError),
+    #[error(transparent)]
+    Graph(#[from] wgvision_graphs::GraphError),
+    #[error(transparent)]
+    Weights(#[from] wgvision_weights::WeightsError),
+    #[error("input {tensor}: {message}")]
+    Input { tensor: String, message: String },
+    #[error("image {path}: {message}")]
+    Image { path: String, message: String },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A loaded model: weights resident on the device, compiled per batch size on first use.
+/// `run` may be called from several threads; runs of one model are serialized.
+pub struct Model {
+    gpu: Arc<Gpu>,
+    pub config: ModelConfig,
+    weights: GpuWeights,
+    compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
+}
+
+impl Model {
+    /// Load a model file produced by `wgvision convert`.
+    pub fn load(path: &Path, gpu: Arc<Gpu>) -> Result<Model> {
+        let file = ModelFile::open(path)?;
+        let config = file.config.clone();
+        Self::from_weights(gpu, config, |name| file.get(name))
+    }
+
+    /// Build from a config and any source of weights (used by bench presets).
+    pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
+        let graph = config.build(1)?;
+        let weights = GpuWeights::upload(&gpu, &graph, lookup)?;
+        Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()) })
+    }
+
+    /// A model with deterministic synthetic weights (benchmarks need no download).
+    pub fn synthetic(gpu: Arc<Gpu>, config: ModelConfig, dtype: DType) -> Result<Model> {
+        let graph = config.build(1)?;
+        let shapes: HashMap<String, Vec<usize>> = graph.weights().map(|w| (w.name.clone(), w.shape.clone())).collect();
+        Self::from_weights(gpu, config, |name| {
+            let shape = shapes.get(name)?.clone();
+            let n: usize = shape.iter().product();
+            let mut s = name.bytes().fold(0x9E3779B97F4A7C15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001B3)) | 1;
+            let ones = name.ends_with("norm1.weight") || name.ends_with("norm2.weight") || name.ends_with("norm.weight");
+            let vals = (0..n).map(move |_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                let u = (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                if ones { 1.0 + 0.1 * u } else { 0.04 * u }
+            });
+            let bytes: Vec<u8> = match dtype {
+                DType::F32 => vals.flat_map(f32::to_le_bytes).collect(),
+                DType::F16 => vals.flat_map(|v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            };
+            Some(WeightData { dtype, shape, bytes: bytes.into() })
+        })
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
+
+    /// The graph compiled for `batch` images (compiled once, then cached).
+    pub fn compiled(&self, batch: usize) -> Result<Arc<Compiled>> {
+        if batch == 0 {
+            return Err(Error::Input { tensor: "pixel_values".into(), message: "batch size must be at least 1".into() });
+        }
+        let mut map = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = map.get(&batch) {
+            return Ok(c.clone());
+        }
+        let graph = self.config.build(batch)?;
+        let c = Arc::new(Compiled::new(self.gpu.clone(), &graph, &self.weights)?);
+        map.insert(batch, c.clone());
+        Ok(c)
+    }
+
+    /// Check an image batch against the model's input and return the batch size.
+    pub fn check_pixels(&self, data_len: usize, shape: &[usize]) -> Result<usize> {
+        let (name, want) = self.config.image_input(1);
+        let bad = |message: String| Error::Input { tensor: name.clone(), message };
+        if shape.len() != 4 || shape[1..] != want[1..] {
+            return Err(bad(format!("expected shape [B, {}, {}, {}], got {shape:?}", want[1], want[2], want[3])));
+        }
+        if shape[0] == 0 {
+            return Err(bad("batch size must be at least 1".into()));
+        }
+        if shape.iter().product::<usize>() != data_len {
+            return Err(bad(format!("shape {shape:?} does not match {data_len} values")));
+        }
+        Ok(shape[0])
+    }
+
+    /// Run on a pixel batch [B, C, H, W] (NCHW, already preprocessed).
+    pub fn run(&self, pixels: &[f32], shape: &[usize]) -> Result<Vec<Tensor>> {
+        let batch = self.check_pixels(pixels.len(), shape)?;
+        let c = self.compiled(batch)?;
+        let _one_run_at_a_time = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(c.run(&[("pixel_values", pixels)])?)
+    }
+}
+
+/// Indices and scores of the k largest values, highest first (ties to the lower index).
+pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
+    idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
+}
+
+pub fn softmax(x: &[f32]) -> Vec<f32> {
+    let m = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = x.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|v| v / s).collect()
+}

@@ -1,1 +1,75 @@
-// placeholder
+//! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
+//! are plain data built from the engine's IR types.
+pub mod vit;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use wgvision_engine::{EngineError, Graph};
+
+#[derive(Debug, Error)]
+pub enum GraphError {
+    #[error("model config: {0}")]
+    Config(String),
+    #[error("unsupported model: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+pub type Result<T> = std::result::Result<T, GraphError>;
+
+/// Input preprocessing recorded at conversion (timm's pretrained cfg).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Preprocess {
+    /// [C, H, W]
+    pub input_size: [usize; 3],
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub crop_pct: f32,
+    /// "center" or "squash" (resize the whole image to the input size)
+    pub crop_mode: String,
+    pub interpolation: String,
+}
+
+/// A model file's config: the family tag selects the builder.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "family", rename_all = "snake_case")]
+pub enum ModelConfig {
+    Vit(vit::VitConfig),
+}
+
+impl ModelConfig {
+    pub fn from_json(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| GraphError::Config(e.to_string()))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The static graph for `batch` images.
+    pub fn build(&self, batch: usize) -> Result<Graph> {
+        match self {
+            ModelConfig::Vit(c) => c.build(batch),
+        }
+    }
+
+    pub fn preprocess(&self) -> &Preprocess {
+        match self {
+            ModelConfig::Vit(c) => &c.preprocess,
+        }
+    }
+
+    /// Name of the input image tensor and its shape for `batch` images.
+    pub fn image_input(&self, batch: usize) -> (String, Vec<usize>) {
+        match self {
+            ModelConfig::Vit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            ModelConfig::Vit(c) => &c.name,
+        }
+    }
+}

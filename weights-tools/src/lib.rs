@@ -1,1 +1,35 @@
-// placeholder
+//! wgvision-weights: the model file format (safetensors + config metadata, canonical
+//! tensor names in the engine's layout) and converters from peer checkpoints.
+pub mod format;
+pub mod st;
+pub mod timm;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum WeightsError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: not a valid safetensors file: {message}")]
+    NotSafetensors { path: String, message: String },
+    #[error("{path}: not a wgvision model file: {message}")]
+    NotAModelFile { path: String, message: String },
+    #[error("checkpoint is missing tensor '{tensor}'{hint}")]
+    MissingTensor { tensor: String, hint: String },
+    #[error("checkpoint has unexpected tensor '{tensor}' (shape {shape:?}); it does not belong to the configured model{hint}")]
+    UnexpectedTensor { tensor: String, shape: Vec<usize>, hint: String },
+    #[error("tensor '{tensor}' has shape {got:?}, expected {expected:?}{hint}")]
+    ShapeMismatch { tensor: String, expected: Vec<usize>, got: Vec<usize>, hint: String },
+    #[error("tensor '{tensor}' has dtype {dtype}, which wgvision cannot read (use f32, f16, bf16 or f64)")]
+    UnsupportedDtype { tensor: String, dtype: String },
+    #[error("unknown timm model '{name}'{hint}")]
+    UnknownModel { name: String, hint: String },
+    #[error("option {key}: {message}")]
+    BadOption { key: String, message: String },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Graph(#[from] wgvision_graphs::GraphError),
+}
+
+pub type Result<T> = std::result::Result<T, WeightsError>;

@@ -1,0 +1,110 @@
+//! `wgvision bench`: latency, throughput and achieved GFLOP/s of a model file or a preset.
+use super::{open_gpu, CliResult};
+use std::path::Path;
+use std::time::Instant;
+use wgvision::engine::DType;
+use wgvision::weights::timm;
+use wgvision::{graphs::ModelConfig, Model};
+
+#[allow(clippy::too_many_arguments)]
+pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, per_op: bool, json: bool, backend: Option<String>) -> CliResult {
+    if batch == 0 || iters == 0 {
+        return Err("--batch and --iters must be at least 1".into());
+    }
+    let path = Path::new(model);
+    let (config, file) = if path.exists() {
+        let f = wgvision::ModelFile::open(path)?;
+        (f.config.clone(), Some(f))
+    } else if model.ends_with(".safetensors") {
+        return Err(format!("{model}: no such file").into());
+    } else {
+        (ModelConfig::Vit(timm::config(model, &[])?), None)
+    };
+    let gpu = open_gpu(backend.as_deref())?;
+    let m = match &file {
+        Some(f) => Model::from_weights(gpu.clone(), config, |n| f.get(n))?,
+        None => Model::synthetic(gpu.clone(), config, if f16 { DType::F16 } else { DType::F32 })?,
+    };
+    drop(file);
+    let compiled = m.compiled(batch)?;
+    let (name, shape) = m.config.image_input(batch);
+    let n: usize = shape.iter().product();
+    let pixels: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
+    let inputs = [(name.as_str(), pixels.as_slice())];
+    for _ in 0..warmup {
+        compiled.run(&inputs)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        compiled.run(&inputs)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median = times[times.len() / 2];
+    let min = times[0];
+    let flops = compiled.flops as f64;
+    let ips = batch as f64 / (median / 1e3);
+    let gflops = flops / (median / 1e3) / 1e9;
+    let profile = if per_op { Some(compiled.run_profiled(&inputs)?.1) } else { None };
+    if json {
+        let mut v = serde_json::json!({
+            "model": m.config.name(),
+            "batch": batch,
+            "adapter": gpu.info.name,
+            "backend": gpu.backend_name(),
+            "device_type": format!("{:?}", gpu.info.device_type),
+            "weights": if f16 { "f16" } else { "f32" },
+            "iters": iters,
+            "median_ms": median,
+            "min_ms": min,
+            "images_per_s": ips,
+            "gflops": gflops,
+            "flops_per_batch": compiled.flops,
+            "memory": compiled.memory,
+            "weight_bytes": m.weight_bytes(),
+        });
+        if let Some(p) = &profile {
+            v["per_op"] = serde_json::to_value(p)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("model    {}  batch {batch}  ({} weights)", m.config.name(), if f16 { "f16" } else { "f32" });
+    println!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
+    println!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs");
+    println!("through  {ips:.2} images/s   {gflops:.2} GFLOP/s ({:.2} GFLOP per batch)", flops / 1e9);
+    let mem = &compiled.memory;
+    println!(
+        "memory   activations {:.2} MB planned in {} buffers (naive {:.2} MB), weights {:.2} MB",
+        mem.planned_bytes as f64 / 1e6,
+        mem.shared_buffers,
+        mem.naive_bytes as f64 / 1e6,
+        m.weight_bytes() as f64 / 1e6
+    );
+    if let Some(p) = profile {
+        let total: f64 = p.iter().map(|t| t.ms).sum();
+        // Aggregate by op kind, then list nodes.
+        let mut by_kernel: Vec<(String, f64, usize)> = Vec::new();
+        for t in &p {
+            let kind = t.kernel.split(['.', '+', ',']).next().unwrap_or("").to_string();
+            match by_kernel.iter_mut().find(|(k, _, _)| *k == kind) {
+                Some(e) => {
+                    e.1 += t.ms;
+                    e.2 += 1
+                }
+                None => by_kernel.push((kind, t.ms, 1)),
+            }
+        }
+        by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("per-op GPU time (sum {total:.2} ms):");
+        for (k, ms, n) in &by_kernel {
+            println!("  {k:<14} {ms:>9.3} ms  {:>5.1}%  ({n} nodes)", 100.0 * ms / total.max(1e-12));
+        }
+        println!("per node:");
+        for t in &p {
+            println!("  {:<28} {:>9.3} ms  {}", t.node, t.ms, t.kernel);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `wgvision inspect`: config, tensors, parameter count, FLOPs per image, graph IR.
+use super::CliResult;
+use std::path::PathBuf;
+use wgvision::ModelFile;
+
+pub fn inspect(model: PathBuf, graph: bool, json: bool) -> CliResult {
+    let file = ModelFile::open(&model)?;
+    let g = file.config.build(1)?;
+    if graph {
+        println!("{}", serde_json::to_string_pretty(&g)?);
+        return Ok(());
+    }
+    let flops = g.flops();
+    let params = file.parameter_count();
+    if json {
+        let tensors: Vec<_> = file
+            .tensor_list()
+            .into_iter()
+            .map(|(n, d, s)| serde_json::json!({"name": n, "dtype": d, "shape": s}))
+            .collect();
+        let v = serde_json::json!({
+            "config": serde_json::from_str::<serde_json::Value>(&file.config.to_json())?,
+            "parameters": params,
+            "flops_per_image": flops,
+            "nodes": g.nodes.len(),
+            "tensors": tensors,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("model:      {}", file.config.name());
+    println!("config:     {}", file.config.to_json());
+    println!("parameters: {params} ({:.2}M)", params as f64 / 1e6);
+    println!("FLOPs/img:  {flops} ({:.2} GFLOP)", flops as f64 / 1e9);
+    println!("graph:      {} nodes", g.nodes.len());
+    println!("file:       {} bytes", file.file_bytes());
+    println!("tensors:");
+    for (n, d, s) in file.tensor_list() {
+        println!("  {n:<40} {d:?} {s:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Argument definitions and dispatch; one file per subcommand.
+mod bench;
+mod convert;
+mod inspect;
+mod run;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wgvision::{Backend, Gpu};
+
+#[derive(Parser)]
+#[command(name = "wgvision", version, about = "Vision transformers on any GPU through WGSL compute shaders")]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum From {
+    Timm,
+    Hf,
+    Vmoe,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+pub enum Dtype {
+    F32,
+    F16,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Convert a peer checkpoint (safetensors) into a wgvision model file.
+    Convert {
+        #[arg(long, value_enum)]
+        from: From,
+        /// timm model name, e.g. vit_base_patch16_224
+        #[arg(long)]
+        model: Option<String>,
+        /// timm constructor override KEY=JSON (repeatable), e.g. --set img_size=384
+        #[arg(long = "set", value_name = "KEY=JSON")]
+        sets: Vec<String>,
+        /// Peer config.json (--from hf / vmoe)
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// List the timm model names this build converts, then exit.
+        #[arg(long)]
+        list_models: bool,
+        input: Option<PathBuf>,
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Dtype,
+    },
+    /// Run a model on a safetensors input or an image.
+    Run {
+        model: PathBuf,
+        /// safetensors file with `pixel_values` f32 [B, 3, H, W]
+        #[arg(long, conflicts_with = "image")]
+        input: Option<PathBuf>,
+        /// Output safetensors (with --input)
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// PNG or JPEG; prints the top classes
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long)]
+        backend: Option<String>,
+    },
+    /// Show a model file's config, tensors, parameter count and FLOPs.
+    Inspect {
+        model: PathBuf,
+        /// Print the graph IR as JSON
+        #[arg(long)]
+        graph: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark a model file or a built-in preset (synthetic weights).
+    Bench {
+        /// Model file or preset name (a timm model name such as vit_base_patch16_224)
+        model: String,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Weight storage for presets
+        #[arg(long, value_enum, default_value = "f32")]
+        dtype: Dtype,
+        /// GPU time per node from timestamp queries
+        #[arg(long)]
+        per_op: bool,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        backend: Option<String>,
+    },
+}
+
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+pub fn open_gpu(backend: Option<&str>) -> Result<Arc<Gpu>, Box<dyn std::error::Error>> {
+    let b: Option<Backend> = backend.map(str::parse).transpose()?;
+    Ok(Gpu::new(b)?)
+}
+
+pub fn dispatch(cli: Cli) -> CliResult {
+    match cli.cmd {
+        Cmd::Convert { from, model, sets, config, list_models, input, output, dtype } => {
+            convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16)
+        }
+        Cmd::Run { model, input, output, image, top, backend } => run::run(model, input, output, image, top, backend),
+        Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),
+        Cmd::Bench { model, batch, iters, warmup, dtype, per_op, json, backend } => {
+            bench::bench(&model, batch, iters, warmup, dtype == Dtype::F16, per_op, json, backend)
+        }
+    }
+}

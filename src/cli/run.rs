@@ -1,0 +1,47 @@
+//! `wgvision run`: safetensors in -> safetensors out, or an image -> top classes.
+use super::{open_gpu, CliResult};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use wgvision::weights::st::{self, OutTensor};
+use wgvision::{image_input, softmax, top_k, Model};
+
+pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, image: Option<PathBuf>, top: usize, backend: Option<String>) -> CliResult {
+    if input.is_none() && image.is_none() {
+        return Err("give --input IN.safetensors -o OUT.safetensors, or --image FILE".into());
+    }
+    if input.is_some() && output.is_none() {
+        return Err("--input needs -o OUT.safetensors".into());
+    }
+    // Read and check the input before opening the device: bad input fails fast.
+    let file = wgvision::ModelFile::open(&model)?;
+    let gpu = open_gpu(backend.as_deref())?;
+    let config = file.config.clone();
+    let m = Model::from_weights(gpu, config, |n| file.get(n))?;
+    drop(file);
+    if let Some(img) = image {
+        let pixels = image_input::load_image(&img, m.config.preprocess())?;
+        let (_, shape) = m.config.image_input(1);
+        let out = m.run(&pixels, &shape)?;
+        let logits = &out[0].data;
+        let probs = softmax(logits);
+        println!("{}: top-{top} of {} outputs", img.display(), logits.len());
+        for (rank, (i, p)) in top_k(&probs, top).into_iter().enumerate() {
+            println!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}", rank + 1, logits[i]);
+        }
+        return Ok(());
+    }
+    let (input, output) = (input.unwrap_or_default(), output.unwrap_or_default());
+    let (_, tensors) = st::load(&input)?;
+    let (name, _) = m.config.image_input(1);
+    let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| {
+        let have: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
+        format!("{}: no tensor '{name}' (found {have:?})", input.display())
+    })?;
+    if t.dtype != safetensors::Dtype::F32 {
+        return Err(format!("{}: tensor '{name}' has dtype {:?}, expected F32", input.display(), t.dtype).into());
+    }
+    let out = m.run(&t.data, &t.shape)?;
+    let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
+    st::write(&output, &tensors, HashMap::new())?;
+    Ok(())
+}
