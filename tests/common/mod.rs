@@ -1,0 +1,46 @@
+//! Helpers for CLI-level tests: run the real binary, temp dirs, safetensors reading.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn wgvision(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wgvision")).args(args).output().expect("run wgvision")
+}
+
+/// Run and require success, showing stderr otherwise.
+pub fn wgvision_ok(args: &[&str]) -> Output {
+    let out = wgvision(args);
+    assert!(out.status.success(), "wgvision {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// A fresh directory under target/ (removed and recreated).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// (shape, values as f64) of a tensor in a safetensors file (f32 or f64).
+pub fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{} has no {name}", path.display()));
+    let data = match t.dtype() {
+        safetensors::Dtype::F64 => t.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        safetensors::Dtype::F32 => t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        d => panic!("dtype {d:?}"),
+    };
+    (t.shape().to_vec(), data)
+}
+
+pub fn rel_l2(got: &[f64], want: &[f64]) -> f64 {
+    let num: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
+    let den: f64 = want.iter().map(|w| w * w).sum();
+    (num / den.max(1e-300)).sqrt()
+}
