@@ -1,0 +1,63 @@
+//! Shader checks that need no GPU: every variant any kernel plan can produce parses and
+//! validates with naga, and every Rust uniform struct matches its WGSL mirror.
+use wgvision_engine::kernels::{op_shaders, preprocess, KernelKey};
+use wgvision_engine::ops::{all_variants, uniform_layouts};
+
+fn module(key: &KernelKey) -> naga::Module {
+    let src = preprocess(key.shader, &key.defines).unwrap();
+    naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", key.label(), e.emit_to_string(&src)))
+}
+
+#[test]
+fn every_shader_variant_validates() {
+    let variants = all_variants();
+    for key in &variants {
+        let m = module(key);
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&m)
+            .unwrap_or_else(|e| panic!("{}: {e:?}", key.label()));
+        assert!(m.entry_points.iter().any(|e| e.name == key.entry), "{}: no entry point {}", key.label(), key.entry);
+        for (name, _) in &key.constants {
+            assert!(
+                m.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(name)),
+                "{}: override {name} not declared",
+                key.label()
+            );
+        }
+    }
+    // Every op shader file is reachable from some variant.
+    for s in op_shaders() {
+        assert!(variants.iter().any(|k| k.shader == s), "{s} is not covered by any variant");
+    }
+}
+
+#[test]
+fn uniform_structs_match_wgsl() {
+    for (shader, name, size, fields) in uniform_layouts() {
+        let key = all_variants().into_iter().find(|k| k.shader == shader).unwrap();
+        let m = module(&key);
+        let (_, ty) = m.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{shader}: no struct {name}"));
+        let naga::TypeInner::Struct { members, span } = &ty.inner else { panic!("{name} is not a struct") };
+        assert_eq!(*span as usize, size, "{name}: WGSL size {span} vs Rust {size}");
+        assert_eq!(members.len(), fields.len(), "{name}: member count");
+        for (m, (f, off)) in members.iter().zip(&fields) {
+            assert_eq!(m.name.as_deref(), Some(*f), "{name}: member order");
+            assert_eq!(m.offset as usize, *off, "{name}.{f}: WGSL offset {} vs Rust {off}", m.offset);
+        }
+    }
+}
+
+#[test]
+fn preprocessor_selects_bindings_and_emits_value_defines() {
+    use wgvision_engine::kernels::Define;
+    let with = preprocess("matmul.wgsl", &[Define::Value("TM", 4), Define::Flag("BIAS")]).unwrap();
+    assert!(with.starts_with("const TM: u32 = 4u;"));
+    assert!(with.contains("var<storage, read> bias"));
+    assert!(with.contains("fn erf_approx"), "#include expanded");
+    let without = preprocess("matmul.wgsl", &[Define::Value("TM", 4)]).unwrap();
+    assert!(!without.contains("var<storage, read> bias"));
+    assert!(without.contains("var<storage, read> w: array<f32>"));
+    let f16 = preprocess("matmul.wgsl", &[Define::Value("TM", 4), Define::Flag("W_F16")]).unwrap();
+    assert!(f16.contains("var<storage, read> w: array<u32>") && f16.contains("unpack2x16float"));
+    assert!(preprocess("no_such.wgsl", &[]).is_err());
+}

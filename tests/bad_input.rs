@@ -1,0 +1,174 @@
+//! Bad input through the real CLI: a clear message naming the file / tensor / shape,
+//! exit status 1 (not a panic's 101), and no output file left behind.
+mod common;
+use common::*;
+use safetensors::{serialize, tensor::TensorView, Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn expect_failure(args: &[&str], needles: &[&str], no_file: Option<&Path>) {
+    let out = wgvision(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "wgvision {args:?} should fail cleanly; stderr:\n{err}");
+    assert!(!err.contains("panicked"), "panic for {args:?}:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr of {args:?} should mention {n:?}:\n{err}");
+    }
+    if let Some(p) = no_file {
+        assert!(!p.exists(), "{} was left behind", p.display());
+        let dir = p.parent().unwrap();
+        let stray: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+        assert!(stray.is_empty(), "temp files left in {}", dir.display());
+    }
+}
+
+/// Copy a safetensors file, editing its tensors with `f` (name -> (dtype, shape, bytes)).
+fn rewrite(src: &Path, dst: &Path, f: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>)) {
+    let bytes = std::fs::read(src).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut map: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
+    f(&mut map);
+    let views: Vec<(String, TensorView)> =
+        map.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(dst, serialize(views, &None).unwrap()).unwrap();
+}
+
+struct Setup {
+    dir: PathBuf,
+    ckpt: PathBuf,
+    model: PathBuf,
+    io: PathBuf,
+}
+
+const MODEL: &str = "vit_base_patch16_224";
+const SETS: [&str; 12] = [
+    "--set", "depth=2", "--set", "num_classes=10", "--set", "img_size=32", "--set", "patch_size=8", "--set", "embed_dim=48", "--set", "num_heads=3",
+];
+
+fn setup(name: &str) -> Setup {
+    let dir = temp_dir(name);
+    let ckpt = fixtures().join("vit/base_token.checkpoint.safetensors");
+    let io = fixtures().join("vit/base_token.io.safetensors");
+    let model = dir.join("model.safetensors");
+    let mut args = vec!["convert", "--from", "timm", "--model", MODEL];
+    args.extend(SETS);
+    args.extend([ckpt.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    wgvision_ok(&args);
+    Setup { dir, ckpt, model, io }
+}
+
+fn convert_args<'a>(ckpt: &'a str, out: &'a str) -> Vec<&'a str> {
+    let mut a = vec!["convert", "--from", "timm", "--model", MODEL];
+    a.extend(SETS);
+    a.extend([ckpt, "-o", out]);
+    a
+}
+
+#[test]
+fn truncated_and_foreign_files() {
+    let s = setup("bad_files");
+    let out = s.dir.join("out.safetensors");
+    let bytes = std::fs::read(&s.model).unwrap();
+    let truncated = s.dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let (t, o, io) = (truncated.to_str().unwrap(), out.to_str().unwrap(), s.io.to_str().unwrap());
+    expect_failure(&["run", t, "--input", io, "-o", o], &["truncated.safetensors"], Some(&out));
+    let text = s.dir.join("notes.safetensors");
+    std::fs::write(&text, "this is not a safetensors file").unwrap();
+    let tx = text.to_str().unwrap();
+    expect_failure(&["run", tx, "--input", io, "-o", o], &["notes.safetensors", "not a valid safetensors"], Some(&out));
+    expect_failure(&convert_args(tx, o), &["notes.safetensors"], Some(&out));
+    // A checkpoint is not a model file.
+    expect_failure(&["run", s.ckpt.to_str().unwrap(), "--input", io, "-o", o], &["not a wgvision model file"], Some(&out));
+    expect_failure(&["run", "/nonexistent/model.safetensors", "--input", io, "-o", o], &["/nonexistent/model.safetensors"], Some(&out));
+    expect_failure(&["inspect", t], &["truncated.safetensors"], None);
+    expect_failure(&["bench", t], &["truncated.safetensors"], None);
+}
+
+#[test]
+fn checkpoint_with_wrong_missing_or_extra_tensor() {
+    let s = setup("bad_ckpt");
+    let out = s.dir.join("converted.safetensors");
+    let o = out.to_str().unwrap();
+    let bad = s.dir.join("bad.safetensors");
+    let b = bad.to_str().unwrap();
+
+    rewrite(&s.ckpt, &bad, |m| {
+        let e = m.get_mut("blocks.1.mlp.fc1.weight").unwrap();
+        e.1 = vec![e.1[0] / 2, e.1[1] * 2];
+    });
+    expect_failure(&convert_args(b, o), &["blocks.1.mlp.fc1.weight", "[192, 48]", "[96, 96]"], Some(&out));
+
+    rewrite(&s.ckpt, &bad, |m| {
+        m.remove("blocks.0.attn.qkv.bias");
+    });
+    expect_failure(&convert_args(b, o), &["missing tensor 'blocks.0.attn.qkv.bias'"], Some(&out));
+
+    rewrite(&s.ckpt, &bad, |m| {
+        m.insert("blocks.9.extra".into(), (Dtype::F32, vec![2], vec![0; 8]));
+    });
+    expect_failure(&convert_args(b, o), &["unexpected tensor 'blocks.9.extra'"], Some(&out));
+
+    rewrite(&s.ckpt, &bad, |m| {
+        m.get_mut("pos_embed").unwrap().0 = Dtype::I8;
+        let e = m.get_mut("pos_embed").unwrap();
+        e.2.truncate(e.1.iter().product());
+    });
+    expect_failure(&convert_args(b, o), &["pos_embed", "dtype"], Some(&out));
+
+    // The right checkpoint for another head size names the fix.
+    let mut args = vec!["convert", "--from", "timm", "--model", MODEL];
+    args.extend(&SETS[..2]);
+    args.extend(&SETS[4..]);
+    args.extend(["--set", "num_classes=11", s.ckpt.to_str().unwrap(), "-o", o]);
+    expect_failure(&args, &["head.weight", "num_classes=10"], Some(&out));
+}
+
+#[test]
+fn input_with_wrong_shape_dtype_or_name() {
+    let s = setup("bad_inputs");
+    let out = s.dir.join("out.safetensors");
+    let (m, o) = (s.model.to_str().unwrap(), out.to_str().unwrap());
+    let bad = s.dir.join("input.safetensors");
+    let b = bad.to_str().unwrap();
+
+    rewrite(&s.io, &bad, |t| {
+        let e = t.get_mut("pixel_values").unwrap();
+        e.1 = vec![2, 3, 16, 64];
+    });
+    expect_failure(&["run", m, "--input", b, "-o", o], &["pixel_values", "[B, 3, 32, 32]", "[2, 3, 16, 64]"], Some(&out));
+
+    rewrite(&s.io, &bad, |t| {
+        let (_, shape, data) = t.remove("pixel_values").unwrap();
+        let wide: Vec<u8> = data.chunks_exact(4).flat_map(|c| (f32::from_le_bytes(c.try_into().unwrap()) as f64).to_le_bytes()).collect();
+        t.insert("pixel_values".into(), (Dtype::F64, shape, wide));
+    });
+    expect_failure(&["run", m, "--input", b, "-o", o], &["pixel_values", "F64", "F32"], Some(&out));
+
+    rewrite(&s.io, &bad, |t| {
+        let e = t.remove("pixel_values").unwrap();
+        t.insert("images".into(), e);
+    });
+    expect_failure(&["run", m, "--input", b, "-o", o], &["no tensor 'pixel_values'"], Some(&out));
+    expect_failure(&["run", m, "--image", "/nonexistent.png"], &["/nonexistent.png"], None);
+    let not_image = s.dir.join("fake.png");
+    std::fs::write(&not_image, "not a png").unwrap();
+    expect_failure(&["run", m, "--image", not_image.to_str().unwrap()], &["fake.png"], None);
+}
+
+#[test]
+fn unknown_model_and_bad_options() {
+    let dir = temp_dir("bad_options");
+    let out = dir.join("m.safetensors");
+    let o = out.to_str().unwrap();
+    let ckpt = fixtures().join("vit/base_token.checkpoint.safetensors");
+    let c = ckpt.to_str().unwrap();
+    expect_failure(&["convert", "--from", "timm", "--model", "vit_enormous_patch3_224", c, "-o", o], &["unknown timm model 'vit_enormous_patch3_224'"], Some(&out));
+    expect_failure(&["convert", "--from", "timm", "--model", "vit_base_patch16_siglip_224", c, "-o", o], &["global_pool 'map'"], Some(&out));
+    expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "depth=two", c, "-o", o], &["--set depth=two", "not JSON"], Some(&out));
+    expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "depthh=2", c, "-o", o], &["depthh"], Some(&out));
+    expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "act_layer=\"swish\"", c, "-o", o], &["act_layer 'swish'"], Some(&out));
+    expect_failure(&["bench", "vit_enormous_patch3_224"], &["unknown timm model"], None);
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--backend", "directx9"], &["unknown backend 'directx9'"], None);
+}
