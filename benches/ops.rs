@@ -1,1 +1,56 @@
-fn main(){}
+//! Kernel benchmarks on the default adapter: matmul at ViT shapes (FLOP/s) and fused
+//! attention at ViT-B/16 (FLOP/s of QK^T and PV). Run: cargo bench --bench ops
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::borrow::Cow;
+use wgvision::engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, WeightData};
+use wgvision::Gpu;
+
+fn single(op: Op, x: &[usize], ws: &[Vec<usize>]) -> Graph {
+    let mut b = Graph::builder();
+    let mut ids = vec![b.input("x", x).unwrap()];
+    for (i, s) in ws.iter().enumerate() {
+        ids.push(b.weight(&format!("w{i}"), s).unwrap());
+    }
+    let y = b.node("op", op, &ids).unwrap();
+    b.output(y, "y").unwrap();
+    b.finish()
+}
+
+fn bench(c: &mut Criterion) {
+    let gpu = Gpu::new(None).expect("adapter");
+    let mut group = c.benchmark_group(format!("ops/{}", gpu.info.name));
+    group.sample_size(10);
+    let variants: Vec<Option<&'static str>> = match std::env::var("WGVISION_MATMUL_VARIANTS") {
+        Ok(v) => v.split(',').map(|s| Some(&*Box::leak(s.to_string().into_boxed_str()))).collect(),
+        Err(_) => vec![None],
+    };
+    let shapes = [(1024usize, 1024usize, 1024usize, "1024^3"), (197, 768, 2304, "vitb_qkv"), (197, 768, 3072, "vitb_fc1"), (197, 3072, 768, "vitb_fc2")];
+    for (m, k, n, name) in shapes {
+        for dtype in [DType::F32, DType::F16] {
+            for &variant in &variants {
+                let g = single(Op::MatMul { act: Activation::None, bias: false, residual: false }, &[m, k], &[vec![k, n]]);
+                let w: Vec<u8> = match dtype {
+                    DType::F32 => (0..k * n).flat_map(|i| ((i % 13) as f32 * 0.01).to_le_bytes()).collect(),
+                    DType::F16 => (0..k * n).flat_map(|i| half::f16::from_f32((i % 13) as f32 * 0.01).to_le_bytes()).collect(),
+                };
+                let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype, shape: vec![k, n], bytes: Cow::Borrowed(&w) })).unwrap();
+                let cmp = Compiled::with_variant(gpu.clone(), &g, &weights, variant).unwrap();
+                let x = vec![0.5f32; m * k];
+                group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+                let label = format!("matmul_{name}_{dtype:?}_{}", variant.unwrap_or("auto"));
+                group.bench_function(label, |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
+            }
+        }
+    }
+    let (bsz, t, h, hd) = (1usize, 197usize, 12usize, 64usize);
+    let g = single(Op::Attention { heads: h, scale: 0.125 }, &[bsz, t, 3 * h * hd], &[]);
+    let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+    let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let x = vec![0.1f32; bsz * t * 3 * h * hd];
+    group.throughput(Throughput::Elements((4 * bsz * t * t * h * hd) as u64));
+    group.bench_function("attention_vitb_197x12x64", |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,7 +1,8 @@
 // out[M,N] = act(A[M,K] * W[K,N] + bias[N]) + residual[M,N], accumulated in f32.
-// Two entry points: `main_rows` for CPU adapters (each lane owns one column and TM rows;
-// the A loads are uniform across lanes, so a SIMD CPU broadcasts them instead of gathering),
-// `main_tiled` for GPUs (workgroup-shared 64x64 tiles, 4x4 outputs per thread).
+// Entry points (chosen per adapter in ops/matmul.rs): `main_vec4` for CPU adapters when K
+// and N are multiples of 4 (4x4 register tile per lane, vec4 loads; fastest measured on
+// lavapipe), `main_cols8` for CPU adapters otherwise (uniform weight loads), `main_rows`
+// (one column, TM rows per lane), `main_tiled` for GPUs (workgroup-shared 64x64 tiles).
 #include "common/act.wgsl"
 #include "common/index.wgsl"
 
@@ -13,11 +14,16 @@ struct MatmulParams {
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
+#ifdef VEC4
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 #ifdef W_F16
 @group(0) @binding(2) var<storage, read> w: array<u32>;
 #else
 @group(0) @binding(2) var<storage, read> w: array<f32>;
+#endif
 #endif
 #ifdef BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -27,7 +33,9 @@ struct MatmulParams {
 #endif
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
+#ifndef VEC4
 #include "common/weights.wgsl"
+#endif
 
 fn epilogue(row: u32, col: u32, acc: f32) {
     var v = acc;
@@ -42,7 +50,9 @@ fn epilogue(row: u32, col: u32, acc: f32) {
 }
 
 override WG: u32 = 64u;
+override TR: u32 = 1u;  // rows per lane in main_cols8 (1 or 2)
 
+#ifndef VEC4
 @compute @workgroup_size(WG)
 fn main_rows(@builtin(local_invocation_id) lid: vec3<u32>,
              @builtin(workgroup_id) wid: vec3<u32>,
@@ -83,6 +93,66 @@ fn main_rows(@builtin(local_invocation_id) lid: vec3<u32>,
             if (row0 + i < p.m) {
                 epilogue(row0 + i, col, acc[i]);
             }
+        }
+    }
+}
+
+// CPU-adapter variant: each lane owns TR rows and the workgroup shares one 8-column
+// block, so the weight loads are uniform across lanes (one scalar load broadcast to the
+// SIMD register) and only the A loads differ per lane.
+@compute @workgroup_size(WG)
+fn main_cols8(@builtin(local_invocation_id) lid: vec3<u32>,
+              @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let col_blocks = (p.n + 7u) / 8u;
+    let tile = linear_workgroup(wid, nwg);
+    let cb = tile % col_blocks;
+    let rb = tile / col_blocks;
+    let row0 = (rb * WG + lid.x) * TR;
+    if (rb * WG * TR >= p.m) {
+        return;
+    }
+    let c0 = cb * 8u;
+    // Columns past N read column N-1 (uniform clamp) and are not stored.
+    var cols: array<u32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        cols[j] = min(c0 + j, p.n - 1u);
+    }
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    let ra = min(row0, p.m - 1u) * p.k;
+    let rb2 = min(row0 + 1u, p.m - 1u) * p.k;
+    let full = c0 + 8u <= p.n;
+    for (var k = 0u; k < p.k; k++) {
+        let base = k * p.n;
+        var w0: vec4<f32>;
+        var w1: vec4<f32>;
+        if (full) {
+            w0 = vec4<f32>(load_w(base + c0), load_w(base + c0 + 1u), load_w(base + c0 + 2u), load_w(base + c0 + 3u));
+            w1 = vec4<f32>(load_w(base + c0 + 4u), load_w(base + c0 + 5u), load_w(base + c0 + 6u), load_w(base + c0 + 7u));
+        } else {
+            w0 = vec4<f32>(load_w(base + cols[0]), load_w(base + cols[1]), load_w(base + cols[2]), load_w(base + cols[3]));
+            w1 = vec4<f32>(load_w(base + cols[4]), load_w(base + cols[5]), load_w(base + cols[6]), load_w(base + cols[7]));
+        }
+        let x0 = a[ra + k];
+        acc0 += x0 * w0;
+        acc1 += x0 * w1;
+        if (TR == 2u) {
+            let x1 = a[rb2 + k];
+            acc2 += x1 * w0;
+            acc3 += x1 * w1;
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        if (c0 + j < p.n) {
+            if (row0 < p.m) { epilogue(row0, c0 + j, acc0[j]); }
+            if (TR == 2u && row0 + 1u < p.m) { epilogue(row0 + 1u, c0 + j, acc2[j]); }
+        }
+        if (c0 + 4u + j < p.n) {
+            if (row0 < p.m) { epilogue(row0, c0 + 4u + j, acc1[j]); }
+            if (TR == 2u && row0 + 1u < p.m) { epilogue(row0 + 1u, c0 + 4u + j, acc3[j]); }
         }
     }
 }
@@ -154,3 +224,52 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#else
+// 4x4 outputs per lane, both operands read as vec4 (K and N multiples of 4): 8 vector
+// loads feed 64 multiply-adds, the best load/FMA ratio without shared memory.
+@compute @workgroup_size(WG)
+fn main_vec4(@builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n4 = p.n / 4u;
+    let k4 = p.k / 4u;
+    let idx = linear_workgroup(wid, nwg) * WG + lid.x;
+    let cb = idx % n4;
+    let rb = idx / n4;
+    let row0 = rb * 4u;
+    if (row0 >= p.m) {
+        return;
+    }
+    var r: array<u32, 4>;
+    let r0 = row0 * k4;
+    let r1 = min(row0 + 1u, p.m - 1u) * k4;
+    let r2 = min(row0 + 2u, p.m - 1u) * k4;
+    let r3 = min(row0 + 3u, p.m - 1u) * k4;
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    for (var k = 0u; k < k4; k++) {
+        let wb = k * 4u * n4 + cb;
+        let w0 = w4[wb];
+        let w1 = w4[wb + n4];
+        let w2 = w4[wb + 2u * n4];
+        let w3 = w4[wb + 3u * n4];
+        let a0 = a4[r0 + k];
+        let a1 = a4[r1 + k];
+        let a2 = a4[r2 + k];
+        let a3 = a4[r3 + k];
+        c0 += a0.x * w0 + a0.y * w1 + a0.z * w2 + a0.w * w3;
+        c1 += a1.x * w0 + a1.y * w1 + a1.z * w2 + a1.w * w3;
+        c2 += a2.x * w0 + a2.y * w1 + a2.z * w2 + a2.w * w3;
+        c3 += a3.x * w0 + a3.y * w1 + a3.z * w2 + a3.w * w3;
+    }
+    let col = cb * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        epilogue(row0, col + j, c0[j]);
+        if (row0 + 1u < p.m) { epilogue(row0 + 1u, col + j, c1[j]); }
+        if (row0 + 2u < p.m) { epilogue(row0 + 2u, col + j, c2[j]); }
+        if (row0 + 3u < p.m) { epilogue(row0 + 3u, col + j, c3[j]); }
+    }
+}
+#endif

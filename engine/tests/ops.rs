@@ -51,9 +51,9 @@ const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);
 
 #[test]
 fn matmul_all_variants_ragged_shapes() {
-    let shapes: &[(usize, usize, usize)] = &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67)];
+    let shapes: &[(usize, usize, usize)] = &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67), (7, 12, 20), (257, 36, 4)];
     for &(m, k, n) in shapes {
-        for variant in ["rows", "tiled"] {
+        for variant in ["rows", "tiled", "cols8", "cols8x2", "vec4"] {
             for (bias, residual, act) in [
                 (false, false, Activation::None),
                 (true, false, Activation::Gelu),

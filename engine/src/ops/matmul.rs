@@ -8,6 +8,9 @@ uniform!("matmul.wgsl", MatmulParams { m: u32, n: u32, k: u32, act: u32 });
 /// Rows per lane in the CPU variant.
 const TM: u32 = 4;
 const WG_ROWS: u32 = 64;
+/// Lanes per workgroup in the cols8 CPU variant.
+const COLS_WG: u32 = 16;
+const VEC4_WG: u32 = 64;
 
 pub fn infer(a: &[usize], w: &[usize], bias: Option<&[usize]>, residual: Option<&[usize]>) -> Result<Vec<usize>, String> {
     let (Some(&k), [wk, n]) = (a.last(), w) else {
@@ -47,11 +50,18 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
 
 pub fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
-    for entry in ["main_rows", "main_tiled"] {
+    for entry in ["main_rows", "main_tiled", "main_cols8", "main_vec4"] {
         for f16 in [false, true] {
             for bias in [false, true] {
                 for res in [false, true] {
-                    v.push(KernelKey { shader: "matmul.wgsl", entry, defines: defines(f16, bias, res), constants: vec![] });
+                    if entry == "main_vec4" && f16 {
+                        continue;
+                    }
+                    let mut d = defines(f16, bias, res);
+                    if entry == "main_vec4" {
+                        d.push(Define::Flag("VEC4"));
+                    }
+                    v.push(KernelKey { shader: "matmul.wgsl", entry, defines: d, constants: vec![] });
                 }
             }
         }
@@ -64,17 +74,31 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     let m: usize = s[0][..s[0].len() - 1].iter().product();
     let n = s[1][1];
     let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
-    let tiled = match ctx.variant {
-        Some("tiled") => true,
-        Some("rows") => false,
-        Some(v) => return Err(format!("unknown matmul variant {v}")),
-        None => !ctx.caps.cpu,
+    let vec4_ok = !w_f16 && k % 4 == 0 && n % 4 == 0;
+    let variant = match ctx.variant {
+        Some("vec4") if !vec4_ok => "cols8x2",
+        Some(v) => v,
+        None if ctx.caps.cpu && vec4_ok => "vec4",
+        None if ctx.caps.cpu => "cols8x2",
+        None => "tiled",
     };
-    let (entry, constants, workgroups) = if tiled {
-        ("main_tiled", vec![], (m.div_ceil(64) * n.div_ceil(64)) as u64)
-    } else {
-        let wg = WG_ROWS as usize;
-        ("main_rows", vec![("WG", WG_ROWS)], (m.div_ceil(TM as usize) * n.div_ceil(wg)) as u64)
+    let mut defs = defines(w_f16, bias, residual);
+    let (entry, constants, workgroups) = match variant {
+        "tiled" => ("main_tiled", vec![], (m.div_ceil(64) * n.div_ceil(64)) as u64),
+        "rows" => {
+            let wg = WG_ROWS as usize;
+            ("main_rows", vec![("WG", WG_ROWS)], (m.div_ceil(TM as usize) * n.div_ceil(wg)) as u64)
+        }
+        "cols8" | "cols8x2" => {
+            let tr: u32 = if variant == "cols8x2" { 2 } else { 1 };
+            let rows_per_wg = (COLS_WG * tr) as usize;
+            ("main_cols8", vec![("TR", tr), ("WG", COLS_WG)], (m.div_ceil(rows_per_wg) * n.div_ceil(8)) as u64)
+        }
+        "vec4" => {
+            defs.push(Define::Flag("VEC4"));
+            ("main_vec4", vec![("WG", VEC4_WG)], (m.div_ceil(4) * (n / 4)).div_ceil(VEC4_WG as usize) as u64)
+        }
+        v => return Err(format!("unknown matmul variant {v}")),
     };
     let params = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: act.code() };
     let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1))];
@@ -86,7 +110,7 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     }
     bindings.push((5, Arg::Output));
     Ok(KernelPlan {
-        key: KernelKey { shader: "matmul.wgsl", entry, defines: defines(w_f16, bias, residual), constants },
+        key: KernelKey { shader: "matmul.wgsl", entry, defines: defs, constants },
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups,
