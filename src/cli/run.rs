@@ -12,13 +12,27 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
     if input.is_some() && output.is_none() {
         return Err("--input needs -o OUT.safetensors".into());
     }
-    // Read and check the input before opening the device: bad input fails fast.
+    // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
+    let (name, _) = file.config.image_input(1);
+    let pixels = match &input {
+        Some(input) => {
+            let (_, tensors) = st::load(input)?;
+            let t = tensors.into_iter().find(|t| t.name == name);
+            let t = t.ok_or_else(|| format!("{}: no tensor '{name}'", input.display()))?;
+            if t.dtype != safetensors::Dtype::F32 {
+                return Err(format!("{}: tensor '{name}' has dtype {:?}, expected F32", input.display(), t.dtype).into());
+            }
+            Some(t)
+        }
+        None => None,
+    };
     let gpu = open_gpu(backend.as_deref())?;
     let config = file.config.clone();
     let m = Model::from_weights(gpu, config, |n| file.get(n))?;
     drop(file);
-    if let Some(img) = image {
+    let Some(t) = pixels else {
+        let img = image.unwrap_or_default();
         let pixels = image_input::load_image(&img, m.config.preprocess())?;
         let (_, shape) = m.config.image_input(1);
         let out = m.run(&pixels, &shape)?;
@@ -29,17 +43,8 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
             println!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}", rank + 1, logits[i]);
         }
         return Ok(());
-    }
-    let (input, output) = (input.unwrap_or_default(), output.unwrap_or_default());
-    let (_, tensors) = st::load(&input)?;
-    let (name, _) = m.config.image_input(1);
-    let t = tensors.iter().find(|t| t.name == name).ok_or_else(|| {
-        let have: Vec<&str> = tensors.iter().map(|t| t.name.as_str()).collect();
-        format!("{}: no tensor '{name}' (found {have:?})", input.display())
-    })?;
-    if t.dtype != safetensors::Dtype::F32 {
-        return Err(format!("{}: tensor '{name}' has dtype {:?}, expected F32", input.display(), t.dtype).into());
-    }
+    };
+    let output = output.unwrap_or_default();
     let out = m.run(&t.data, &t.shape)?;
     let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
     st::write(&output, &tensors, HashMap::new())?;
