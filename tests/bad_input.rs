@@ -171,4 +171,7 @@ fn unknown_model_and_bad_options() {
     expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "act_layer=\"swish\"", c, "-o", o], &["act_layer 'swish'"], Some(&out));
     expect_failure(&["bench", "vit_enormous_patch3_224"], &["unknown timm model"], None);
     expect_failure(&["bench", "vit_tiny_patch16_224", "--backend", "directx9"], &["unknown backend 'directx9'"], None);
+    // No adapter for a backend this OS lacks: the message says how to get a software one.
+    #[cfg(target_os = "linux")]
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--backend", "metal"], &["no GPU adapter found for backend Metal", "mesa-vulkan-drivers"], None);
 }
