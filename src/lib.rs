@@ -42,6 +42,8 @@ pub struct Model {
     pub config: ModelConfig,
     weights: GpuWeights,
     compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
+    /// A compiled graph owns its input/output buffers, so runs are serialized.
+    run_lock: Mutex<()>,
 }
 
 impl Model {
@@ -56,7 +58,7 @@ impl Model {
     pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
         let graph = config.build(1)?;
         let weights = GpuWeights::upload(&gpu, &graph, lookup)?;
-        Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()) })
+        Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()) })
     }
 
     /// A model with deterministic synthetic weights (benchmarks need no download).
@@ -126,7 +128,7 @@ impl Model {
     pub fn run(&self, pixels: &[f32], shape: &[usize]) -> Result<Vec<Tensor>> {
         let batch = self.check_pixels(pixels.len(), shape)?;
         let c = self.compiled(batch)?;
-        let _one_run_at_a_time = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         Ok(c.run(&[("pixel_values", pixels)])?)
     }
 }

@@ -12,20 +12,18 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         return Err("--batch and --iters must be at least 1".into());
     }
     let path = Path::new(model);
-    let (config, file) = if path.exists() {
-        let f = wgvision::ModelFile::open(path)?;
-        (f.config.clone(), Some(f))
+    let preset = if path.exists() {
+        None
     } else if model.ends_with(".safetensors") {
         return Err(format!("{model}: no such file").into());
     } else {
-        (ModelConfig::Vit(timm::config(model, &[])?), None)
+        Some(ModelConfig::Vit(timm::config(model, &[])?))
     };
     let gpu = open_gpu(backend.as_deref())?;
-    let m = match &file {
-        Some(f) => Model::from_weights(gpu.clone(), config, |n| f.get(n))?,
-        None => Model::synthetic(gpu.clone(), config, if f16 { DType::F16 } else { DType::F32 })?,
+    let m = match preset {
+        None => Model::load(path, gpu.clone())?,
+        Some(config) => Model::synthetic(gpu.clone(), config, if f16 { DType::F16 } else { DType::F32 })?,
     };
-    drop(file);
     let compiled = m.compiled(batch)?;
     let (name, shape) = m.config.image_input(batch);
     let n: usize = shape.iter().product();

@@ -15,6 +15,10 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
     let (name, _) = file.config.image_input(1);
+    let image_pixels = match &image {
+        Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
+        None => None,
+    };
     let pixels = match &input {
         Some(input) => {
             let (_, tensors) = st::load(input)?;
@@ -32,8 +36,7 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
     let m = Model::from_weights(gpu, config, |n| file.get(n))?;
     drop(file);
     let Some(t) = pixels else {
-        let img = image.unwrap_or_default();
-        let pixels = image_input::load_image(&img, m.config.preprocess())?;
+        let (img, pixels) = (image.unwrap_or_default(), image_pixels.unwrap_or_default());
         let (_, shape) = m.config.image_input(1);
         let out = m.run(&pixels, &shape)?;
         let logits = &out[0].data;
