@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use std::borrow::Cow;
-use wgvision_engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, PoolKind, WeightData};
+use wgvision_engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
 
 /// One node: input 0 is a graph input, the rest are weights (so f16 storage can be tested).
 fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool, tol: (f64, f64, f64)) {
@@ -101,6 +101,43 @@ fn attention_ragged() {
     for (b, n, heads, hd) in [(1, 1, 1, 4), (2, 7, 3, 8), (1, 257, 2, 64), (2, 50, 4, 32), (1, 33, 1, 80), (1, 9, 2, 256)] {
         let scale = 1.0 / (hd as f32).sqrt();
         check(Op::Attention { heads, scale }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+    }
+}
+
+#[test]
+fn window_attention_windows_7_8_12_shift_and_padding() {
+    // (batch, map, heads, head_dim, window, shift, pad_first, qkv bias)
+    let cases: &[(usize, [usize; 2], usize, usize, [usize; 2], [usize; 2], bool, bool)] = &[
+        (1, [7, 7], 2, 8, [7, 7], [0, 0], false, true),      // one window, no shift
+        (2, [14, 14], 2, 8, [7, 7], [3, 3], false, true),     // shifted, whole windows
+        (1, [10, 13], 1, 16, [7, 7], [3, 3], false, true),    // padding, timm order (roll, pad)
+        (1, [10, 13], 1, 16, [7, 7], [3, 3], true, true),     // padding, transformers order (pad, roll)
+        (1, [10, 13], 1, 16, [7, 7], [0, 0], false, false),   // padding, no bias: pad keys are 0
+        (1, [16, 16], 2, 4, [8, 8], [4, 4], false, false),    // window 8
+        (1, [12, 20], 1, 8, [12, 12], [6, 6], false, true),   // window 12 (N = 144 > one workgroup), padded W
+        (1, [12, 20], 1, 8, [12, 12], [6, 6], true, true),
+        (1, [5, 9], 1, 8, [5, 7], [0, 3], false, true),       // shrunk, unshifted rows
+    ];
+    for &(b, map, heads, hd, window, shift, pad_first, pad_bias) in cases {
+        let layout = WindowLayout { map, window, shift, pad_first };
+        let n = window[0] * window[1];
+        let d3 = 3 * heads * hd;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let qkv = [b, map[0] * map[1], d3];
+        let rel = [heads, n, n];
+        let op = Op::WindowAttention { heads, layout, pad_bias, scale };
+        if pad_bias {
+            check(op, &[&qkv, &rel, &[d3]], None, false, F32_TOL);
+        } else {
+            check(op, &[&qkv, &rel], None, false, F32_TOL);
+        }
+    }
+}
+
+#[test]
+fn patch_merge_even_and_odd_maps() {
+    for (b, h, w, c) in [(1, 2, 2, 1), (2, 4, 6, 3), (1, 7, 5, 4), (1, 1, 1, 2)] {
+        check(Op::PatchMerge { map: [h, w] }, &[&[b, h * w, c]], None, false, (0.0, 0.0, 0.0));
     }
 }
 

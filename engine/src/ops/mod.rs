@@ -9,10 +9,14 @@ pub mod attention;
 pub mod layernorm;
 pub mod matmul;
 pub mod patchify;
+pub mod patch_merge;
 pub mod pool;
 pub mod softmax;
 pub mod token_embed;
 pub mod unary;
+pub mod window_attention;
+
+pub use window_attention::WindowLayout;
 
 /// Elementwise activation; the numeric codes are the ones `apply_act` in act.wgsl reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -124,6 +128,12 @@ pub enum Op {
     Pool { kind: PoolKind },
     /// inputs: x (any shape).
     Unary { act: Activation },
+    /// inputs: qkv [B, H*W, 3*C] of the unpadded map, relative-position bias
+    /// [heads, N, N] (N = window area), qkv bias [3*C] if `pad_bias` (the key/value of
+    /// padding positions) -> [B, H*W, C].
+    WindowAttention { heads: usize, layout: WindowLayout, pad_bias: bool, scale: f32 },
+    /// inputs: x [B, H*W, C] with `map` = [H, W] -> [B, ceil(H/2)*ceil(W/2), 4*C].
+    PatchMerge { map: [usize; 2] },
 }
 
 /// What a kernel needs to know about the adapter and the node's inputs.
@@ -188,6 +198,8 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<token_embed::TokenEmbedParams>(),
         one::<pool::PoolParams>(),
         one::<unary::UnaryParams>(),
+        one::<window_attention::WindowAttentionParams>(),
+        one::<patch_merge::PatchMergeParams>(),
     ]
 }
 
@@ -202,6 +214,8 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(token_embed::variants());
     v.extend(pool::variants());
     v.extend(unary::variants());
+    v.extend(window_attention::variants());
+    v.extend(patch_merge::variants());
     v
 }
 
@@ -228,6 +242,8 @@ impl Op {
             Op::TokenEmbed { .. } => "token_embed",
             Op::Pool { .. } => "pool",
             Op::Unary { .. } => "unary",
+            Op::WindowAttention { .. } => "window_attention",
+            Op::PatchMerge { .. } => "patch_merge",
         }
     }
 
@@ -266,6 +282,14 @@ impl Op {
                 expect_inputs(s, 1)?;
                 Ok(s[0].to_vec())
             }
+            Op::WindowAttention { heads, layout, pad_bias, .. } => {
+                expect_inputs(s, 2 + *pad_bias as usize)?;
+                window_attention::infer(s, *heads, layout, *pad_bias)
+            }
+            Op::PatchMerge { map } => {
+                expect_inputs(s, 1)?;
+                patch_merge::infer(s[0], *map)
+            }
         }
     }
 
@@ -280,6 +304,8 @@ impl Op {
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::plan(s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::plan(s[0], *kind),
             Op::Unary { act } => unary::plan(out, *act),
+            Op::WindowAttention { heads, layout, pad_bias, scale } => window_attention::plan(s, *heads, layout, *pad_bias, *scale, ctx),
+            Op::PatchMerge { map } => patch_merge::plan(s[0], out, *map),
         }
     }
 
@@ -296,6 +322,8 @@ impl Op {
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::reference(x, s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::reference(x[0], s[0], *kind),
             Op::Unary { act } => x[0].iter().map(|&v| act.apply(v)).collect(),
+            Op::WindowAttention { heads, layout, scale, .. } => window_attention::reference(x, s[0], *heads, layout, *scale),
+            Op::PatchMerge { map } => patch_merge::reference(x[0], s[0], *map),
         }
     }
 
@@ -310,6 +338,12 @@ impl Op {
                 let (b, n, d3) = (s[0][0] as u64, s[0][1] as u64, s[0][2] as u64);
                 // QK^T and PV: 2 * (2 * n * n * d) per batch, d = d3 / 3.
                 4 * b * n * n * (d3 / 3)
+            }
+            Op::WindowAttention { layout, .. } => {
+                // Every position of the padded map attends to its window's N keys.
+                let (b, d) = (s[0][0] as u64, s[0][2] as u64 / 3);
+                let [hp, wp] = [layout.map[0].div_ceil(layout.window[0]) * layout.window[0], layout.map[1].div_ceil(layout.window[1]) * layout.window[1]];
+                4 * b * (hp * wp) as u64 * layout.tokens() as u64 * d
             }
             _ => 0,
         }

@@ -1,0 +1,183 @@
+// Shifted-window multi-head attention (Swin) over a channels-last map, straight from the
+// packed qkv of the unpadded map [B, H*W, 3*C] (columns (3, heads, head_dim)).
+// The cyclic shift, the padding to whole windows, the window partition and the window
+// reverse are all index arithmetic here: every lane owns one position of one window of
+// the shifted, padded map, finds the map position it came from, and writes its output
+// back there. Padded positions are zero vectors before the qkv projection, so their key
+// and value are the qkv bias (zero without one); they are attended to, never written.
+// Scores: q.k * scale + relative-position bias [heads, N, N] + (-100 between positions
+// of different shift regions), online softmax as in attention.wgsl.
+#include "common/index.wgsl"
+
+struct WindowAttentionParams {
+    batch: u32,
+    height: u32,
+    width: u32,
+    heads: u32,
+    head_dim: u32,
+    win_h: u32,
+    win_w: u32,
+    shift_h: u32,
+    shift_w: u32,
+    // 0: roll, then pad (timm); 1: pad, then roll (transformers)
+    pad_first: u32,
+    _pad0: u32,
+    scale: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: WindowAttentionParams;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> rel_bias: array<f32>;
+#ifdef PAD_BIAS
+@group(0) @binding(3) var<storage, read> qkv_bias: array<f32>;
+#endif
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+override WG: u32 = 64u;
+const KB: u32 = 16u;  // keys per softmax block
+
+// Source row/column on the unpadded map of shifted-padded coordinate `s`, or `len`
+// (meaning: a padding position).
+fn source(s: u32, len: u32, padded: u32, shift: u32) -> u32 {
+    if (p.pad_first == 1u) {
+        let q = (s + shift) % padded;
+        return select(len, q, q < len);
+    }
+    if (s >= len) {
+        return len;
+    }
+    return (s + shift) % len;
+}
+
+// Shift region of a shifted-padded coordinate (timm's / transformers' img_mask slices).
+fn region(s: u32, padded: u32, win: u32, shift: u32) -> u32 {
+    if (shift == 0u) {
+        return 0u;
+    }
+    if (s < padded - win) {
+        return 0u;
+    }
+    return select(2u, 1u, s < padded - shift);
+}
+
+struct Key {
+    row: u32,  // position on the unpadded map (y * width + x)
+    pad: bool,
+    region: u32,
+}
+
+// Key `j` of the window whose top-left shifted-padded coordinate is (wy0, wx0).
+fn key_at(wy0: u32, wx0: u32, j: u32, hp: u32, wp: u32) -> Key {
+    let sy = wy0 + j / p.win_w;
+    let sx = wx0 + j % p.win_w;
+    let y = source(sy, p.height, hp, p.shift_h);
+    let x = source(sx, p.width, wp, p.shift_w);
+    let pad = y == p.height || x == p.width;
+    let row = min(y, p.height - 1u) * p.width + min(x, p.width - 1u);
+    return Key(row, pad, region(sy, hp, p.win_h, p.shift_h) * 3u + region(sx, wp, p.win_w, p.shift_w));
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n = p.win_h * p.win_w;
+    let hp = (p.height + p.win_h - 1u) / p.win_h * p.win_h;
+    let wp = (p.width + p.win_w - 1u) / p.win_w * p.win_w;
+    let nwin_w = wp / p.win_w;
+    let nwin = (hp / p.win_h) * nwin_w;
+    let chunks = (n + WG - 1u) / WG;
+    let tile = linear_workgroup(wid, nwg);
+    let chunk = tile % chunks;
+    let rest = tile / chunks;
+    let win = rest % nwin;
+    let bh = rest / nwin;
+    if (bh >= p.batch * p.heads) {
+        return;
+    }
+    let b = bh / p.heads;
+    let h = bh % p.heads;
+    let wy0 = (win / nwin_w) * p.win_h;
+    let wx0 = (win % nwin_w) * p.win_w;
+    let d_model = p.heads * p.head_dim;
+    let row_stride = 3u * d_model;
+    let batch_base = b * p.height * p.width * row_stride;
+
+    let i = chunk * WG + lid.x;
+    let qi = min(i, n - 1u);
+    let qsy = wy0 + qi / p.win_w;
+    let qsx = wx0 + qi % p.win_w;
+    let qy = source(qsy, p.height, hp, p.shift_h);
+    let qx = source(qsx, p.width, wp, p.shift_w);
+    let q_pad = qy == p.height || qx == p.width;
+    let q_region = region(qsy, hp, p.win_h, p.shift_h) * 3u + region(qsx, wp, p.win_w, p.shift_w);
+    let q_row = batch_base + (min(qy, p.height - 1u) * p.width + min(qx, p.width - 1u)) * row_stride;
+
+    var q: array<f32, DH>;
+    var acc: array<f32, DH>;
+    for (var d = 0u; d < p.head_dim; d++) {
+        // A padded query's output is never stored; its q only has to be finite.
+        q[d] = qkv[q_row + h * p.head_dim + d] * p.scale;
+        acc[d] = 0.0;
+    }
+    let bias_row = (h * n + qi) * n;
+    var m = -3.0e38;
+    var l = 0.0;
+    var sc: array<f32, KB>;
+    for (var j0 = 0u; j0 < n; j0 += KB) {
+        let kb = min(KB, n - j0);
+        var bmax = m;
+        for (var jj = 0u; jj < kb; jj++) {
+            let key = key_at(wy0, wx0, j0 + jj, hp, wp);
+            var dot = 0.0;
+            if (key.pad) {
+#ifdef PAD_BIAS
+                for (var d = 0u; d < p.head_dim; d++) {
+                    dot += q[d] * qkv_bias[d_model + h * p.head_dim + d];
+                }
+#endif
+            } else {
+                let kr = batch_base + key.row * row_stride + d_model + h * p.head_dim;
+                for (var d = 0u; d < p.head_dim; d++) {
+                    dot += q[d] * qkv[kr + d];
+                }
+            }
+            var s = dot + rel_bias[bias_row + j0 + jj];
+            if (key.region != q_region) {
+                s -= 100.0;
+            }
+            sc[jj] = s;
+            bmax = max(bmax, s);
+        }
+        let corr = exp(m - bmax);
+        l *= corr;
+        for (var d = 0u; d < p.head_dim; d++) {
+            acc[d] *= corr;
+        }
+        for (var jj = 0u; jj < kb; jj++) {
+            let pj = exp(sc[jj] - bmax);
+            l += pj;
+            let key = key_at(wy0, wx0, j0 + jj, hp, wp);
+            if (key.pad) {
+#ifdef PAD_BIAS
+                for (var d = 0u; d < p.head_dim; d++) {
+                    acc[d] += pj * qkv_bias[2u * d_model + h * p.head_dim + d];
+                }
+#endif
+            } else {
+                let vr = batch_base + key.row * row_stride + 2u * d_model + h * p.head_dim;
+                for (var d = 0u; d < p.head_dim; d++) {
+                    acc[d] += pj * qkv[vr + d];
+                }
+            }
+        }
+        m = bmax;
+    }
+    if (i < n && !q_pad) {
+        let o = (b * p.height * p.width + qy * p.width + qx) * d_model + h * p.head_dim;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < p.head_dim; d++) {
+            out[o + d] = acc[d] * inv;
+        }
+    }
+}
