@@ -1,6 +1,7 @@
 // Patch embedding as a matmul, first half: image [B,C,H,W] (NCHW) -> patches
 // [B, Hp*Wp, C*P*P], each row laid out (c, ky, kx) like a flattened conv weight.
-// Pixels past the last whole patch are dropped, as a stride-P convolution does.
+// Pixels past the last whole patch are dropped, as a stride-P convolution does, or, when
+// the grid is rounded up (transformers pads the image), read as zeros.
 #include "common/index.wgsl"
 
 struct PatchifyParams {
@@ -38,5 +39,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     let kx = col % p.patch_size;
     let y = (pidx / p.grid_w) * p.patch_size + ky;
     let xx = (pidx % p.grid_w) * p.patch_size + kx;
-    out[idx] = img[((b * p.channels + c) * p.height + y) * p.width + xx];
+    var v = 0.0;
+    if (y < p.height && xx < p.width) {
+        v = img[((b * p.channels + c) * p.height + y) * p.width + xx];
+    }
+    out[idx] = v;
 }

@@ -144,7 +144,8 @@ fn patch_merge_even_and_odd_maps() {
 #[test]
 fn patchify_ragged() {
     for (b, c, h, w, p) in [(1, 1, 1, 1, 1), (2, 3, 7, 9, 3), (1, 3, 33, 18, 16), (1, 3, 14, 14, 14)] {
-        check(Op::Patchify { patch: p }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
+        check(Op::Patchify { patch: p, pad: false }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
+        check(Op::Patchify { patch: p, pad: true }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
     }
 }
 

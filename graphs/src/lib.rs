@@ -1,5 +1,6 @@
 //! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
 //! are plain data built from the engine's IR types.
+pub mod swin;
 pub mod vit;
 
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,7 @@ pub struct Preprocess {
 #[serde(tag = "family", rename_all = "snake_case")]
 pub enum ModelConfig {
     Vit(vit::VitConfig),
+    Swin(swin::SwinConfig),
 }
 
 impl ModelConfig {
@@ -51,12 +53,14 @@ impl ModelConfig {
     pub fn build(&self, batch: usize) -> Result<Graph> {
         match self {
             ModelConfig::Vit(c) => c.build(batch),
+            ModelConfig::Swin(c) => c.build(batch),
         }
     }
 
     pub fn preprocess(&self) -> &Preprocess {
         match self {
             ModelConfig::Vit(c) => &c.preprocess,
+            ModelConfig::Swin(c) => &c.preprocess,
         }
     }
 
@@ -64,12 +68,14 @@ impl ModelConfig {
     pub fn image_input(&self, batch: usize) -> (String, Vec<usize>) {
         match self {
             ModelConfig::Vit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
+            ModelConfig::Swin(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
             ModelConfig::Vit(c) => &c.name,
+            ModelConfig::Swin(c) => &c.name,
         }
     }
 }

@@ -106,7 +106,7 @@ impl VitConfig {
         };
 
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
-        let patches = g.node("patchify", Op::Patchify { patch: self.patch_size }, &[x])?; // (B, Np, C*P*P)
+        let patches = g.node("patchify", Op::Patchify { patch: self.patch_size, pad: false }, &[x])?; // (B, Np, C*P*P)
         let cpp = self.in_chans * self.patch_size * self.patch_size;
         let emb = linear(&mut g, patches, "patch_embed", (cpp, d), self.patch_bias, Activation::None, None)?; // (B, Np, D)
         let mut ins = vec![emb];

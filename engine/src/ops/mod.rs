@@ -120,8 +120,13 @@ pub enum Op {
     Softmax,
     /// inputs: qkv [B, N, 3*heads*head_dim] -> [B, N, heads*head_dim].
     Attention { heads: usize, scale: f32 },
-    /// inputs: image [B, C, H, W] -> [B, (H/P)*(W/P), C*P*P].
-    Patchify { patch: usize },
+    /// inputs: image [B, C, H, W] -> [B, (H/P)*(W/P), C*P*P]; with `pad` the grid rounds
+    /// up and the missing pixels are zeros.
+    Patchify {
+        patch: usize,
+        #[serde(default)]
+        pad: bool,
+    },
     /// inputs: patches [B, Np, D], prefix [prefix, D] if prefix > 0, pos [T - pos_start, D] if `pos`.
     TokenEmbed { prefix: usize, pos: bool, pos_start: usize },
     /// inputs: x [B, T, D] -> [B, D].
@@ -266,9 +271,9 @@ impl Op {
                 expect_inputs(s, 1)?;
                 attention::infer(s[0], *heads)
             }
-            Op::Patchify { patch } => {
+            Op::Patchify { patch, pad } => {
                 expect_inputs(s, 1)?;
-                patchify::infer(s[0], *patch)
+                patchify::infer(s[0], *patch, *pad)
             }
             Op::TokenEmbed { prefix, pos, pos_start } => {
                 expect_inputs(s, 1 + (*prefix > 0) as usize + *pos as usize)?;
@@ -300,7 +305,7 @@ impl Op {
             Op::LayerNorm { eps } => layernorm::plan(s[0], *eps),
             Op::Softmax => softmax::plan(s[0]),
             Op::Attention { heads, scale } => attention::plan(s[0], *heads, *scale, ctx),
-            Op::Patchify { patch } => patchify::plan(s[0], out, *patch),
+            Op::Patchify { patch, pad } => patchify::plan(s[0], out, *patch, *pad),
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::plan(s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::plan(s[0], *kind),
             Op::Unary { act } => unary::plan(out, *act),
@@ -318,7 +323,7 @@ impl Op {
             Op::LayerNorm { eps } => layernorm::reference(x[0], x[1], x[2], s[0], *eps),
             Op::Softmax => softmax::reference(x[0], s[0]),
             Op::Attention { heads, scale } => attention::reference(x[0], s[0], *heads, *scale),
-            Op::Patchify { patch } => patchify::reference(x[0], s[0], out, *patch),
+            Op::Patchify { patch, pad } => patchify::reference(x[0], s[0], out, *patch, *pad),
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::reference(x, s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::reference(x[0], s[0], *kind),
             Op::Unary { act } => x[0].iter().map(|&v| act.apply(v)).collect(),

@@ -6,14 +6,25 @@ uniform!("patchify.wgsl", PatchifyParams {
     batch: u32, channels: u32, height: u32, width: u32, patch_size: u32, grid_h: u32, grid_w: u32, _pad: u32,
 });
 
-pub fn infer(img: &[usize], patch: usize) -> Result<Vec<usize>, String> {
+/// Patch grid: whole patches only (a stride-P conv), or with `pad` the image is
+/// zero-padded at the bottom/right to whole patches (transformers' Swin embeddings).
+fn grid(h: usize, w: usize, patch: usize, pad: bool) -> (usize, usize) {
+    if pad {
+        (h.div_ceil(patch), w.div_ceil(patch))
+    } else {
+        (h / patch, w / patch)
+    }
+}
+
+pub fn infer(img: &[usize], patch: usize, pad: bool) -> Result<Vec<usize>, String> {
     let [b, c, h, w] = img else {
         return Err(format!("patchify needs an image [B, C, H, W], got {img:?}"));
     };
-    if patch == 0 || *h < patch || *w < patch {
+    if patch == 0 || (!pad && (*h < patch || *w < patch)) || *h == 0 || *w == 0 {
         return Err(format!("image {h}x{w} is smaller than one {patch}x{patch} patch"));
     }
-    Ok(vec![*b, (h / patch) * (w / patch), c * patch * patch])
+    let (gh, gw) = grid(*h, *w, patch, pad);
+    Ok(vec![*b, gh * gw, c * patch * patch])
 }
 
 fn key() -> KernelKey {
@@ -24,15 +35,16 @@ pub fn variants() -> Vec<KernelKey> {
     vec![key()]
 }
 
-pub fn plan(img: &[usize], out: &[usize], patch: usize) -> Result<KernelPlan, String> {
+pub fn plan(img: &[usize], out: &[usize], patch: usize, pad: bool) -> Result<KernelPlan, String> {
+    let (gh, gw) = grid(img[2], img[3], patch, pad);
     let params = PatchifyParams {
         batch: u32_of(img[0], "batch")?,
         channels: u32_of(img[1], "channels")?,
         height: u32_of(img[2], "height")?,
         width: u32_of(img[3], "width")?,
         patch_size: u32_of(patch, "patch")?,
-        grid_h: u32_of(img[2] / patch, "grid")?,
-        grid_w: u32_of(img[3] / patch, "grid")?,
+        grid_h: u32_of(gh, "grid")?,
+        grid_w: u32_of(gw, "grid")?,
         _pad: 0,
     };
     let total: usize = out.iter().product();
@@ -44,9 +56,9 @@ pub fn plan(img: &[usize], out: &[usize], patch: usize) -> Result<KernelPlan, St
     })
 }
 
-pub fn reference(img: &[f64], s: &[usize], out: &[usize], patch: usize) -> Vec<f64> {
+pub fn reference(img: &[f64], s: &[usize], out: &[usize], patch: usize, pad: bool) -> Vec<f64> {
     let (c, h, w) = (s[1], s[2], s[3]);
-    let gw = w / patch;
+    let gw = grid(h, w, patch, pad).1;
     let (np, row) = (out[1], out[2]);
     let mut o = vec![0.0; out.iter().product()];
     for b in 0..s[0] {
@@ -55,7 +67,7 @@ pub fn reference(img: &[f64], s: &[usize], out: &[usize], patch: usize) -> Vec<f
                 let (ch, ky, kx) = (col / (patch * patch), (col / patch) % patch, col % patch);
                 let y = (p / gw) * patch + ky;
                 let x = (p % gw) * patch + kx;
-                o[(b * np + p) * row + col] = img[((b * c + ch) * h + y) * w + x];
+                o[(b * np + p) * row + col] = if y < h && x < w { img[((b * c + ch) * h + y) * w + x] } else { 0.0 };
             }
         }
     }

@@ -1,0 +1,255 @@
+//! Swin Transformer (Liu et al. 2021) as timm's `SwinTransformer` and transformers'
+//! `SwinModel` / `SwinForImageClassification` build it. The two differ on odd sizes,
+//! and the config records which one the checkpoint came from:
+//! - timm: patch grid = floor(H / P) (a stride-P conv); windows shrink per axis to the
+//!   stage's resolution; a shifted block rolls the map, then pads it to whole windows.
+//! - transformers: the image is zero-padded to whole patches; the window shrinks to the
+//!   smaller side (square) once that side fits in it; blocks pad, then roll.
+use crate::{GraphError, Preprocess, Result};
+use serde::{Deserialize, Serialize};
+use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowLayout};
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Timm,
+    Hf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SwinConfig {
+    pub name: String,
+    pub origin: Origin,
+    /// [H, W]
+    pub img_size: [usize; 2],
+    pub patch_size: usize,
+    pub in_chans: usize,
+    /// 0: the pooled features are the output.
+    pub num_classes: usize,
+    /// Channels of stage 0; stage i has embed_dim * 2^i.
+    pub embed_dim: usize,
+    pub depths: Vec<usize>,
+    pub num_heads: Vec<usize>,
+    /// Per-head channels when not dim / heads (timm `head_dim`).
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// Target window per stage, [h, w].
+    pub window_size: Vec<[usize; 2]>,
+    /// timm `always_partition`: keep the target window and shift even on small maps.
+    #[serde(default)]
+    pub always_partition: bool,
+    pub mlp_ratio: f32,
+    pub qkv_bias: bool,
+    /// LayerNorm after the patch embedding.
+    pub patch_norm: bool,
+    /// Absolute position embedding added after the patch embedding.
+    pub abs_pos_embed: bool,
+    pub norm_eps: f32,
+    pub act: Activation,
+    pub preprocess: Preprocess,
+}
+
+/// One stage's geometry: the map its blocks run on and their two window layouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stage {
+    pub dim: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    pub map: [usize; 2],
+    pub regular: WindowLayout,
+    pub shifted: WindowLayout,
+}
+
+impl SwinConfig {
+    pub fn stage_dim(&self, i: usize) -> usize {
+        self.embed_dim << i
+    }
+
+    pub fn num_features(&self) -> usize {
+        self.stage_dim(self.depths.len().saturating_sub(1))
+    }
+
+    fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(GraphError::Config(m));
+        let n = self.depths.len();
+        if n == 0 || self.num_heads.len() != n || self.window_size.len() != n {
+            return bad(format!(
+                "depths ({}), num_heads ({}) and window_size ({}) need one entry per stage",
+                n,
+                self.num_heads.len(),
+                self.window_size.len()
+            ));
+        }
+        if self.patch_size == 0 || self.img_size.contains(&0) || self.embed_dim == 0 {
+            return bad("patch_size, img_size and embed_dim must be positive".into());
+        }
+        if self.origin == Origin::Timm && (self.img_size[0] < self.patch_size || self.img_size[1] < self.patch_size) {
+            return bad(format!("img_size {:?} is smaller than one patch of {}", self.img_size, self.patch_size));
+        }
+        for (i, (&h, w)) in self.num_heads.iter().zip(&self.window_size).enumerate() {
+            if h == 0 || w.contains(&0) {
+                return bad(format!("stage {i}: num_heads and window_size must be positive"));
+            }
+            if self.head_dim.is_none() && self.stage_dim(i) % h != 0 {
+                return bad(format!("stage {i}: dim {} is not divisible by num_heads {h}", self.stage_dim(i)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Window and shift of every stage, as the peer library computes them.
+    pub fn stages(&self) -> Result<Vec<Stage>> {
+        self.check()?;
+        let p = self.patch_size;
+        let [ih, iw] = self.img_size;
+        let mut map = match self.origin {
+            Origin::Timm => [ih / p, iw / p],
+            Origin::Hf => [ih.div_ceil(p), iw.div_ceil(p)],
+        };
+        // timm sizes each block from the resolution it declares (floor halving).
+        let mut declared = map;
+        let mut out = Vec::new();
+        for i in 0..self.depths.len() {
+            if i > 0 {
+                map = [map[0].div_ceil(2), map[1].div_ceil(2)];
+                declared = [declared[0] / 2, declared[1] / 2];
+            }
+            let target = self.window_size[i];
+            let (window, shift) = match self.origin {
+                Origin::Timm if self.always_partition => (target, [target[0] / 2, target[1] / 2]),
+                Origin::Timm => {
+                    let win = [declared[0].min(target[0]).max(1), declared[1].min(target[1]).max(1)];
+                    let sh = [0, 1].map(|a| if declared[a] <= win[a] { 0 } else { target[a] / 2 });
+                    (win, sh)
+                }
+                Origin::Hf => {
+                    let ws = target[0];
+                    let m = map[0].min(map[1]);
+                    if m <= ws {
+                        ([m, m], [0, 0])
+                    } else {
+                        ([ws, ws], [ws / 2, ws / 2])
+                    }
+                }
+            };
+            if self.origin == Origin::Timm && shift != [0, 0] && declared != map {
+                let pads = |a: usize| map[a].div_ceil(window[a]) != declared[a].div_ceil(window[a]);
+                if pads(0) || pads(1) {
+                    return Err(GraphError::Unsupported(format!(
+                        "stage {i}: timm declares a {declared:?} map but computes {map:?}; its shift mask does not fit (timm fails on this size too)"
+                    )));
+                }
+            }
+            let dim = self.stage_dim(i);
+            let heads = self.num_heads[i];
+            let head_dim = self.head_dim.unwrap_or(dim / heads);
+            let pad_first = self.origin == Origin::Hf;
+            out.push(Stage {
+                dim,
+                heads,
+                head_dim,
+                map,
+                regular: WindowLayout { map, window, shift: [0, 0], pad_first },
+                shifted: WindowLayout { map, window, shift, pad_first },
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn grid(&self) -> Result<[usize; 2]> {
+        Ok(self.stages()?[0].map)
+    }
+
+    pub fn build(&self, batch: usize) -> Result<Graph> {
+        let stages = self.stages()?;
+        let eps = self.norm_eps;
+        let mut g = Graph::builder();
+        let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
+        let pad = self.origin == Origin::Hf;
+        let patches = g.node("patchify", Op::Patchify { patch: self.patch_size, pad }, &[x])?; // (B, Hp*Wp, C*P*P)
+        let cpp = self.in_chans * self.patch_size * self.patch_size;
+        let d0 = self.embed_dim;
+        let mut t = linear(&mut g, patches, "patch_embed", (cpp, d0), true, Activation::None, None)?; // (B, Hp*Wp, D)
+        if self.patch_norm {
+            t = layer_norm(&mut g, t, "patch_embed.norm", d0, eps)?;
+        }
+        if self.abs_pos_embed {
+            let [gh, gw] = stages[0].map;
+            let pos = g.weight("pos_embed", &[gh * gw, d0])?;
+            t = g.node("pos_embed_add", Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[t, pos])?;
+        }
+        for (i, st) in stages.iter().enumerate() {
+            if i > 0 {
+                let prev = &stages[i - 1];
+                let p = format!("layers.{i}.downsample");
+                let m = g.node(&format!("{p}.merge"), Op::PatchMerge { map: prev.map }, &[t])?; // (B, H/2*W/2, 4C)
+                let m = layer_norm(&mut g, m, &format!("{p}.norm"), 4 * prev.dim, eps)?;
+                t = linear(&mut g, m, &format!("{p}.reduction"), (4 * prev.dim, st.dim), false, Activation::None, None)?; // (B, H/2*W/2, 2C)
+            }
+            for j in 0..self.depths[i] {
+                let layout = if j % 2 == 1 { &st.shifted } else { &st.regular };
+                t = self.block(&mut g, t, &format!("layers.{i}.blocks.{j}"), st, layout)?;
+            }
+        }
+        let dl = self.num_features();
+        t = layer_norm(&mut g, t, "norm", dl, eps)?;
+        let pooled = g.node("pool", Op::Pool { kind: PoolKind::MeanFrom(0) }, &[t])?; // (B, C)
+        let out = if self.num_classes > 0 {
+            linear(&mut g, pooled, "head", (dl, self.num_classes), true, Activation::None, None)? // (B, classes)
+        } else {
+            pooled
+        };
+        g.output(out, "logits")?;
+        Ok(g.finish())
+    }
+
+    fn block(&self, g: &mut GraphBuilder, t: TensorId, p: &str, st: &Stage, layout: &WindowLayout) -> Result<TensorId> {
+        let (d, a) = (st.dim, st.heads * st.head_dim);
+        let eps = self.norm_eps;
+        let h = layer_norm(g, t, &format!("{p}.norm1"), d, eps)?;
+        let qkv_w = g.weight(&format!("{p}.attn.qkv.weight"), &[d, 3 * a])?;
+        let mut ins = vec![h, qkv_w];
+        let qkv_b = if self.qkv_bias { Some(g.weight(&format!("{p}.attn.qkv.bias"), &[3 * a])?) } else { None };
+        ins.extend(qkv_b);
+        let qkv = g.node(&format!("{p}.attn.qkv"), Op::MatMul { act: Activation::None, bias: self.qkv_bias, residual: false }, &ins)?; // (B, H*W, 3A)
+        let n = layout.tokens();
+        let rel = g.weight(&format!("{p}.attn.rel_bias"), &[st.heads, n, n])?;
+        let mut ins = vec![qkv, rel];
+        let padded = layout.map[0] % layout.window[0] != 0 || layout.map[1] % layout.window[1] != 0;
+        let pad_bias = padded && qkv_b.is_some();
+        if pad_bias {
+            ins.extend(qkv_b);
+        }
+        let scale = 1.0 / (st.head_dim as f32).sqrt();
+        let op = Op::WindowAttention { heads: st.heads, layout: layout.clone(), pad_bias, scale };
+        let att = g.node(&format!("{p}.attn"), op, &ins)?; // (B, H*W, A)
+        let t = linear(g, att, &format!("{p}.attn.proj"), (a, d), true, Activation::None, Some(t))?;
+        let h = layer_norm(g, t, &format!("{p}.norm2"), d, eps)?;
+        let hidden = (d as f32 * self.mlp_ratio) as usize;
+        let h = linear(g, h, &format!("{p}.mlp.fc1"), (d, hidden), true, self.act, None)?; // (B, H*W, 4C)
+        linear(g, h, &format!("{p}.mlp.fc2"), (hidden, d), true, Activation::None, Some(t))
+    }
+}
+
+fn layer_norm(g: &mut GraphBuilder, x: TensorId, name: &str, d: usize, eps: f32) -> Result<TensorId> {
+    let w = g.weight(&format!("{name}.weight"), &[d])?;
+    let b = g.weight(&format!("{name}.bias"), &[d])?;
+    Ok(g.node(name, Op::LayerNorm { eps }, &[x, w, b])?)
+}
+
+fn linear(
+    g: &mut GraphBuilder,
+    x: TensorId,
+    name: &str,
+    (k, n): (usize, usize),
+    bias: bool,
+    act: Activation,
+    residual: Option<TensorId>,
+) -> Result<TensorId> {
+    let mut ins = vec![x, g.weight(&format!("{name}.weight"), &[k, n])?];
+    if bias {
+        ins.push(g.weight(&format!("{name}.bias"), &[n])?);
+    }
+    ins.extend(residual);
+    Ok(g.node(name, Op::MatMul { act, bias, residual: residual.is_some() }, &ins)?)
+}
