@@ -9,6 +9,8 @@ use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowLayout};
 
+const TORCH_LN_EPS: f32 = 1e-5;
+
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
@@ -40,10 +42,8 @@ pub struct SwinConfig {
     pub always_partition: bool,
     pub mlp_ratio: f32,
     pub qkv_bias: bool,
-    /// LayerNorm after the patch embedding.
-    pub patch_norm: bool,
-    /// Absolute position embedding added after the patch embedding.
-    pub abs_pos_embed: bool,
+    /// eps of the block and final LayerNorms (the patch-embedding and patch-merging
+    /// norms are torch's default 1e-5 in both timm and transformers).
     pub norm_eps: f32,
     pub act: Activation,
     pub preprocess: Preprocess,
@@ -125,8 +125,15 @@ impl SwinConfig {
                 Origin::Hf => {
                     let ws = target[0];
                     let m = map[0].min(map[1]);
-                    if m <= ws {
-                        ([m, m], [0, 0])
+                    if m < ws {
+                        // transformers shrinks the window but keeps the full-size bias table,
+                        // so its forward fails on such a map; say so instead of guessing.
+                        return Err(GraphError::Unsupported(format!(
+                            "stage {i}: the {map:?} map is smaller than window_size {ws}; transformers' Swin cannot run this size either"
+                        )));
+                    }
+                    if m == ws {
+                        ([ws, ws], [0, 0])
                     } else {
                         ([ws, ws], [ws / 2, ws / 2])
                     }
@@ -170,20 +177,13 @@ impl SwinConfig {
         let cpp = self.in_chans * self.patch_size * self.patch_size;
         let d0 = self.embed_dim;
         let mut t = linear(&mut g, patches, "patch_embed", (cpp, d0), true, Activation::None, None)?; // (B, Hp*Wp, D)
-        if self.patch_norm {
-            t = layer_norm(&mut g, t, "patch_embed.norm", d0, eps)?;
-        }
-        if self.abs_pos_embed {
-            let [gh, gw] = stages[0].map;
-            let pos = g.weight("pos_embed", &[gh * gw, d0])?;
-            t = g.node("pos_embed_add", Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[t, pos])?;
-        }
+        t = layer_norm(&mut g, t, "patch_embed.norm", d0, TORCH_LN_EPS)?;
         for (i, st) in stages.iter().enumerate() {
             if i > 0 {
                 let prev = &stages[i - 1];
                 let p = format!("layers.{i}.downsample");
                 let m = g.node(&format!("{p}.merge"), Op::PatchMerge { map: prev.map }, &[t])?; // (B, H/2*W/2, 4C)
-                let m = layer_norm(&mut g, m, &format!("{p}.norm"), 4 * prev.dim, eps)?;
+                let m = layer_norm(&mut g, m, &format!("{p}.norm"), 4 * prev.dim, TORCH_LN_EPS)?;
                 t = linear(&mut g, m, &format!("{p}.reduction"), (4 * prev.dim, st.dim), false, Activation::None, None)?; // (B, H/2*W/2, 2C)
             }
             for j in 0..self.depths[i] {

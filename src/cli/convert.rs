@@ -1,7 +1,7 @@
 //! `wgvision convert`: peer checkpoint -> model file, every tensor checked.
 use super::{CliResult, From};
 use std::path::PathBuf;
-use wgvision::weights::{format, st, timm};
+use wgvision::weights::{format, st, swin, timm};
 
 #[allow(clippy::too_many_arguments)]
 pub fn convert(
@@ -14,31 +14,44 @@ pub fn convert(
     output: Option<PathBuf>,
     f16: bool,
 ) -> CliResult {
-    match from {
-        From::Timm => {}
-        From::Hf => return Err("--from hf is not supported by this build yet (timm ViT checkpoints are)".into()),
-        From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT checkpoints are)".into()),
-    }
     if list_models {
-        for n in timm::model_names() {
+        for n in timm::model_names().into_iter().chain(swin::model_names()) {
             println!("{n}");
         }
         return Ok(());
     }
-    let _ = config;
-    let name = model.ok_or("--from timm needs --model NAME")?;
     let input = input.ok_or("missing the input checkpoint (IN.safetensors)")?;
     let output = output.ok_or("missing -o OUT.safetensors")?;
-    let mut overrides = Vec::new();
-    for s in &sets {
-        let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected KEY=JSON"))?;
-        let v: serde_json::Value = serde_json::from_str(v)
-            .map_err(|e| format!("--set {s}: the value is not JSON ({e}); strings need quotes, e.g. --set global_pool='\"avg\"'"))?;
-        overrides.push((k.trim().to_string(), v));
-    }
-    let cfg = timm::config(&name, &overrides)?;
-    let (_, tensors) = st::load(&input)?;
-    let (model_cfg, converted) = timm::convert(&cfg, tensors)?;
+    let (name, model_cfg, converted) = match from {
+        From::Timm => {
+            let name = model.ok_or("--from timm needs --model NAME")?;
+            let overrides = parse_sets(&sets)?;
+            if name.starts_with("swin_") {
+                let cfg = swin::timm_config(&name, &overrides)?;
+                let (_, tensors) = st::load(&input)?;
+                let (m, c) = swin::convert(&cfg, tensors)?;
+                (name, m, c)
+            } else {
+                let cfg = timm::config(&name, &overrides)?;
+                let (_, tensors) = st::load(&input)?;
+                let (m, c) = timm::convert(&cfg, tensors)?;
+                (name, m, c)
+            }
+        }
+        From::Hf => {
+            let path = config.ok_or("--from hf needs --config config.json (the transformers model config)")?;
+            if !sets.is_empty() {
+                return Err("--set applies to --from timm; edit config.json for --from hf".into());
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            let cfg = swin::hf_config(&json)?;
+            let (_, tensors) = st::load(&input)?;
+            let (m, c) = swin::convert(&cfg, tensors)?;
+            (cfg.name.clone(), m, c)
+        }
+        From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT/Swin and transformers Swin checkpoints are)".into()),
+    };
     let count: usize = converted.values().map(|(s, _)| s.iter().product::<usize>()).sum();
     format::write_model(&output, &model_cfg, converted, f16)?;
     eprintln!(
@@ -48,4 +61,15 @@ pub fn convert(
         output.display()
     );
     Ok(())
+}
+
+fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<dyn std::error::Error>> {
+    let mut overrides = Vec::new();
+    for s in sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| format!("--set {s}: expected KEY=JSON"))?;
+        let v: serde_json::Value = serde_json::from_str(v)
+            .map_err(|e| format!("--set {s}: the value is not JSON ({e}); strings need quotes, e.g. --set global_pool='\"avg\"'"))?;
+        overrides.push((k.trim().to_string(), v));
+    }
+    Ok(overrides)
 }

@@ -1,7 +1,10 @@
 //! wgvision-weights: the model file format (safetensors + config metadata, canonical
 //! tensor names in the engine's layout) and converters from peer checkpoints.
 pub mod format;
+pub mod kwargs;
+pub mod source;
 pub mod st;
+pub mod swin;
 pub mod timm;
 
 use thiserror::Error;

@@ -2,6 +2,8 @@
 //! Hyperparameters: the kwargs timm's model function passes (recorded from timm into
 //! data/timm_vit_presets.json) with `--set` overrides applied on top, then the same
 //! defaults `VisionTransformer.__init__` applies.
+use crate::kwargs::Kwargs;
+use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
 use serde_json::{Map, Value};
@@ -56,34 +58,6 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         kw.insert(k.clone(), v.clone());
     }
     let opt = |key: &str, message: String| WeightsError::BadOption { key: key.to_string(), message };
-    let get_usize = |k: &str, default: usize| -> Result<usize> {
-        match kw.get(k) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| opt(k, format!("expected a non-negative integer, got {v}"))),
-        }
-    };
-    let get_bool = |k: &str, default: bool| -> Result<bool> {
-        match kw.get(k) {
-            None | Some(Value::Null) => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| opt(k, format!("expected true or false, got {v}"))),
-        }
-    };
-    let get_str = |k: &str, default: &str| -> Result<String> {
-        match kw.get(k) {
-            None | Some(Value::Null) => Ok(default.to_string()),
-            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| opt(k, format!("expected a string, got {v}"))),
-        }
-    };
-    let pair = |k: &str, default: usize| -> Result<[usize; 2]> {
-        match kw.get(k) {
-            None | Some(Value::Null) => Ok([default, default]),
-            Some(Value::Number(n)) => n.as_u64().map(|x| [x as usize; 2]).ok_or_else(|| opt(k, format!("expected an integer, got {n}"))),
-            Some(Value::Array(a)) if a.len() == 2 && a.iter().all(|x| x.as_u64().is_some()) => {
-                Ok([a[0].as_u64().unwrap_or(0) as usize, a[1].as_u64().unwrap_or(0) as usize])
-            }
-            Some(v) => Err(opt(k, format!("expected an integer or [h, w], got {v}"))),
-        }
-    };
     const KNOWN: &[&str] = &[
         "img_size", "patch_size", "in_chans", "num_classes", "global_pool", "embed_dim", "depth", "num_heads",
         "mlp_ratio", "qkv_bias", "qk_norm", "proj_bias", "init_values", "class_token", "pos_embed", "no_embed_class",
@@ -91,63 +65,54 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         "pos_drop_rate", "patch_drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate", "weight_init",
         "fix_init", "embed_norm_layer", "norm_layer", "act_layer",
     ];
-    for k in kw.keys() {
-        if !KNOWN.contains(&k.as_str()) {
-            return Err(opt(k, "not an option of timm's VisionTransformer (or not supported by wgvision)".into()));
-        }
-    }
-    let img_size = pair("img_size", 224)?;
-    let patch = pair("patch_size", 16)?;
+    let kw = Kwargs(kw);
+    kw.check_known(KNOWN, "VisionTransformer")?;
+    let img_size = kw.pair("img_size", 224)?;
+    let patch = kw.pair("patch_size", 16)?;
     if patch[0] != patch[1] {
         return Err(WeightsError::Unsupported(format!("non-square patch_size {patch:?}")));
     }
     let patch_size = patch[0];
-    if get_bool("qk_norm", false)? {
+    if kw.bool("qk_norm", false)? {
         return Err(WeightsError::Unsupported("qk_norm=True".into()));
     }
-    if !matches!(kw.get("embed_norm_layer"), None | Some(Value::Null)) {
+    if kw.is_set("embed_norm_layer") {
         return Err(WeightsError::Unsupported("embed_norm_layer".into()));
     }
-    if get_bool("dynamic_img_pad", false)? && (img_size[0] % patch_size != 0 || img_size[1] % patch_size != 0) {
+    if kw.bool("dynamic_img_pad", false)? && (img_size[0] % patch_size != 0 || img_size[1] % patch_size != 0) {
         return Err(WeightsError::Unsupported("dynamic_img_pad with an img_size that is not a multiple of patch_size".into()));
     }
-    let global_pool = match get_str("global_pool", "token")?.as_str() {
+    let global_pool = match kw.str("global_pool", "token")?.as_str() {
         "token" => GlobalPool::Token,
         "avg" => GlobalPool::Avg,
         other => return Err(WeightsError::Unsupported(format!("global_pool '{other}' (wgvision supports 'token' and 'avg')"))),
     };
-    let class_token = get_bool("class_token", true)?;
+    let class_token = kw.bool("class_token", true)?;
     if global_pool == GlobalPool::Token && !class_token {
         return Err(opt("global_pool", "'token' pooling needs class_token=True".into()));
     }
-    let use_fc_norm = match kw.get("fc_norm") {
-        None | Some(Value::Null) => global_pool == GlobalPool::Avg,
-        Some(v) => v.as_bool().ok_or_else(|| opt("fc_norm", format!("expected true, false or null, got {v}")))?,
-    };
-    let final_norm = get_bool("final_norm", true)?;
-    let norm_eps = match get_str("norm_layer", "")?.as_str() {
+    let use_fc_norm = kw.bool("fc_norm", global_pool == GlobalPool::Avg)?;
+    let final_norm = kw.bool("final_norm", true)?;
+    let norm_eps = match kw.str("norm_layer", "")?.as_str() {
         "" => 1e-6,
         "layernorm_eps1e-5" | "layernorm" => 1e-5,
         other => return Err(WeightsError::Unsupported(format!("norm_layer '{other}'"))),
     };
-    let act = match get_str("act_layer", "gelu")?.as_str() {
+    let act = match kw.str("act_layer", "gelu")?.as_str() {
         "gelu" => Activation::Gelu,
         "quick_gelu" => Activation::QuickGelu,
         "gelu_tanh" => Activation::GeluTanh,
         other => return Err(WeightsError::Unsupported(format!("act_layer '{other}' (wgvision supports gelu, quick_gelu, gelu_tanh)"))),
     };
-    let pos_embed = match get_str("pos_embed", "learn")?.as_str() {
+    let pos_embed = match kw.str("pos_embed", "learn")?.as_str() {
         "learn" => true,
         "" | "none" => false,
         other => return Err(opt("pos_embed", format!("expected 'learn' or 'none', got '{other}'"))),
     };
-    let embed_dim = get_usize("embed_dim", 768)?;
-    let mlp_ratio = match kw.get("mlp_ratio") {
-        None | Some(Value::Null) => 4.0,
-        Some(v) => v.as_f64().ok_or_else(|| opt("mlp_ratio", format!("expected a number, got {v}")))?,
-    };
-    let pre_norm = get_bool("pre_norm", false)?;
-    let in_chans = get_usize("in_chans", 3)?;
+    let embed_dim = kw.usize("embed_dim", 768)?;
+    let mlp_ratio = kw.f64("mlp_ratio", 4.0)?;
+    let pre_norm = kw.bool("pre_norm", false)?;
+    let in_chans = kw.usize("in_chans", 3)?;
     let cfg = &preset["pretrained_cfg"];
     let triple = |k: &str, d: [f32; 3]| -> [f32; 3] {
         cfg[k]
@@ -161,26 +126,26 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         img_size,
         patch_size,
         in_chans,
-        num_classes: get_usize("num_classes", 1000)?,
+        num_classes: kw.usize("num_classes", 1000)?,
         global_pool,
         embed_dim,
-        depth: get_usize("depth", 12)?,
-        num_heads: get_usize("num_heads", 12)?,
+        depth: kw.usize("depth", 12)?,
+        num_heads: kw.usize("num_heads", 12)?,
         // timm: int(embed_dim * mlp_ratio)
         mlp_hidden: (embed_dim as f64 * mlp_ratio) as usize,
-        qkv_bias: get_bool("qkv_bias", true)?,
-        proj_bias: get_bool("proj_bias", true)?,
+        qkv_bias: kw.bool("qkv_bias", true)?,
+        proj_bias: kw.bool("proj_bias", true)?,
         patch_bias: !pre_norm,
         class_token,
-        reg_tokens: get_usize("reg_tokens", 0)?,
-        no_embed_class: get_bool("no_embed_class", false)?,
+        reg_tokens: kw.usize("reg_tokens", 0)?,
+        no_embed_class: kw.bool("no_embed_class", false)?,
         pos_embed,
         pre_norm,
         norm: final_norm && !use_fc_norm,
         fc_norm: final_norm && use_fc_norm,
         norm_eps,
         act,
-        layer_scale: !matches!(kw.get("init_values"), None | Some(Value::Null)),
+        layer_scale: kw.is_set("init_values"),
         preprocess: Preprocess {
             input_size: [in_chans, img_size[0], img_size[1]],
             mean: triple("mean", [0.485, 0.456, 0.406]),
@@ -196,54 +161,17 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     Ok(c)
 }
 
-/// The timm checkpoint's tensors, each consumed at most once; leftovers are errors.
-struct Source {
-    tensors: HashMap<String, Tensor>,
-}
-
-impl Source {
-    fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let t = self.tensors.remove(name).ok_or_else(|| WeightsError::MissingTensor {
-            tensor: name.to_string(),
-            hint: format!(" (expected shape {shape:?}); check --model and --set against the checkpoint"),
-        })?;
-        if t.shape != shape {
-            let hint = match name {
-                "head.weight" | "head.bias" => format!("; if the checkpoint has {} classes, pass --set num_classes={}", t.shape[0], t.shape[0]),
-                "pos_embed" => "; the checkpoint was trained at another img_size or grid: pass --set img_size=...".into(),
-                _ => String::new(),
-            };
-            return Err(WeightsError::ShapeMismatch { tensor: name.to_string(), expected: shape.to_vec(), got: t.shape, hint });
-        }
-        Ok(t.data)
-    }
-
-    fn take_opt(&mut self, name: &str, shape: &[usize], present: bool) -> Result<Option<Vec<f32>>> {
-        if present {
-            self.take(name, shape).map(Some)
-        } else {
-            Ok(None)
-        }
+fn shape_hint(name: &str, got: &[usize]) -> String {
+    match name {
+        "head.weight" | "head.bias" => format!("; if the checkpoint has {} classes, pass --set num_classes={}", got[0], got[0]),
+        "pos_embed" => "; the checkpoint was trained at another img_size or grid: pass --set img_size=...".into(),
+        _ => String::new(),
     }
 }
-
-/// torch Linear weight [out, in] -> engine layout [in, out], scaled per output column.
-fn linear_t(w: &[f32], out: usize, inp: usize, col_scale: Option<&[f32]>) -> Vec<f32> {
-    let mut t = vec![0.0; w.len()];
-    for o in 0..out {
-        let s = col_scale.map_or(1.0, |g| g[o]);
-        for i in 0..inp {
-            t[i * out + o] = w[o * inp + i] * s;
-        }
-    }
-    t
-}
-
-type Converted = HashMap<String, (Vec<usize>, Vec<f32>)>;
 
 /// Map a timm VisionTransformer state dict onto the canonical names of `c`.
 pub fn convert(c: &VitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
-    let mut src = Source { tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect() };
+    let mut src = Source::new(tensors, shape_hint);
     let mut out: Converted = HashMap::new();
     let d = c.embed_dim;
     let m = c.mlp_hidden;
@@ -324,16 +252,14 @@ pub fn convert(c: &VitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
         put("head.weight", vec![d, n], linear_t(&hw, n, d, None));
         put("head.bias", vec![n], src.take("head.bias", &[n])?);
     }
-    if let Some(name) = src.tensors.keys().min().cloned() {
-        let t = &src.tensors[&name];
-        let hint = if name == "head.weight" {
+    src.finish(|name| {
+        if name == "head.weight" {
             "; the checkpoint has a classifier head: drop --set num_classes=0".to_string()
         } else if name.contains(".ls1.") || name.contains(".ls2.") {
             "; the checkpoint uses LayerScale: pass --set init_values=1e-5".to_string()
         } else {
             "; check --model and --set against the checkpoint".to_string()
-        };
-        return Err(WeightsError::UnexpectedTensor { tensor: name.clone(), shape: t.shape.clone(), hint });
-    }
+        }
+    })?;
     Ok((ModelConfig::Vit(c.clone()), out))
 }

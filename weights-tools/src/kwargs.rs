@@ -1,0 +1,91 @@
+//! Constructor kwargs of a peer model (a preset's recorded kwargs with `--set` overrides
+//! on top), read with the peer's defaults; a value of the wrong type is an error naming
+//! the option.
+use crate::{Result, WeightsError};
+use serde_json::{Map, Value};
+
+pub struct Kwargs(pub Map<String, Value>);
+
+fn opt(key: &str, message: String) -> WeightsError {
+    WeightsError::BadOption { key: key.to_string(), message }
+}
+
+impl Kwargs {
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.0.get(k).filter(|v| !v.is_null())
+    }
+
+    pub fn is_set(&self, k: &str) -> bool {
+        self.get(k).is_some()
+    }
+
+    /// Every key must be one the peer's constructor knows.
+    pub fn check_known(&self, known: &[&str], class: &str) -> Result<()> {
+        match self.0.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(opt(k, format!("not an option of timm's {class} (or not supported by wgvision)"))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn usize(&self, k: &str, default: usize) -> Result<usize> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| opt(k, format!("expected a non-negative integer, got {v}"))),
+        }
+    }
+
+    pub fn opt_usize(&self, k: &str) -> Result<Option<usize>> {
+        self.get(k).map(|_| self.usize(k, 0)).transpose()
+    }
+
+    pub fn f64(&self, k: &str, default: f64) -> Result<f64> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| opt(k, format!("expected a number, got {v}"))),
+        }
+    }
+
+    pub fn bool(&self, k: &str, default: bool) -> Result<bool> {
+        match self.get(k) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| opt(k, format!("expected true or false, got {v}"))),
+        }
+    }
+
+    pub fn str(&self, k: &str, default: &str) -> Result<String> {
+        match self.get(k) {
+            None => Ok(default.to_string()),
+            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| opt(k, format!("expected a string, got {v}"))),
+        }
+    }
+
+    /// An int (both sides) or [h, w].
+    pub fn pair(&self, k: &str, default: usize) -> Result<[usize; 2]> {
+        match self.get(k) {
+            None => Ok([default, default]),
+            Some(v) => pair_of(v).ok_or_else(|| opt(k, format!("expected an integer or [h, w], got {v}"))),
+        }
+    }
+
+    /// A list of non-negative integers.
+    pub fn usizes(&self, k: &str, default: &[usize]) -> Result<Vec<usize>> {
+        match self.get(k) {
+            None => Ok(default.to_vec()),
+            Some(Value::Array(a)) if a.iter().all(|x| x.as_u64().is_some()) => Ok(a.iter().map(|x| x.as_u64().unwrap_or(0) as usize).collect()),
+            Some(v) => Err(opt(k, format!("expected a list of integers, got {v}"))),
+        }
+    }
+
+    pub fn raw(&self, k: &str) -> Option<&Value> {
+        self.get(k)
+    }
+}
+
+/// An int (both sides) or [h, w].
+pub fn pair_of(v: &Value) -> Option<[usize; 2]> {
+    match v {
+        Value::Number(n) => n.as_u64().map(|x| [x as usize; 2]),
+        Value::Array(a) if a.len() == 2 => Some([a[0].as_u64()? as usize, a[1].as_u64()? as usize]),
+        _ => None,
+    }
+}
