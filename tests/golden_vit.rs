@@ -19,25 +19,11 @@ fn cases() -> Vec<Case> {
 }
 
 fn run_case(case: &Case, dtype: &str, bound: f64) -> f64 {
-    let dir = temp_dir(&format!("golden_vit_{}_{dtype}", case.name));
-    let ckpt = fixtures().join(format!("vit/{}.checkpoint.safetensors", case.name));
-    let io = fixtures().join(format!("vit/{}.io.safetensors", case.name));
-    let model = dir.join("model.safetensors");
-    let out = dir.join("out.safetensors");
-    let sets: Vec<String> = case.sets.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let mut args = vec!["convert", "--from", "timm", "--model", &case.model];
-    for s in &sets {
-        args.extend(["--set", s]);
+    let mut args: Vec<String> = ["--from", "timm", "--model", &case.model].map(String::from).to_vec();
+    for (k, v) in &case.sets {
+        args.extend(["--set".to_string(), format!("{k}={v}")]);
     }
-    let (ckpt_s, model_s, io_s, out_s) = (ckpt.to_str().unwrap(), model.to_str().unwrap(), io.to_str().unwrap(), out.to_str().unwrap());
-    args.extend([ckpt_s, "-o", model_s, "--dtype", dtype]);
-    wgvision_ok(&args);
-    wgvision_ok(&["run", model_s, "--input", io_s, "-o", out_s]);
-    let (shape, got) = read_tensor(&out, "logits");
-    let (want_shape, want) = read_tensor(&io, "logits");
-    assert_eq!(shape, want_shape, "{}: output shape", case.name);
-    assert_eq!(shape, case.out_shape);
-    let e = rel_l2(&got, &want);
+    let e = golden_case("vit", &case.name, &args, dtype, &case.out_shape);
     assert!(e <= bound, "{} ({dtype}): relative L2 error {e:e} > {bound:e}", case.name);
     e
 }

@@ -44,3 +44,25 @@ pub fn rel_l2(got: &[f64], want: &[f64]) -> f64 {
     let den: f64 = want.iter().map(|w| w * w).sum();
     (num / den.max(1e-300)).sqrt()
 }
+
+/// One golden case through the real CLI: `convert <convert_args> CKPT -o MODEL --dtype D`,
+/// then `run MODEL --input IO -o OUT`; returns the relative L2 error of `logits` against
+/// the peer's float64 output stored in IO.
+pub fn golden_case(family: &str, name: &str, convert_args: &[String], dtype: &str, out_shape: &[usize]) -> f64 {
+    let dir = temp_dir(&format!("golden_{family}_{name}_{dtype}"));
+    let ckpt = fixtures().join(format!("{family}/{name}.checkpoint.safetensors"));
+    let io = fixtures().join(format!("{family}/{name}.io.safetensors"));
+    let model = dir.join("model.safetensors");
+    let out = dir.join("out.safetensors");
+    let (ckpt_s, model_s, io_s, out_s) = (ckpt.to_str().unwrap(), model.to_str().unwrap(), io.to_str().unwrap(), out.to_str().unwrap());
+    let mut args: Vec<&str> = vec!["convert"];
+    args.extend(convert_args.iter().map(String::as_str));
+    args.extend([ckpt_s, "-o", model_s, "--dtype", dtype]);
+    wgvision_ok(&args);
+    wgvision_ok(&["run", model_s, "--input", io_s, "-o", out_s]);
+    let (shape, got) = read_tensor(&out, "logits");
+    let (want_shape, want) = read_tensor(&io, "logits");
+    assert_eq!(shape, want_shape, "{name}: output shape");
+    assert_eq!(shape, out_shape, "{name}: output shape vs the fixture index");
+    rel_l2(&got, &want)
+}
