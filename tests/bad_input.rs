@@ -175,3 +175,40 @@ fn unknown_model_and_bad_options() {
     #[cfg(target_os = "linux")]
     expect_failure(&["bench", "vit_tiny_patch16_224", "--backend", "metal"], &["no GPU adapter found for backend Metal", "mesa-vulkan-drivers"], None);
 }
+
+#[test]
+fn swin_checkpoint_and_config_errors() {
+    let dir = temp_dir("bad_swin");
+    let out = dir.join("model.safetensors");
+    let out_s = out.to_str().unwrap();
+    let fx = fixtures().join("swin");
+    // timm: a relative-position table for another window size names the tensor and the fix.
+    let ckpt = fx.join("timm_shift_then_unshifted_stage.checkpoint.safetensors");
+    let bad = dir.join("bad_table.safetensors");
+    rewrite(&ckpt, &bad, |m| {
+        let t = m.get_mut("layers.0.blocks.1.attn.relative_position_bias_table").unwrap();
+        t.1 = vec![t.1[0] - 1, t.1[1]];
+        t.2.truncate(t.1[0] * t.1[1] * 4);
+    });
+    let sets = ["--set", "img_size=56", "--set", "embed_dim=16", "--set", "depths=[2,2]", "--set", "num_heads=[1,2]", "--set", "num_classes=10"];
+    let mut args = vec!["convert", "--from", "timm", "--model", "swin_tiny_patch4_window7_224"];
+    args.extend(sets);
+    args.extend([bad.to_str().unwrap(), "-o", out_s]);
+    expect_failure(&args, &["layers.0.blocks.1.attn.relative_position_bias_table", "window_size"], Some(&out));
+    // timm: depths and num_heads of different lengths.
+    let mut args = vec!["convert", "--from", "timm", "--model", "swin_tiny_patch4_window7_224", "--set", "depths=[2,2,2]"];
+    args.extend([ckpt.to_str().unwrap(), "-o", out_s]);
+    expect_failure(&args, &["depths", "num_heads"], Some(&out));
+    // transformers: a config of another model type, and a map smaller than the window.
+    let cfg_path = dir.join("config.json");
+    let hf_ckpt = fx.join("hf_model_features.checkpoint.safetensors");
+    let hf_args = ["convert", "--from", "hf", "--config", cfg_path.to_str().unwrap(), hf_ckpt.to_str().unwrap(), "-o", out_s];
+    std::fs::write(&cfg_path, r#"{"model_type": "vit"}"#).unwrap();
+    expect_failure(&hf_args, &["model_type 'vit'"], Some(&out));
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("hf_model_features.config.json")).unwrap()).unwrap();
+    cfg["image_size"] = serde_json::json!(40);
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    expect_failure(&hf_args, &["smaller than window_size 7"], Some(&out));
+    // --from hf without --config.
+    expect_failure(&["convert", "--from", "hf", hf_ckpt.to_str().unwrap(), "-o", out_s], &["--config"], Some(&out));
+}
