@@ -35,6 +35,7 @@ struct WindowAttentionParams {
 
 override WG: u32 = 64u;
 const KB: u32 = 16u;  // keys per softmax block
+const MAXW: u32 = 32u; // largest window side
 
 // Source row/column on the unpadded map of shifted-padded coordinate `s`, or `len`
 // (meaning: a padding position).
@@ -58,23 +59,6 @@ fn region(s: u32, padded: u32, win: u32, shift: u32) -> u32 {
         return 0u;
     }
     return select(2u, 1u, s < padded - shift);
-}
-
-struct Key {
-    row: u32,  // position on the unpadded map (y * width + x)
-    pad: bool,
-    region: u32,
-}
-
-// Key `j` of the window whose top-left shifted-padded coordinate is (wy0, wx0).
-fn key_at(wy0: u32, wx0: u32, j: u32, hp: u32, wp: u32) -> Key {
-    let sy = wy0 + j / p.win_w;
-    let sx = wx0 + j % p.win_w;
-    let y = source(sy, p.height, hp, p.shift_h);
-    let x = source(sx, p.width, wp, p.shift_w);
-    let pad = y == p.height || x == p.width;
-    let row = min(y, p.height - 1u) * p.width + min(x, p.width - 1u);
-    return Key(row, pad, region(sy, hp, p.win_h, p.shift_h) * 3u + region(sx, wp, p.win_w, p.shift_w));
 }
 
 @compute @workgroup_size(WG)
@@ -120,30 +104,60 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         q[d] = qkv[q_row + h * p.head_dim + d] * p.scale;
         acc[d] = 0.0;
     }
+    // The window's key rows and columns on the unpadded map (== height / width for
+    // padding) and their shift regions, computed once: the key loop below walks them
+    // with counters instead of dividing (integer division is scalar on SIMD CPUs).
+    var ky: array<u32, MAXW>;
+    var kyr: array<u32, MAXW>;
+    var kx: array<u32, MAXW>;
+    var kxr: array<u32, MAXW>;
+    for (var t = 0u; t < p.win_h; t++) {
+        ky[t] = source(wy0 + t, p.height, hp, p.shift_h);
+        kyr[t] = region(wy0 + t, hp, p.win_h, p.shift_h) * 3u;
+    }
+    for (var t = 0u; t < p.win_w; t++) {
+        kx[t] = source(wx0 + t, p.width, wp, p.shift_w);
+        kxr[t] = region(wx0 + t, wp, p.win_w, p.shift_w);
+    }
+    var jy = 0u;
+    var jx = 0u;
     let bias_row = (h * n + qi) * n;
     var m = -3.0e38;
     var l = 0.0;
     var sc: array<f32, KB>;
+    var krow: array<u32, KB>;
+    var kpad: array<bool, KB>;
     for (var j0 = 0u; j0 < n; j0 += KB) {
         let kb = min(KB, n - j0);
         var bmax = m;
         for (var jj = 0u; jj < kb; jj++) {
-            let key = key_at(wy0, wx0, j0 + jj, hp, wp);
+            let y = ky[jy];
+            let x = kx[jx];
+            let pad = y == p.height || x == p.width;
+            let region = kyr[jy] + kxr[jx];
+            let row = min(y, p.height - 1u) * p.width + min(x, p.width - 1u);
+            jx += 1u;
+            if (jx == p.win_w) {
+                jx = 0u;
+                jy += 1u;
+            }
+            krow[jj] = row;
+            kpad[jj] = pad;
             var dot = 0.0;
-            if (key.pad) {
+            if (pad) {
 #ifdef PAD_BIAS
                 for (var d = 0u; d < p.head_dim; d++) {
                     dot += q[d] * qkv_bias[d_model + h * p.head_dim + d];
                 }
 #endif
             } else {
-                let kr = batch_base + key.row * row_stride + d_model + h * p.head_dim;
+                let kr = batch_base + row * row_stride + d_model + h * p.head_dim;
                 for (var d = 0u; d < p.head_dim; d++) {
                     dot += q[d] * qkv[kr + d];
                 }
             }
             var s = dot + rel_bias[bias_row + j0 + jj];
-            if (key.region != q_region) {
+            if (region != q_region) {
                 s -= 100.0;
             }
             sc[jj] = s;
@@ -157,15 +171,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         for (var jj = 0u; jj < kb; jj++) {
             let pj = exp(sc[jj] - bmax);
             l += pj;
-            let key = key_at(wy0, wx0, j0 + jj, hp, wp);
-            if (key.pad) {
+            if (kpad[jj]) {
 #ifdef PAD_BIAS
                 for (var d = 0u; d < p.head_dim; d++) {
                     acc[d] += pj * qkv_bias[2u * d_model + h * p.head_dim + d];
                 }
 #endif
             } else {
-                let vr = batch_base + key.row * row_stride + 2u * d_model + h * p.head_dim;
+                let vr = batch_base + krow[jj] * row_stride + 2u * d_model + h * p.head_dim;
                 for (var d = 0u; d < p.head_dim; d++) {
                     acc[d] += pj * qkv[vr + d];
                 }

@@ -42,8 +42,8 @@ pub fn infer(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool) -> 
     if h * w != *t || h == 0 || w == 0 {
         return Err(format!("qkv has {t} tokens, the map is {h}x{w}"));
     }
-    if l.window.contains(&0) || l.shift[0] >= l.window[0] || l.shift[1] >= l.window[1] {
-        return Err(format!("window {:?} with shift {:?} is not valid", l.window, l.shift));
+    if l.window.contains(&0) || l.window.iter().any(|&w| w > 32) || l.shift[0] >= l.window[0] || l.shift[1] >= l.window[1] {
+        return Err(format!("window {:?} with shift {:?} is not valid (window sides 1..=32, shift below the window)", l.window, l.shift));
     }
     if heads == 0 || d3 % (3 * heads) != 0 {
         return Err(format!("qkv width {d3} is not 3 * heads ({heads}) * head_dim"));
@@ -62,16 +62,22 @@ pub fn infer(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool) -> 
     Ok(vec![*b, *t, d3 / 3])
 }
 
-fn key(bucket: u32, pad_bias: bool) -> KernelKey {
+/// Lanes per workgroup: one per window position, rounded up to a whole 8-lane SIMD
+/// chunk (lavapipe runs 8 lanes at a time; idle lanes still cost), at most 256.
+fn lanes(window_tokens: usize) -> u32 {
+    window_tokens.div_ceil(8).clamp(1, 32) as u32 * 8
+}
+
+fn key(bucket: u32, pad_bias: bool, wg: u32) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
     if pad_bias {
         defines.push(Define::Flag("PAD_BIAS"));
     }
-    KernelKey { shader: "window_attention.wgsl", entry: "main", defines, constants: vec![("WG", 64)] }
+    KernelKey { shader: "window_attention.wgsl", entry: "main", defines, constants: vec![("WG", wg)] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false), key(b, true)]).collect()
+    HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false, 64), key(b, true, 64)]).collect()
 }
 
 pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32, _ctx: &PlanCtx) -> Result<KernelPlan, String> {
@@ -99,11 +105,12 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scal
         bindings.push((3, Arg::Input(2)));
     }
     bindings.push((4, Arg::Output));
+    let wg = lanes(l.tokens());
     Ok(KernelPlan {
-        key: key(bucket, pad_bias),
+        key: key(bucket, pad_bias, wg),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
-        workgroups: (b * heads * windows * l.tokens().div_ceil(64)) as u64,
+        workgroups: (b * heads * windows * l.tokens().div_ceil(wg as usize)) as u64,
     })
 }
 
