@@ -55,7 +55,7 @@ fn bench(c: &mut Criterion) {
     let (map, heads, hd, win) = (56usize, 3usize, 32usize, 7usize);
     let n = win * win;
     let windows = (map / win) * (map / win);
-    let layout = WindowLayout { map: [map, map], window: [win, win], shift: [3, 3], pad_first: false };
+    let layout = WindowLayout { map: [map, map], window: [win, win], shift: [3, 3], pad_first: false, grid: false };
     let g = single(
         Op::WindowAttention { heads, layout, pad_bias: false, scale: 0.17 },
         &[1, map * map, 3 * heads * hd],

@@ -1,4 +1,5 @@
-// Shifted-window multi-head attention (Swin) over a channels-last map, straight from the
+// Shifted-window multi-head attention (Swin) and grid attention (MaxViT) over a
+// channels-last map, straight from the
 // packed qkv of the unpadded map [B, H*W, 3*C] (columns (3, heads, head_dim)).
 // The cyclic shift, the padding to whole windows, the window partition and the window
 // reverse are all index arithmetic here: every lane owns one position of one window of
@@ -21,7 +22,8 @@ struct WindowAttentionParams {
     shift_w: u32,
     // 0: roll, then pad (timm); 1: pad, then roll (transformers)
     pad_first: u32,
-    _pad0: u32,
+    // 1: MaxViT grid attention (window (wy, wx) = positions (ty*H/wh + wy, tx*W/ww + wx))
+    grid: u32,
     scale: f32,
 }
 
@@ -48,6 +50,15 @@ fn source(s: u32, len: u32, padded: u32, shift: u32) -> u32 {
         return len;
     }
     return (s + shift) % len;
+}
+
+// Map row of row `t` of window row `wi` (or column, given the column arguments), or
+// `len` for padding.
+fn coord(wi: u32, t: u32, win: u32, len: u32, padded: u32, shift: u32) -> u32 {
+    if (p.grid == 1u) {
+        return t * (len / win) + wi;
+    }
+    return source(wi * win + t, len, padded, shift);
 }
 
 // Shift region of a shifted-padded coordinate (timm's / transformers' img_mask slices).
@@ -81,8 +92,10 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     }
     let b = bh / p.heads;
     let h = bh % p.heads;
-    let wy0 = (win / nwin_w) * p.win_h;
-    let wx0 = (win % nwin_w) * p.win_w;
+    let wyi = win / nwin_w;
+    let wxi = win % nwin_w;
+    let wy0 = wyi * p.win_h;
+    let wx0 = wxi * p.win_w;
     let d_model = p.heads * p.head_dim;
     let row_stride = 3u * d_model;
     let batch_base = b * p.height * p.width * row_stride;
@@ -91,8 +104,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     let qi = min(i, n - 1u);
     let qsy = wy0 + qi / p.win_w;
     let qsx = wx0 + qi % p.win_w;
-    let qy = source(qsy, p.height, hp, p.shift_h);
-    let qx = source(qsx, p.width, wp, p.shift_w);
+    let qy = coord(wyi, qi / p.win_w, p.win_h, p.height, hp, p.shift_h);
+    let qx = coord(wxi, qi % p.win_w, p.win_w, p.width, wp, p.shift_w);
     let q_pad = qy == p.height || qx == p.width;
     let q_region = region(qsy, hp, p.win_h, p.shift_h) * 3u + region(qsx, wp, p.win_w, p.shift_w);
     let q_row = batch_base + (min(qy, p.height - 1u) * p.width + min(qx, p.width - 1u)) * row_stride;
@@ -112,11 +125,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     var kx: array<u32, MAXW>;
     var kxr: array<u32, MAXW>;
     for (var t = 0u; t < p.win_h; t++) {
-        ky[t] = source(wy0 + t, p.height, hp, p.shift_h);
+        ky[t] = coord(wyi, t, p.win_h, p.height, hp, p.shift_h);
         kyr[t] = region(wy0 + t, hp, p.win_h, p.shift_h) * 3u;
     }
     for (var t = 0u; t < p.win_w; t++) {
-        kx[t] = source(wx0 + t, p.width, wp, p.shift_w);
+        kx[t] = coord(wxi, t, p.win_w, p.width, wp, p.shift_w);
         kxr[t] = region(wx0 + t, wp, p.win_w, p.shift_w);
     }
     var jy = 0u;

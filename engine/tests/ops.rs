@@ -119,7 +119,7 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
         (1, [5, 9], 1, 8, [5, 7], [0, 3], false, true),       // shrunk, unshifted rows
     ];
     for &(b, map, heads, hd, window, shift, pad_first, pad_bias) in cases {
-        let layout = WindowLayout { map, window, shift, pad_first };
+        let layout = WindowLayout { map, window, shift, pad_first, grid: false };
         let n = window[0] * window[1];
         let d3 = 3 * heads * hd;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -131,6 +131,24 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
         } else {
             check(op, &[&qkv, &rel], None, false, F32_TOL);
         }
+    }
+}
+
+#[test]
+fn grid_attention_grids_7_8_12() {
+    // (batch, map, heads, head_dim, grid): MaxViT's dilated grid partition.
+    let cases: &[(usize, [usize; 2], usize, usize, [usize; 2])] = &[
+        (2, [14, 14], 2, 8, [7, 7]),
+        (1, [16, 24], 1, 16, [8, 8]),
+        (1, [24, 12], 2, 8, [12, 12]),
+        (1, [7, 7], 1, 8, [7, 7]),
+    ];
+    for &(b, map, heads, hd, window) in cases {
+        let layout = WindowLayout { map, window, shift: [0, 0], pad_first: false, grid: true };
+        let n = window[0] * window[1];
+        let d3 = 3 * heads * hd;
+        let op = Op::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() };
+        check(op, &[&[b, map[0] * map[1], d3], &[heads, n, n]], None, false, F32_TOL);
     }
 }
 

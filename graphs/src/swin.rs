@@ -156,8 +156,8 @@ impl SwinConfig {
                 heads,
                 head_dim,
                 map,
-                regular: WindowLayout { map, window, shift: [0, 0], pad_first },
-                shifted: WindowLayout { map, window, shift, pad_first },
+                regular: WindowLayout { map, window, shift: [0, 0], pad_first, grid: false },
+                shifted: WindowLayout { map, window, shift, pad_first, grid: false },
             });
         }
         Ok(out)

@@ -1,13 +1,13 @@
-//! Shifted-window attention (Swin): cyclic shift, padding, window partition and reverse
-//! done as index arithmetic inside one kernel, with the relative-position bias and the
-//! shift mask added to the scores.
+//! Shifted-window attention (Swin) and block/grid attention (MaxViT): cyclic shift,
+//! padding, window or grid partition and reverse done as index arithmetic inside one
+//! kernel, with the relative-position bias and the shift mask added to the scores.
 use super::{u32_of, uniform, Arg, KernelPlan, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 use serde::{Deserialize, Serialize};
 
 uniform!("window_attention.wgsl", WindowAttentionParams {
     batch: u32, height: u32, width: u32, heads: u32, head_dim: u32, win_h: u32, win_w: u32,
-    shift_h: u32, shift_w: u32, pad_first: u32, _pad0: u32, scale: f32,
+    shift_h: u32, shift_w: u32, pad_first: u32, grid: u32, scale: f32,
 });
 
 const HEAD_DIM_BUCKETS: [u32; 4] = [32, 64, 128, 256];
@@ -22,6 +22,11 @@ pub struct WindowLayout {
     pub shift: [usize; 2],
     /// Pad to whole windows before the shift (transformers) instead of after it (timm).
     pub pad_first: bool,
+    /// MaxViT grid attention: "window" (wy, wx) gathers the positions
+    /// (ty * H/wh + wy, tx * W/ww + wx), a dilated grid over the whole map, instead of a
+    /// contiguous block. Needs no shift and a map divisible by the grid.
+    #[serde(default)]
+    pub grid: bool,
 }
 
 impl WindowLayout {
@@ -44,6 +49,9 @@ pub fn infer(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool) -> 
     }
     if l.window.contains(&0) || l.window.iter().any(|&w| w > 32) || l.shift[0] >= l.window[0] || l.shift[1] >= l.window[1] {
         return Err(format!("window {:?} with shift {:?} is not valid (window sides 1..=32, shift below the window)", l.window, l.shift));
+    }
+    if l.grid && (l.shift != [0, 0] || h % l.window[0] != 0 || w % l.window[1] != 0) {
+        return Err(format!("grid attention needs no shift and a {h}x{w} map divisible by the grid {:?}", l.window));
     }
     if heads == 0 || d3 % (3 * heads) != 0 {
         return Err(format!("qkv width {d3} is not 3 * heads ({heads}) * head_dim"));
@@ -97,8 +105,8 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scal
         shift_h: u32_of(l.shift[0], "shift")?,
         shift_w: u32_of(l.shift[1], "shift")?,
         pad_first: l.pad_first as u32,
+        grid: l.grid as u32,
         scale,
-        ..Default::default()
     };
     let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1))];
     if pad_bias {
@@ -168,7 +176,11 @@ pub fn reference(x: &[&[f64]], s: &[usize], heads: usize, l: &WindowLayout, scal
     for bb in 0..b {
         for wy in 0..hp / wh {
             for wx in 0..wp / ww {
-                let cells: Vec<(usize, usize)> = (0..n).map(|i| (wy * wh + i / ww, wx * ww + i % ww)).collect();
+                let cells: Vec<(usize, usize)> = if l.grid {
+                    (0..n).map(|i| ((i / ww) * (h / wh) + wy, (i % ww) * (w / ww) + wx)).collect()
+                } else {
+                    (0..n).map(|i| (wy * wh + i / ww, wx * ww + i % ww)).collect()
+                };
                 for hh in 0..heads {
                     for (i, &(qy, qx)) in cells.iter().enumerate() {
                         let Some(qpos) = src(qy, qx) else { continue };
