@@ -5,6 +5,7 @@
 //!   stage's resolution; a shifted block rolls the map, then pads it to whole windows.
 //! - transformers: the image is zero-padded to whole patches; the window shrinks to the
 //!   smaller side (square) once that side fits in it; blocks pad, then roll.
+use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowLayout};
@@ -229,27 +230,4 @@ impl SwinConfig {
         let h = linear(g, h, &format!("{p}.mlp.fc1"), (d, hidden), true, self.act, None)?; // (B, H*W, 4C)
         linear(g, h, &format!("{p}.mlp.fc2"), (hidden, d), true, Activation::None, Some(t))
     }
-}
-
-fn layer_norm(g: &mut GraphBuilder, x: TensorId, name: &str, d: usize, eps: f32) -> Result<TensorId> {
-    let w = g.weight(&format!("{name}.weight"), &[d])?;
-    let b = g.weight(&format!("{name}.bias"), &[d])?;
-    Ok(g.node(name, Op::LayerNorm { eps }, &[x, w, b])?)
-}
-
-fn linear(
-    g: &mut GraphBuilder,
-    x: TensorId,
-    name: &str,
-    (k, n): (usize, usize),
-    bias: bool,
-    act: Activation,
-    residual: Option<TensorId>,
-) -> Result<TensorId> {
-    let mut ins = vec![x, g.weight(&format!("{name}.weight"), &[k, n])?];
-    if bias {
-        ins.push(g.weight(&format!("{name}.bias"), &[n])?);
-    }
-    ins.extend(residual);
-    Ok(g.node(name, Op::MatMul { act, bias, residual: residual.is_some() }, &ins)?)
 }

@@ -1,6 +1,7 @@
 //! Vision Transformer (Dosovitskiy et al. 2020) as timm's `VisionTransformer` builds it,
 //! covering DeiT, CLIP image towers (pre-norm, no patch bias) and DINOv2 (LayerScale,
 //! register tokens). LayerScale is folded into the preceding projection at conversion.
+use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, Op, PoolKind, TensorId};
@@ -84,27 +85,7 @@ impl VitConfig {
         let (gh, gw) = self.grid();
         let tokens = self.num_prefix() + gh * gw;
         let mut g = Graph::builder();
-        let ln = |g: &mut wgvision_engine::GraphBuilder, x: TensorId, name: &str| -> Result<TensorId> {
-            let w = g.weight(&format!("{name}.weight"), &[d])?;
-            let b = g.weight(&format!("{name}.bias"), &[d])?;
-            Ok(g.node(name, Op::LayerNorm { eps }, &[x, w, b])?)
-        };
-        let linear = |g: &mut wgvision_engine::GraphBuilder,
-                      x: TensorId,
-                      name: &str,
-                      (k, n): (usize, usize),
-                      bias: bool,
-                      act: Activation,
-                      residual: Option<TensorId>|
-         -> Result<TensorId> {
-            let mut ins = vec![x, g.weight(&format!("{name}.weight"), &[k, n])?];
-            if bias {
-                ins.push(g.weight(&format!("{name}.bias"), &[n])?);
-            }
-            ins.extend(residual);
-            Ok(g.node(name, Op::MatMul { act, bias, residual: residual.is_some() }, &ins)?)
-        };
-
+        let ln = |g: &mut wgvision_engine::GraphBuilder, x: TensorId, name: &str| layer_norm(g, x, name, d, eps);
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
         let patches = g.node("patchify", Op::Patchify { patch: self.patch_size, pad: false }, &[x])?; // (B, Np, C*P*P)
         let cpp = self.in_chans * self.patch_size * self.patch_size;
