@@ -2,7 +2,7 @@
 //! `SwinForImageClassification`) -> wgvision model files. q/k/v are fused, Linear weights
 //! transposed to [in, out], and each block's relative-position bias table is gathered
 //! into the dense [heads, N, N] bias its window attention adds.
-use crate::kwargs::{pair_of, Kwargs};
+use crate::kwargs::{pair_of, parse_presets, preset_names, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
@@ -14,15 +14,12 @@ use wgvision_graphs::{ModelConfig, Preprocess};
 static TIMM_PRESETS: &str = include_str!("../data/timm_swin_presets.json");
 
 fn presets() -> Result<Value> {
-    serde_json::from_str(TIMM_PRESETS).map_err(|e| WeightsError::Unsupported(format!("embedded timm swin presets: {e}")))
+    parse_presets(TIMM_PRESETS, "timm Swin")
 }
 
 /// timm Swin model names this build can convert.
 pub fn model_names() -> Vec<String> {
-    presets()
-        .ok()
-        .and_then(|p| p["presets"].as_object().map(|m| m.keys().cloned().collect()))
-        .unwrap_or_default()
+    preset_names(presets())
 }
 
 fn opt(key: &str, message: String) -> WeightsError {

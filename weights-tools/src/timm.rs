@@ -2,7 +2,7 @@
 //! Hyperparameters: the kwargs timm's model function passes (recorded from timm into
 //! data/timm_vit_presets.json) with `--set` overrides applied on top, then the same
 //! defaults `VisionTransformer.__init__` applies.
-use crate::kwargs::Kwargs;
+use crate::kwargs::{parse_presets, preset_names, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
@@ -15,15 +15,12 @@ use wgvision_graphs::{ModelConfig, Preprocess};
 static PRESETS: &str = include_str!("../data/timm_vit_presets.json");
 
 fn presets() -> Result<Value> {
-    serde_json::from_str(PRESETS).map_err(|e| WeightsError::Unsupported(format!("embedded timm presets: {e}")))
+    parse_presets(PRESETS, "timm ViT")
 }
 
 /// Model names this build can convert.
 pub fn model_names() -> Vec<String> {
-    presets()
-        .ok()
-        .and_then(|p| p["presets"].as_object().map(|m| m.keys().cloned().collect()))
-        .unwrap_or_default()
+    preset_names(presets())
 }
 
 /// Resolve `timm.create_model(name, **overrides)`'s hyperparameters into a config.
