@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use std::borrow::Cow;
-use wgvision_engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
+use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
 
 /// One node: input 0 is a graph input, the rest are weights (so f16 storage can be tested).
 fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool, tol: (f64, f64, f64)) {
@@ -150,6 +150,30 @@ fn grid_attention_grids_7_8_12() {
         let op = Op::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() };
         check(op, &[&[b, map[0] * map[1], d3], &[heads, n, n]], None, false, F32_TOL);
     }
+}
+
+#[test]
+fn depthwise_conv_strides_and_paddings() {
+    // (batch, map, channels, kernel, stride, tf "same" padding?)
+    let cases: &[(usize, [usize; 2], usize, usize, usize, bool)] = &[
+        (2, [7, 9], 5, 3, 1, false),
+        (1, [8, 8], 7, 3, 2, true),   // even map, stride 2: TF pads 0 above, 1 below
+        (1, [9, 6], 3, 3, 2, true),   // odd rows: TF pads 1 and 1
+        (1, [8, 10], 4, 3, 2, false), // PyTorch symmetric padding 1
+        (1, [5, 5], 257, 5, 1, true),
+        (1, [1, 1], 2, 3, 2, true),
+    ];
+    for &(b, map, c, k, stride, tf) in cases {
+        let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
+        for act in [Activation::None, Activation::GeluTanh] {
+            let op = Op::DepthwiseConv { geometry: geometry.clone(), act };
+            check(op, &[&[b, map[0] * map[1], c], &[k * k, c], &[c]], None, false, F32_TOL);
+        }
+    }
+    // TF "same" geometry against TensorFlow's formula: out = ceil(n / s), pad_total =
+    // max((out - 1) * s + k - n, 0), the smaller half on top.
+    let g = ConvGeometry::tf_same([8, 9], 3, 2);
+    assert_eq!((g.out, g.pad), ([4, 5], [0, 1]));
 }
 
 #[test]

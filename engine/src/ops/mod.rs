@@ -6,6 +6,7 @@ use crate::kernels::KernelKey;
 use serde::{Deserialize, Serialize};
 
 pub mod attention;
+pub mod depthwise_conv;
 pub mod layernorm;
 pub mod matmul;
 pub mod patchify;
@@ -16,6 +17,7 @@ pub mod token_embed;
 pub mod unary;
 pub mod window_attention;
 
+pub use depthwise_conv::ConvGeometry;
 pub use window_attention::WindowLayout;
 
 /// Elementwise activation; the numeric codes are the ones `apply_act` in act.wgsl reads.
@@ -139,6 +141,8 @@ pub enum Op {
     WindowAttention { heads: usize, layout: WindowLayout, pad_bias: bool, scale: f32 },
     /// inputs: x [B, H*W, C] with `map` = [H, W] -> [B, ceil(H/2)*ceil(W/2), 4*C].
     PatchMerge { map: [usize; 2] },
+    /// inputs: x [B, H*W, C], weight [k*k, C], bias [C] -> [B, Ho*Wo, C].
+    DepthwiseConv { geometry: ConvGeometry, act: Activation },
 }
 
 /// What a kernel needs to know about the adapter and the node's inputs.
@@ -205,6 +209,7 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<unary::UnaryParams>(),
         one::<window_attention::WindowAttentionParams>(),
         one::<patch_merge::PatchMergeParams>(),
+        one::<depthwise_conv::DepthwiseConvParams>(),
     ]
 }
 
@@ -221,6 +226,7 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(unary::variants());
     v.extend(window_attention::variants());
     v.extend(patch_merge::variants());
+    v.extend(depthwise_conv::variants());
     v
 }
 
@@ -249,6 +255,7 @@ impl Op {
             Op::Unary { .. } => "unary",
             Op::WindowAttention { .. } => "window_attention",
             Op::PatchMerge { .. } => "patch_merge",
+            Op::DepthwiseConv { .. } => "depthwise_conv",
         }
     }
 
@@ -295,6 +302,10 @@ impl Op {
                 expect_inputs(s, 1)?;
                 patch_merge::infer(s[0], *map)
             }
+            Op::DepthwiseConv { geometry, .. } => {
+                expect_inputs(s, 3)?;
+                depthwise_conv::infer(s, geometry)
+            }
         }
     }
 
@@ -311,6 +322,7 @@ impl Op {
             Op::Unary { act } => unary::plan(out, *act),
             Op::WindowAttention { heads, layout, pad_bias, scale } => window_attention::plan(s, *heads, layout, *pad_bias, *scale, ctx),
             Op::PatchMerge { map } => patch_merge::plan(s[0], out, *map),
+            Op::DepthwiseConv { geometry, act } => depthwise_conv::plan(s, out, geometry, *act),
         }
     }
 
@@ -329,6 +341,7 @@ impl Op {
             Op::Unary { act } => x[0].iter().map(|&v| act.apply(v)).collect(),
             Op::WindowAttention { heads, layout, scale, .. } => window_attention::reference(x, s[0], *heads, layout, *scale),
             Op::PatchMerge { map } => patch_merge::reference(x[0], s[0], *map),
+            Op::DepthwiseConv { geometry, act } => depthwise_conv::reference(x, s[0], geometry, *act),
         }
     }
 

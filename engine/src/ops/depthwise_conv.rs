@@ -1,0 +1,111 @@
+//! Depthwise convolution over a channels-last map (MBConv's k x k stage), with stride,
+//! explicit padding, folded-BatchNorm bias and a fused activation.
+use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use crate::kernels::KernelKey;
+use serde::{Deserialize, Serialize};
+
+uniform!("depthwise_conv.wgsl", DepthwiseConvParams {
+    batch: u32, height: u32, width: u32, channels: u32, out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    pad_top: u32, pad_left: u32, act: u32, _pad0: u32,
+});
+
+/// Geometry of one depthwise convolution.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConvGeometry {
+    /// Input map [H, W].
+    pub map: [usize; 2],
+    pub kernel: usize,
+    pub stride: usize,
+    /// Zero padding above and left of the map; below/right is whatever the output size needs.
+    pub pad: [usize; 2],
+    /// Output map [Ho, Wo].
+    pub out: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// PyTorch padding `kernel // 2` on every side.
+    pub fn symmetric(map: [usize; 2], kernel: usize, stride: usize) -> ConvGeometry {
+        let p = kernel / 2;
+        let out = map.map(|n| (n + 2 * p - kernel) / stride + 1);
+        ConvGeometry { map, kernel, stride, pad: [p, p], out }
+    }
+
+    /// TensorFlow "SAME": output ceil(n / stride), the odd padding pixel at the bottom/right.
+    pub fn tf_same(map: [usize; 2], kernel: usize, stride: usize) -> ConvGeometry {
+        let out = map.map(|n| n.div_ceil(stride));
+        let pad = [0, 1].map(|a| ((out[a] - 1) * stride + kernel).saturating_sub(map[a]) / 2);
+        ConvGeometry { map, kernel, stride, pad, out }
+    }
+}
+
+pub fn infer(s: &[&[usize]], g: &ConvGeometry) -> Result<Vec<usize>, String> {
+    let [b, t, c] = s[0] else {
+        return Err(format!("depthwise conv needs [B, H*W, C], got {:?}", s[0]));
+    };
+    if g.map[0] * g.map[1] != *t || g.kernel == 0 || g.stride == 0 || g.out.contains(&0) {
+        return Err(format!("input has {t} tokens; geometry {g:?} does not fit it"));
+    }
+    if s[1] != [g.kernel * g.kernel, *c] || s[2] != [*c] {
+        return Err(format!("weights must be [{}, {c}] and bias [{c}], got {:?} and {:?}", g.kernel * g.kernel, s[1], s[2]));
+    }
+    Ok(vec![*b, g.out[0] * g.out[1], *c])
+}
+
+fn key() -> KernelKey {
+    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines: vec![], constants: vec![] }
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    vec![key()]
+}
+
+pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) -> Result<KernelPlan, String> {
+    let params = DepthwiseConvParams {
+        batch: u32_of(s[0][0], "batch")?,
+        height: u32_of(g.map[0], "height")?,
+        width: u32_of(g.map[1], "width")?,
+        channels: u32_of(s[0][2], "channels")?,
+        out_h: u32_of(g.out[0], "out height")?,
+        out_w: u32_of(g.out[1], "out width")?,
+        kernel: u32_of(g.kernel, "kernel")?,
+        stride: u32_of(g.stride, "stride")?,
+        pad_top: u32_of(g.pad[0], "padding")?,
+        pad_left: u32_of(g.pad[1], "padding")?,
+        act: act.code(),
+        _pad0: 0,
+    };
+    Ok(KernelPlan {
+        key: key(),
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],
+        workgroups: out.iter().product::<usize>().div_ceil(64) as u64,
+    })
+}
+
+pub fn reference(x: &[&[f64]], s: &[usize], g: &ConvGeometry, act: Activation) -> Vec<f64> {
+    let (b, c) = (s[0], s[2]);
+    let [h, w] = g.map;
+    let [ho, wo] = g.out;
+    let k = g.kernel;
+    let mut out = Vec::with_capacity(b * ho * wo * c);
+    for bb in 0..b {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                for ch in 0..c {
+                    let mut acc = x[2][ch];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let y = (oy * g.stride + ky) as isize - g.pad[0] as isize;
+                            let xx = (ox * g.stride + kx) as isize - g.pad[1] as isize;
+                            if y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w {
+                                acc += x[0][((bb * h + y as usize) * w + xx as usize) * c + ch] * x[1][(ky * k + kx) * c + ch];
+                            }
+                        }
+                    }
+                    out.push(act.apply(acc));
+                }
+            }
+        }
+    }
+    out
+}
