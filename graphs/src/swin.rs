@@ -164,10 +164,6 @@ impl SwinConfig {
         Ok(out)
     }
 
-    pub fn grid(&self) -> Result<[usize; 2]> {
-        Ok(self.stages()?[0].map)
-    }
-
     pub fn build(&self, batch: usize) -> Result<Graph> {
         let stages = self.stages()?;
         let eps = self.norm_eps;

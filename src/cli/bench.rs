@@ -3,8 +3,8 @@ use super::{open_gpu, CliResult};
 use std::path::Path;
 use std::time::Instant;
 use wgvision::engine::DType;
-use wgvision::weights::{swin, timm};
-use wgvision::{graphs::ModelConfig, Model};
+use wgvision::weights;
+use wgvision::Model;
 
 #[allow(clippy::too_many_arguments)]
 pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, per_op: bool, json: bool, backend: Option<String>) -> CliResult {
@@ -17,7 +17,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     } else if model.ends_with(".safetensors") {
         return Err(format!("{model}: no such file").into());
     } else {
-        Some(preset(model)?)
+        Some(weights::timm_config(model, &[])?)
     };
     let gpu = open_gpu(backend.as_deref())?;
     let m = match preset {
@@ -107,10 +107,3 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     Ok(())
 }
 
-/// A built-in preset: a timm model name, built with synthetic weights.
-fn preset(name: &str) -> Result<ModelConfig, Box<dyn std::error::Error>> {
-    if name.starts_with("swin_") {
-        return Ok(ModelConfig::Swin(swin::timm_config(name, &[])?));
-    }
-    Ok(ModelConfig::Vit(timm::config(name, &[])?))
-}

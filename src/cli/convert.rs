@@ -1,7 +1,8 @@
 //! `wgvision convert`: peer checkpoint -> model file, every tensor checked.
 use super::{CliResult, From};
 use std::path::PathBuf;
-use wgvision::weights::{format, st, swin, timm};
+use wgvision::graphs::ModelConfig;
+use wgvision::weights::{self, format, st, swin, timm};
 
 #[allow(clippy::too_many_arguments)]
 pub fn convert(
@@ -22,21 +23,12 @@ pub fn convert(
     }
     let input = input.ok_or("missing the input checkpoint (IN.safetensors)")?;
     let output = output.ok_or("missing -o OUT.safetensors")?;
-    let (name, model_cfg, converted) = match from {
+    // The config (and its errors) first; the checkpoint is read once it is known to fit.
+    let (name, model_cfg) = match from {
         From::Timm => {
             let name = model.ok_or("--from timm needs --model NAME")?;
-            let overrides = parse_sets(&sets)?;
-            if name.starts_with("swin_") {
-                let cfg = swin::timm_config(&name, &overrides)?;
-                let (_, tensors) = st::load(&input)?;
-                let (m, c) = swin::convert(&cfg, tensors)?;
-                (name, m, c)
-            } else {
-                let cfg = timm::config(&name, &overrides)?;
-                let (_, tensors) = st::load(&input)?;
-                let (m, c) = timm::convert(&cfg, tensors)?;
-                (name, m, c)
-            }
+            let cfg = weights::timm_config(&name, &parse_sets(&sets)?)?;
+            (name, cfg)
         }
         From::Hf => {
             let path = config.ok_or("--from hf needs --config config.json (the transformers model config)")?;
@@ -46,12 +38,12 @@ pub fn convert(
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
             let cfg = swin::hf_config(&json)?;
-            let (_, tensors) = st::load(&input)?;
-            let (m, c) = swin::convert(&cfg, tensors)?;
-            (cfg.name.clone(), m, c)
+            (cfg.name.clone(), ModelConfig::Swin(cfg))
         }
         From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT/Swin and transformers Swin checkpoints are)".into()),
     };
+    let (_, tensors) = st::load(&input)?;
+    let converted = weights::convert(&model_cfg, tensors)?;
     let count: usize = converted.values().map(|(s, _)| s.iter().product::<usize>()).sum();
     format::write_model(&output, &model_cfg, converted, f16)?;
     eprintln!(

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 pub struct Kwargs(pub Map<String, Value>);
 
-fn opt(key: &str, message: String) -> WeightsError {
+/// A constructor option with a bad value.
+pub fn bad_option(key: &str, message: String) -> WeightsError {
     WeightsError::BadOption { key: key.to_string(), message }
 }
 
@@ -22,7 +23,7 @@ impl Kwargs {
     /// Every key must be one the peer's constructor knows.
     pub fn check_known(&self, known: &[&str], class: &str) -> Result<()> {
         match self.0.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(opt(k, format!("not an option of timm's {class} (or not supported by wgvision)"))),
+            Some(k) => Err(bad_option(k, format!("not an option of timm's {class} (or not supported by wgvision)"))),
             None => Ok(()),
         }
     }
@@ -30,7 +31,7 @@ impl Kwargs {
     pub fn usize(&self, k: &str, default: usize) -> Result<usize> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| opt(k, format!("expected a non-negative integer, got {v}"))),
+            Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| bad_option(k, format!("expected a non-negative integer, got {v}"))),
         }
     }
 
@@ -41,21 +42,21 @@ impl Kwargs {
     pub fn f64(&self, k: &str, default: f64) -> Result<f64> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v.as_f64().ok_or_else(|| opt(k, format!("expected a number, got {v}"))),
+            Some(v) => v.as_f64().ok_or_else(|| bad_option(k, format!("expected a number, got {v}"))),
         }
     }
 
     pub fn bool(&self, k: &str, default: bool) -> Result<bool> {
         match self.get(k) {
             None => Ok(default),
-            Some(v) => v.as_bool().ok_or_else(|| opt(k, format!("expected true or false, got {v}"))),
+            Some(v) => v.as_bool().ok_or_else(|| bad_option(k, format!("expected true or false, got {v}"))),
         }
     }
 
     pub fn str(&self, k: &str, default: &str) -> Result<String> {
         match self.get(k) {
             None => Ok(default.to_string()),
-            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| opt(k, format!("expected a string, got {v}"))),
+            Some(v) => v.as_str().map(str::to_string).ok_or_else(|| bad_option(k, format!("expected a string, got {v}"))),
         }
     }
 
@@ -63,7 +64,7 @@ impl Kwargs {
     pub fn pair(&self, k: &str, default: usize) -> Result<[usize; 2]> {
         match self.get(k) {
             None => Ok([default, default]),
-            Some(v) => pair_of(v).ok_or_else(|| opt(k, format!("expected an integer or [h, w], got {v}"))),
+            Some(v) => pair_of(v).ok_or_else(|| bad_option(k, format!("expected an integer or [h, w], got {v}"))),
         }
     }
 
@@ -72,7 +73,7 @@ impl Kwargs {
         match self.get(k) {
             None => Ok(default.to_vec()),
             Some(Value::Array(a)) if a.iter().all(|x| x.as_u64().is_some()) => Ok(a.iter().map(|x| x.as_u64().unwrap_or(0) as usize).collect()),
-            Some(v) => Err(opt(k, format!("expected a list of integers, got {v}"))),
+            Some(v) => Err(bad_option(k, format!("expected a list of integers, got {v}"))),
         }
     }
 

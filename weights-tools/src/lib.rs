@@ -36,3 +36,23 @@ pub enum WeightsError {
 }
 
 pub type Result<T> = std::result::Result<T, WeightsError>;
+
+/// The config `timm.create_model(name, **overrides)` would build, for any timm family
+/// wgvision converts (the name's prefix picks the family, as timm's registry does).
+pub fn timm_config(name: &str, overrides: &[(String, serde_json::Value)]) -> Result<wgvision_graphs::ModelConfig> {
+    use wgvision_graphs::ModelConfig;
+    if name.starts_with("swin_") {
+        return Ok(ModelConfig::Swin(swin::timm_config(name, overrides)?));
+    }
+    Ok(ModelConfig::Vit(timm::config(name, overrides)?))
+}
+
+/// Map a peer checkpoint's tensors onto the canonical names of `config`.
+pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<source::Converted> {
+    use wgvision_graphs::ModelConfig;
+    let converted = match config {
+        ModelConfig::Vit(c) => timm::convert(c, tensors)?.1,
+        ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
+    };
+    Ok(converted)
+}

@@ -2,7 +2,7 @@
 //! `SwinForImageClassification`) -> wgvision model files. q/k/v are fused, Linear weights
 //! transposed to [in, out], and each block's relative-position bias table is gathered
 //! into the dense [heads, N, N] bias its window attention adds.
-use crate::kwargs::{pair_of, parse_presets, preset_names, Kwargs};
+use crate::kwargs::{bad_option, pair_of, parse_presets, preset_names, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
@@ -20,10 +20,6 @@ fn presets() -> Result<Value> {
 /// timm Swin model names this build can convert.
 pub fn model_names() -> Vec<String> {
     preset_names(presets())
-}
-
-fn opt(key: &str, message: String) -> WeightsError {
-    WeightsError::BadOption { key: key.to_string(), message }
 }
 
 fn imagenet_preprocess(size: [usize; 2], in_chans: usize, crop_pct: f32, crop_mode: &str) -> Preprocess {
@@ -76,7 +72,7 @@ pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<SwinConf
     let depths = kw.usizes("depths", &[2, 2, 6, 2])?;
     let n = depths.len();
     let num_heads = kw.usizes("num_heads", &[3, 6, 12, 24])?;
-    let window_size = windows(kw.raw("window_size"), n, 7).ok_or_else(|| opt("window_size", "expected an int, [h, w], or one [h, w] per stage".into()))?;
+    let window_size = windows(kw.raw("window_size"), n, 7).ok_or_else(|| bad_option("window_size", "expected an int, [h, w], or one [h, w] per stage".into()))?;
     let img_size = kw.pair("img_size", 224)?;
     let in_chans = kw.usize("in_chans", 3)?;
     let cfg = &preset["pretrained_cfg"];
@@ -184,11 +180,18 @@ fn put(out: &mut Converted, name: String, shape: Vec<usize>, data: Vec<f32>) {
     out.insert(name, (shape, data));
 }
 
+/// How a block's attention input projection is stored.
+enum Qkv {
+    /// One fused Linear (timm).
+    Fused(String),
+    /// Separate q, k, v Linears (transformers).
+    Split([String; 3]),
+}
+
 /// The peer's names for one block's tensors.
 struct Names {
     norm1: String,
-    q: Option<[String; 3]>,
-    qkv: Option<String>,
+    qkv: Qkv,
     table: String,
     proj: String,
     norm2: String,
@@ -262,8 +265,7 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                 };
                 Names {
                     norm1: format!("{b}.layernorm_before"),
-                    q: Some(q),
-                    qkv: None,
+                    qkv: Qkv::Split(q),
                     table: format!("{s}.relative_position_bias_table"),
                     proj,
                     norm2: format!("{b}.layernorm_after"),
@@ -274,8 +276,7 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                 let b = format!("layers.{i}.blocks.{j}");
                 Names {
                     norm1: format!("{b}.norm1"),
-                    q: None,
-                    qkv: Some(format!("{b}.attn.qkv")),
+                    qkv: Qkv::Fused(format!("{b}.attn.qkv")),
                     table: format!("{b}.attn.relative_position_bias_table"),
                     proj: format!("{b}.attn.proj"),
                     norm2: format!("{b}.norm2"),
@@ -284,9 +285,9 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                 }
             };
             norm(&mut src, &mut out, &names.norm1, &format!("{to}.norm1"), d)?;
-            let (qkv_w, qkv_b) = match (&names.qkv, &names.q) {
-                (Some(qkv), _) => (src.take(&format!("{qkv}.weight"), &[3 * a, d])?, src.take_opt(&format!("{qkv}.bias"), &[3 * a], c.qkv_bias)?),
-                (None, Some(qs)) => {
+            let (qkv_w, qkv_b) = match &names.qkv {
+                Qkv::Fused(qkv) => (src.take(&format!("{qkv}.weight"), &[3 * a, d])?, src.take_opt(&format!("{qkv}.bias"), &[3 * a], c.qkv_bias)?),
+                Qkv::Split(qs) => {
                     let mut w = Vec::with_capacity(3 * a * d);
                     let mut b = Vec::with_capacity(3 * a);
                     for q in qs {
@@ -297,7 +298,6 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                     }
                     (w, c.qkv_bias.then_some(b))
                 }
-                (None, None) => unreachable!("every origin names its qkv"),
             };
             put(&mut out, format!("{to}.attn.qkv.weight"), vec![d, 3 * a], linear_t(&qkv_w, 3 * a, d, None));
             if let Some(b) = qkv_b {

@@ -2,7 +2,7 @@
 //! Hyperparameters: the kwargs timm's model function passes (recorded from timm into
 //! data/timm_vit_presets.json) with `--set` overrides applied on top, then the same
 //! defaults `VisionTransformer.__init__` applies.
-use crate::kwargs::{parse_presets, preset_names, Kwargs};
+use crate::kwargs::{bad_option, parse_presets, preset_names, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
@@ -54,7 +54,6 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     for (k, v) in overrides {
         kw.insert(k.clone(), v.clone());
     }
-    let opt = |key: &str, message: String| WeightsError::BadOption { key: key.to_string(), message };
     const KNOWN: &[&str] = &[
         "img_size", "patch_size", "in_chans", "num_classes", "global_pool", "embed_dim", "depth", "num_heads",
         "mlp_ratio", "qkv_bias", "qk_norm", "proj_bias", "init_values", "class_token", "pos_embed", "no_embed_class",
@@ -86,7 +85,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     };
     let class_token = kw.bool("class_token", true)?;
     if global_pool == GlobalPool::Token && !class_token {
-        return Err(opt("global_pool", "'token' pooling needs class_token=True".into()));
+        return Err(bad_option("global_pool", "'token' pooling needs class_token=True".into()));
     }
     let use_fc_norm = kw.bool("fc_norm", global_pool == GlobalPool::Avg)?;
     let final_norm = kw.bool("final_norm", true)?;
@@ -104,7 +103,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     let pos_embed = match kw.str("pos_embed", "learn")?.as_str() {
         "learn" => true,
         "" | "none" => false,
-        other => return Err(opt("pos_embed", format!("expected 'learn' or 'none', got '{other}'"))),
+        other => return Err(bad_option("pos_embed", format!("expected 'learn' or 'none', got '{other}'"))),
     };
     let embed_dim = kw.usize("embed_dim", 768)?;
     let mlp_ratio = kw.f64("mlp_ratio", 4.0)?;
@@ -153,7 +152,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         },
     };
     if c.num_heads == 0 || c.embed_dim % c.num_heads != 0 {
-        return Err(opt("num_heads", format!("embed_dim {} is not divisible by num_heads {}", c.embed_dim, c.num_heads)));
+        return Err(bad_option("num_heads", format!("embed_dim {} is not divisible by num_heads {}", c.embed_dim, c.num_heads)));
     }
     Ok(c)
 }

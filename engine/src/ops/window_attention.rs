@@ -1,7 +1,7 @@
 //! Shifted-window attention (Swin) and block/grid attention (MaxViT): cyclic shift,
 //! padding, window or grid partition and reverse done as index arithmetic inside one
 //! kernel, with the relative-position bias and the shift mask added to the scores.
-use super::{u32_of, uniform, Arg, KernelPlan, PlanCtx};
+use super::{u32_of, uniform, Arg, KernelPlan};
 use crate::kernels::{Define, KernelKey};
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +88,7 @@ pub fn variants() -> Vec<KernelKey> {
     HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false, 64), key(b, true, 64)]).collect()
 }
 
-pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32, _ctx: &PlanCtx) -> Result<KernelPlan, String> {
+pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32) -> Result<KernelPlan, String> {
     let (b, d) = (s[0][0], s[0][2] / 3);
     let hd = d / heads;
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
