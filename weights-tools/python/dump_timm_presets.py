@@ -5,13 +5,14 @@ The converter starts from these kwargs and applies `--set` overrides on top, so 
 hyperparameters are exactly what `timm.create_model(NAME, **overrides)` would build.
 Run: python weights-tools/python/dump_timm_presets.py
 """
-import json
 import os
 
 import timm
 import timm.models.vision_transformer as vt
 import timm.models.deit as deit
 from torch import nn
+
+from presets_common import record_presets
 
 captured = {}
 
@@ -41,9 +42,6 @@ vt.VisionTransformer = CaptureVisionTransformer
 deit.VisionTransformer = CaptureVisionTransformer
 deit.VisionTransformerDistilled = CaptureOther
 
-BUILDER_KEYS = {"cache_dir"}
-
-
 def encode(key, value):
     """JSON form of a kwarg, or None when wgvision cannot represent it."""
     if key == "norm_layer":
@@ -63,43 +61,7 @@ def encode(key, value):
 
 
 names = sorted(set(timm.list_models("vit_*") + timm.list_models("deit_*")))
-presets = {}
-skipped = {}
-for name in names:
-    captured.clear()
-    try:
-        timm.create_model(name, pretrained=False)
-    except Captured:
-        pass
-    except Exception as e:  # noqa: BLE001 - record why a name is not a plain ViT
-        skipped[name] = f"{type(e).__name__}: {e}"[:120]
-        continue
-    if captured.get("cls") != "VisionTransformer":
-        skipped[name] = f"model class {captured.get('cls')}"
-        continue
-    kwargs = {}
-    bad = []
-    for k, v in captured["kwargs"].items():
-        if k in BUILDER_KEYS:
-            continue
-        e = encode(k, v)
-        if e is None and v is not None:
-            bad.append(k)
-        else:
-            kwargs[k] = e
-    if bad:
-        skipped[name] = "unsupported constructor options: " + ", ".join(sorted(bad))
-        continue
-    cfg = timm.models.get_pretrained_cfg(name)
-    pre = {}
-    if cfg is not None:
-        c = cfg.to_dict()
-        pre = {k: (list(c[k]) if isinstance(c.get(k), tuple) else c.get(k))
-               for k in ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")}
-    presets[name] = {"kwargs": kwargs, "pretrained_cfg": pre}
-
 out = os.path.join(os.path.dirname(__file__), "..", "data", "timm_vit_presets.json")
 os.makedirs(os.path.dirname(out), exist_ok=True)
-with open(out, "w") as f:
-    json.dump({"timm_version": timm.__version__, "presets": presets, "unsupported": skipped}, f, indent=0, sort_keys=True)
-print(f"{len(presets)} presets, {len(skipped)} unsupported -> {out}")
+record_presets(names, captured, Captured,
+               lambda c: None if c.get("cls") == "VisionTransformer" else f"model class {c.get('cls')}", encode, out)

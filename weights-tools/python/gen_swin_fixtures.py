@@ -19,6 +19,8 @@ import transformers
 from safetensors.torch import save_file
 from transformers import SwinConfig, SwinForImageClassification, SwinModel
 
+from gen_vit_fixtures import perturb
+
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "swin")
 
 TIMM_CASES = [
@@ -44,18 +46,6 @@ HF_CASES = [
      dict(image_size=64, embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=8, num_labels=3, qkv_bias=False,
           hidden_act="gelu_new"), 1, True),
 ]
-
-
-def perturb(model, gen):
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.dim() == 1 and "norm" in name:
-                base = 1.0 if name.endswith("weight") else 0.0
-                p.copy_(base + 0.2 * torch.randn(p.shape, generator=gen))
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else p.numel()
-                std = 1.0 / max(fan_in, 1) ** 0.5 if p.dim() > 1 else 0.1
-                p.copy_(std * torch.randn(p.shape, generator=gen))
 
 
 def save_case(name, state, x, ref, entry, index):
