@@ -177,6 +177,44 @@ fn depthwise_conv_strides_and_paddings() {
 }
 
 #[test]
+fn avg_pool_same_and_valid() {
+    // MBConv's 2x2 shortcut pool: TF "same" (odd maps pad one zero row/column, counted in
+    // the mean as AvgPool2dSame does) and PyTorch's unpadded AvgPool2d (floor).
+    for (b, map, c) in [(2, [8, 6], 5), (1, [7, 9], 3), (1, [1, 1], 4)] {
+        for geometry in [ConvGeometry::tf_same(map, 2, 2), ConvGeometry::valid(map, 2, 2)] {
+            check(Op::AvgPool { geometry }, &[&[b, map[0] * map[1], c]], None, false, F32_TOL);
+        }
+    }
+    assert_eq!(ConvGeometry::valid([7, 9], 2, 2).out, [3, 4]);
+    assert_eq!(ConvGeometry::tf_same([7, 9], 2, 2).out, [4, 5]);
+}
+
+#[test]
+fn im2col_image_and_map_layouts() {
+    // Stem convs: 3x3 stride 2 from an NCHW image (TF same and symmetric), 3x3 stride 1
+    // over a channels-last map.
+    for (b, map, c, k, stride, tf, channels_first) in [
+        (2, [9, 8], 3, 3, 2, true, true),
+        (1, [9, 8], 3, 3, 2, false, true),
+        (1, [6, 7], 5, 3, 1, false, false),
+        (2, [4, 4], 2, 3, 1, true, false),
+    ] {
+        let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
+        let shape = if channels_first { vec![b, c, map[0], map[1]] } else { vec![b, map[0] * map[1], c] };
+        check(Op::Im2col { geometry, channels_first }, &[&shape], None, false, (0.0, 0.0, 0.0));
+    }
+}
+
+#[test]
+fn channel_scale_sigmoid_gate() {
+    for (b, t, c) in [(1, 1, 1), (2, 49, 67), (3, 5, 256)] {
+        for act in [Activation::Sigmoid, Activation::None] {
+            check(Op::ChannelScale { act }, &[&[b, t, c], &[b, c]], None, false, F32_TOL);
+        }
+    }
+}
+
+#[test]
 fn patch_merge_even_and_odd_maps() {
     for (b, h, w, c) in [(1, 2, 2, 1), (2, 4, 6, 3), (1, 7, 5, 4), (1, 1, 1, 2)] {
         check(Op::PatchMerge { map: [h, w] }, &[&[b, h * w, c]], None, false, (0.0, 0.0, 0.0));
@@ -210,7 +248,7 @@ fn pool_token_and_mean() {
 #[test]
 fn activations_match_float64() {
     // Includes large |x|, where a naive tanh can return NaN and erf tails matter.
-    for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Tanh, Activation::Relu] {
+    for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Tanh, Activation::Relu, Activation::Silu, Activation::Sigmoid] {
         check(Op::Unary { act }, &[&[257, 7]], None, false, (1e-6, 1e-5, 1e-6));
     }
     let gpu = gpu();

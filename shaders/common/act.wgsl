@@ -1,4 +1,4 @@
-// Activation functions shared by the matmul epilogue and the unary op.
+// Activation functions shared by the matmul epilogue, the unary op and the conv ops.
 // WGSL has no erf: erfc from Numerical Recipes' Chebyshev fit (fractional error < 1.2e-7),
 // so exact GELU stays within ~1e-7 of the float64 reference.
 
@@ -34,6 +34,8 @@ fn apply_act(code: u32, x: f32) -> f32 {
         case 3u: { return quick_gelu(x); }
         case 4u: { return tanh(clamp(x, -15.0, 15.0)); }
         case 5u: { return max(x, 0.0); }
+        case 6u: { return x / (1.0 + exp(-x)); }
+        case 7u: { return 1.0 / (1.0 + exp(-x)); }
         default: { return x; }
     }
 }

@@ -1,7 +1,8 @@
 //! Depthwise convolution over a channels-last map (MBConv's k x k stage), with stride,
-//! explicit padding, folded-BatchNorm bias and a fused activation.
+//! explicit padding, folded-BatchNorm bias and a fused activation; and average pooling,
+//! the same kernel with constant taps (MBConv's downsampling shortcut).
 use super::{u32_of, uniform, Activation, Arg, KernelPlan};
-use crate::kernels::KernelKey;
+use crate::kernels::{Define, KernelKey};
 use serde::{Deserialize, Serialize};
 
 uniform!("depthwise_conv.wgsl", DepthwiseConvParams {
@@ -30,6 +31,12 @@ impl ConvGeometry {
         ConvGeometry { map, kernel, stride, pad: [p, p], out }
     }
 
+    /// No padding ("VALID"): output floor((n - kernel) / stride) + 1.
+    pub fn valid(map: [usize; 2], kernel: usize, stride: usize) -> ConvGeometry {
+        let out = map.map(|n| n.saturating_sub(kernel) / stride + 1);
+        ConvGeometry { map, kernel, stride, pad: [0, 0], out }
+    }
+
     /// TensorFlow "SAME": output ceil(n / stride), the odd padding pixel at the bottom/right.
     pub fn tf_same(map: [usize; 2], kernel: usize, stride: usize) -> ConvGeometry {
         let out = map.map(|n| n.div_ceil(stride));
@@ -45,18 +52,36 @@ pub fn infer(s: &[&[usize]], g: &ConvGeometry) -> Result<Vec<usize>, String> {
     if g.map[0] * g.map[1] != *t || g.kernel == 0 || g.stride == 0 || g.out.contains(&0) {
         return Err(format!("input has {t} tokens; geometry {g:?} does not fit it"));
     }
+    if s.len() == 1 {
+        return Ok(vec![*b, g.out[0] * g.out[1], *c]); // average pooling: no weights
+    }
     if s[1] != [g.kernel * g.kernel, *c] || s[2] != [*c] {
         return Err(format!("weights must be [{}, {c}] and bias [{c}], got {:?} and {:?}", g.kernel * g.kernel, s[1], s[2]));
     }
     Ok(vec![*b, g.out[0] * g.out[1], *c])
 }
 
-fn key() -> KernelKey {
-    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines: vec![], constants: vec![] }
+fn key(avg_pool: bool) -> KernelKey {
+    let defines = if avg_pool { vec![Define::Flag("AVG_POOL")] } else { vec![] };
+    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines, constants: vec![] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    vec![key()]
+    vec![key(false), key(true)]
+}
+
+/// Average pooling (inputs: x only): the kernel with constant 1/(k*k) taps.
+pub fn plan_avg_pool(s: &[&[usize]], out: &[usize], g: &ConvGeometry) -> Result<KernelPlan, String> {
+    let mut p = plan(s, out, g, Activation::None)?;
+    p.key = key(true);
+    p.bindings.retain(|(_, a)| matches!(a, Arg::Input(0) | Arg::Output));
+    Ok(p)
+}
+
+pub fn reference_avg_pool(x: &[f64], s: &[usize], g: &ConvGeometry) -> Vec<f64> {
+    let c = s[2];
+    let taps = vec![1.0 / (g.kernel * g.kernel) as f64; g.kernel * g.kernel * c];
+    reference(&[x, &taps, &vec![0.0; c]], s, g, Activation::None)
 }
 
 pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) -> Result<KernelPlan, String> {
@@ -75,7 +100,7 @@ pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) ->
         _pad0: 0,
     };
     Ok(KernelPlan {
-        key: key(),
+        key: key(false),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],
         workgroups: out.iter().product::<usize>().div_ceil(64) as u64,

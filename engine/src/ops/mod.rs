@@ -6,7 +6,9 @@ use crate::kernels::KernelKey;
 use serde::{Deserialize, Serialize};
 
 pub mod attention;
+pub mod channel_scale;
 pub mod depthwise_conv;
+pub mod im2col;
 pub mod layernorm;
 pub mod matmul;
 pub mod patchify;
@@ -31,6 +33,8 @@ pub enum Activation {
     QuickGelu = 3,
     Tanh = 4,
     Relu = 5,
+    Silu = 6,
+    Sigmoid = 7,
 }
 
 impl Activation {
@@ -50,6 +54,8 @@ impl Activation {
             Activation::QuickGelu => x / (1.0 + (-1.702 * x).exp()),
             Activation::Tanh => x.tanh(),
             Activation::Relu => x.max(0.0),
+            Activation::Silu => x / (1.0 + (-x).exp()),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
         }
     }
 }
@@ -143,6 +149,14 @@ pub enum Op {
     PatchMerge { map: [usize; 2] },
     /// inputs: x [B, H*W, C], weight [k*k, C], bias [C] -> [B, Ho*Wo, C].
     DepthwiseConv { geometry: ConvGeometry, act: Activation },
+    /// inputs: x [B, H*W, C] -> [B, Ho*Wo, C]: mean over each k x k window, padding
+    /// counted as zeros.
+    AvgPool { geometry: ConvGeometry },
+    /// inputs: image [B, C, H, W] (`channels_first`) or map [B, H*W, C] ->
+    /// [B, Ho*Wo, k*k*C], the rows of a k x k convolution as a matmul.
+    Im2col { geometry: ConvGeometry, channels_first: bool },
+    /// inputs: x [B, T, C], s [B, C] -> x * act(s) (squeeze-excitation's gate).
+    ChannelScale { act: Activation },
 }
 
 /// What a kernel needs to know about the adapter and the node's inputs.
@@ -210,6 +224,8 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<window_attention::WindowAttentionParams>(),
         one::<patch_merge::PatchMergeParams>(),
         one::<depthwise_conv::DepthwiseConvParams>(),
+        one::<im2col::Im2colParams>(),
+        one::<channel_scale::ChannelScaleParams>(),
     ]
 }
 
@@ -227,6 +243,8 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(window_attention::variants());
     v.extend(patch_merge::variants());
     v.extend(depthwise_conv::variants());
+    v.extend(im2col::variants());
+    v.extend(channel_scale::variants());
     v
 }
 
@@ -256,6 +274,9 @@ impl Op {
             Op::WindowAttention { .. } => "window_attention",
             Op::PatchMerge { .. } => "patch_merge",
             Op::DepthwiseConv { .. } => "depthwise_conv",
+            Op::AvgPool { .. } => "avg_pool",
+            Op::Im2col { .. } => "im2col",
+            Op::ChannelScale { .. } => "channel_scale",
         }
     }
 
@@ -306,6 +327,18 @@ impl Op {
                 expect_inputs(s, 3)?;
                 depthwise_conv::infer(s, geometry)
             }
+            Op::AvgPool { geometry } => {
+                expect_inputs(s, 1)?;
+                depthwise_conv::infer(s, geometry)
+            }
+            Op::Im2col { geometry, channels_first } => {
+                expect_inputs(s, 1)?;
+                im2col::infer(s[0], geometry, *channels_first)
+            }
+            Op::ChannelScale { .. } => {
+                expect_inputs(s, 2)?;
+                channel_scale::infer(s[0], s[1])
+            }
         }
     }
 
@@ -323,6 +356,9 @@ impl Op {
             Op::WindowAttention { heads, layout, pad_bias, scale } => window_attention::plan(s, *heads, layout, *pad_bias, *scale),
             Op::PatchMerge { map } => patch_merge::plan(s[0], out, *map),
             Op::DepthwiseConv { geometry, act } => depthwise_conv::plan(s, out, geometry, *act),
+            Op::AvgPool { geometry } => depthwise_conv::plan_avg_pool(s, out, geometry),
+            Op::Im2col { geometry, channels_first } => im2col::plan(s[0], out, geometry, *channels_first),
+            Op::ChannelScale { act } => channel_scale::plan(s[0], *act),
         }
     }
 
@@ -342,6 +378,9 @@ impl Op {
             Op::WindowAttention { heads, layout, scale, .. } => window_attention::reference(x, s[0], *heads, layout, *scale),
             Op::PatchMerge { map } => patch_merge::reference(x[0], s[0], *map),
             Op::DepthwiseConv { geometry, act } => depthwise_conv::reference(x, s[0], geometry, *act),
+            Op::AvgPool { geometry } => depthwise_conv::reference_avg_pool(x[0], s[0], geometry),
+            Op::Im2col { geometry, channels_first } => im2col::reference(x[0], s[0], geometry, *channels_first),
+            Op::ChannelScale { act } => channel_scale::reference(x[0], x[1], s[0], *act),
         }
     }
 
@@ -363,6 +402,8 @@ impl Op {
                 let [hp, wp] = [layout.map[0].div_ceil(layout.window[0]) * layout.window[0], layout.map[1].div_ceil(layout.window[1]) * layout.window[1]];
                 4 * b * (hp * wp) as u64 * layout.tokens() as u64 * d
             }
+            Op::DepthwiseConv { geometry, .. } => 2 * (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
+            Op::AvgPool { geometry } => (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
             _ => 0,
         }
     }

@@ -1,0 +1,42 @@
+//! Per-image channel gating (squeeze-excitation's excite step): x [B, T, C] times
+//! act(s) [B, C], broadcast over the T positions; `act` is the gate (sigmoid for SE).
+use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use crate::kernels::KernelKey;
+
+uniform!("channel_scale.wgsl", ChannelScaleParams { len: u32, tokens: u32, channels: u32, act: u32 });
+
+pub fn infer(x: &[usize], s: &[usize]) -> Result<Vec<usize>, String> {
+    match (x, s) {
+        ([b, _, c], [sb, sc]) if b == sb && c == sc => Ok(x.to_vec()),
+        _ => Err(format!("channel scale needs x [B, T, C] and s [B, C], got {x:?} and {s:?}")),
+    }
+}
+
+fn key() -> KernelKey {
+    KernelKey { shader: "channel_scale.wgsl", entry: "main", defines: vec![], constants: vec![] }
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    vec![key()]
+}
+
+pub fn plan(x: &[usize], act: Activation) -> Result<KernelPlan, String> {
+    let len: usize = x.iter().product();
+    let params = ChannelScaleParams {
+        len: u32_of(len, "elements")?,
+        tokens: u32_of(x[1], "tokens")?,
+        channels: u32_of(x[2], "channels")?,
+        act: act.code(),
+    };
+    Ok(KernelPlan {
+        key: key(),
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],
+        workgroups: len.div_ceil(64) as u64,
+    })
+}
+
+pub fn reference(x: &[f64], sc: &[f64], s: &[usize], act: Activation) -> Vec<f64> {
+    let (t, c) = (s[1], s[2]);
+    x.iter().enumerate().map(|(i, &v)| v * act.apply(sc[(i / (t * c)) * c + i % c])).collect()
+}

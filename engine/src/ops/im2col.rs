@@ -1,0 +1,92 @@
+//! Image-to-column gather for a full k x k convolution (MaxViT's stem convs): each output
+//! pixel's k*k*C window becomes one row, so the convolution is the matmul that follows.
+//! Reads an NCHW image or a channels-last map; rows are tap-major ((ky, kx), then channel).
+use super::{u32_of, uniform, Arg, ConvGeometry, KernelPlan};
+use crate::kernels::KernelKey;
+
+uniform!("im2col.wgsl", Im2colParams {
+    batch: u32, height: u32, width: u32, channels: u32, out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    pad_top: u32, pad_left: u32, channels_first: u32, _pad0: u32,
+});
+
+/// Input (batch, channels) for either layout, checked against the geometry.
+fn batch_channels(x: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<(usize, usize), String> {
+    match (channels_first, x) {
+        (true, [b, c, h, w]) if [*h, *w] == g.map => Ok((*b, *c)),
+        (false, [b, t, c]) if *t == g.map[0] * g.map[1] => Ok((*b, *c)),
+        _ => Err(format!(
+            "im2col needs {} with map {:?}, got {x:?}",
+            if channels_first { "[B, C, H, W]" } else { "[B, H*W, C]" },
+            g.map
+        )),
+    }
+}
+
+pub fn infer(x: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<Vec<usize>, String> {
+    let (b, c) = batch_channels(x, g, channels_first)?;
+    if g.kernel == 0 || g.stride == 0 || g.out.contains(&0) {
+        return Err(format!("bad convolution geometry {g:?}"));
+    }
+    Ok(vec![b, g.out[0] * g.out[1], g.kernel * g.kernel * c])
+}
+
+fn key() -> KernelKey {
+    KernelKey { shader: "im2col.wgsl", entry: "main", defines: vec![], constants: vec![] }
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    vec![key()]
+}
+
+pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<KernelPlan, String> {
+    let (b, c) = batch_channels(x, g, channels_first)?;
+    let params = Im2colParams {
+        batch: u32_of(b, "batch")?,
+        height: u32_of(g.map[0], "height")?,
+        width: u32_of(g.map[1], "width")?,
+        channels: u32_of(c, "channels")?,
+        out_h: u32_of(g.out[0], "out height")?,
+        out_w: u32_of(g.out[1], "out width")?,
+        kernel: u32_of(g.kernel, "kernel")?,
+        stride: u32_of(g.stride, "stride")?,
+        pad_top: u32_of(g.pad[0], "padding")?,
+        pad_left: u32_of(g.pad[1], "padding")?,
+        channels_first: channels_first as u32,
+        _pad0: 0,
+    };
+    let len = u32_of(out.iter().product(), "im2col elements")?;
+    Ok(KernelPlan {
+        key: key(),
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],
+        workgroups: len.div_ceil(64) as u64,
+    })
+}
+
+pub fn reference(x: &[f64], s: &[usize], g: &ConvGeometry, channels_first: bool) -> Vec<f64> {
+    let (b, c) = if channels_first { (s[0], s[1]) } else { (s[0], s[2]) };
+    let [h, w] = g.map;
+    let k = g.kernel;
+    let mut out = Vec::with_capacity(b * g.out[0] * g.out[1] * k * k * c);
+    for bb in 0..b {
+        for oy in 0..g.out[0] {
+            for ox in 0..g.out[1] {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let y = (oy * g.stride + ky) as isize - g.pad[0] as isize;
+                        let xx = (ox * g.stride + kx) as isize - g.pad[1] as isize;
+                        let inside = y >= 0 && xx >= 0 && (y as usize) < h && (xx as usize) < w;
+                        for ch in 0..c {
+                            out.push(match (inside, channels_first) {
+                                (false, _) => 0.0,
+                                (true, true) => x[((bb * c + ch) * h + y as usize) * w + xx as usize],
+                                (true, false) => x[((bb * h + y as usize) * w + xx as usize) * c + ch],
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}

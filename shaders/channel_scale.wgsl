@@ -1,0 +1,28 @@
+// Squeeze-excitation's gate: out[b, t, c] = x[b, t, c] * act(s[b, c]).
+#include "common/act.wgsl"
+#include "common/index.wgsl"
+
+struct ChannelScaleParams {
+    len: u32,
+    tokens: u32,
+    channels: u32,
+    act: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ChannelScaleParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> s: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear_workgroup(wid, nwg) * 64u + lid.x;
+    if (idx >= p.len) {
+        return;
+    }
+    let c = idx % p.channels;
+    let b = idx / (p.channels * p.tokens);
+    out[idx] = x[idx] * apply_act(p.act, s[b * p.channels + c]);
+}

@@ -1,0 +1,53 @@
+// Image-to-column gather for a k x k convolution: out[b, oy*Wo+ox, (ky*k+kx)*C + c] is the
+// input pixel under that tap (zero outside the map), read from an NCHW image
+// (channels_first = 1) or a channels-last [B, H*W, C] map. One invocation per output word.
+#include "common/index.wgsl"
+
+struct Im2colParams {
+    batch: u32,
+    height: u32,
+    width: u32,
+    channels: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    channels_first: u32,
+    _pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Im2colParams;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear_workgroup(wid, nwg) * 64u + lid.x;
+    let cols = p.kernel * p.kernel * p.channels;
+    if (idx >= p.batch * p.out_h * p.out_w * cols) {
+        return;
+    }
+    let col = idx % cols;
+    let pix = idx / cols;
+    let c = col % p.channels;
+    let tap = col / p.channels;
+    let ox = pix % p.out_w;
+    let oy = (pix / p.out_w) % p.out_h;
+    let b = pix / (p.out_w * p.out_h);
+    // Rows/columns above or left of the map wrap around to huge u32 values.
+    let y = oy * p.stride + tap / p.kernel - p.pad_top;
+    let xx = ox * p.stride + tap % p.kernel - p.pad_left;
+    var v = 0.0;
+    if (y < p.height && xx < p.width) {
+        if (p.channels_first == 1u) {
+            v = x[((b * p.channels + c) * p.height + y) * p.width + xx];
+        } else {
+            v = x[((b * p.height + y) * p.width + xx) * p.channels + c];
+        }
+    }
+    out[idx] = v;
+}
