@@ -1,6 +1,7 @@
 //! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
 //! are plain data built from the engine's IR types.
 mod layers;
+pub mod maxvit;
 pub mod swin;
 pub mod vit;
 
@@ -39,6 +40,8 @@ pub struct Preprocess {
 pub enum ModelConfig {
     Vit(vit::VitConfig),
     Swin(swin::SwinConfig),
+    #[serde(rename = "maxvit")]
+    MaxVit(maxvit::MaxVitConfig),
 }
 
 impl ModelConfig {
@@ -55,6 +58,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Vit(c) => c.build(batch),
             ModelConfig::Swin(c) => c.build(batch),
+            ModelConfig::MaxVit(c) => c.build(batch),
         }
     }
 
@@ -62,6 +66,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Vit(c) => &c.preprocess,
             ModelConfig::Swin(c) => &c.preprocess,
+            ModelConfig::MaxVit(c) => &c.preprocess,
         }
     }
 
@@ -70,6 +75,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Vit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
             ModelConfig::Swin(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
+            ModelConfig::MaxVit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
         }
     }
 
@@ -77,6 +83,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Vit(c) => &c.name,
             ModelConfig::Swin(c) => &c.name,
+            ModelConfig::MaxVit(c) => &c.name,
         }
     }
 }

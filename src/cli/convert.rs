@@ -2,7 +2,7 @@
 use super::{CliResult, From};
 use std::path::PathBuf;
 use wgvision::graphs::ModelConfig;
-use wgvision::weights::{self, format, st, swin, timm};
+use wgvision::weights::{self, format, st, swin};
 
 #[allow(clippy::too_many_arguments)]
 pub fn convert(
@@ -16,7 +16,7 @@ pub fn convert(
     f16: bool,
 ) -> CliResult {
     if list_models {
-        for n in timm::model_names().into_iter().chain(swin::model_names()) {
+        for n in weights::timm_model_names() {
             println!("{n}");
         }
         return Ok(());
@@ -40,7 +40,7 @@ pub fn convert(
             let cfg = swin::hf_config(&json)?;
             (cfg.name.clone(), ModelConfig::Swin(cfg))
         }
-        From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT/Swin and transformers Swin checkpoints are)".into()),
+        From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT/Swin/MaxViT and transformers Swin checkpoints are)".into()),
     };
     let (_, tensors) = st::load(&input)?;
     let converted = weights::convert(&model_cfg, tensors)?;

@@ -66,3 +66,36 @@ pub fn golden_case(family: &str, name: &str, convert_args: &[String], dtype: &st
     assert_eq!(shape, out_shape, "{name}: output shape vs the fixture index");
     rel_l2(&got, &want)
 }
+
+/// One golden fixture from tests/fixtures/FAMILY/cases.json (written by the generator).
+#[derive(serde::Deserialize)]
+pub struct Case {
+    pub name: String,
+    pub from: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub sets: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub config: String,
+    pub out_shape: Vec<usize>,
+}
+
+pub fn cases(family: &str) -> Vec<Case> {
+    let text = std::fs::read_to_string(fixtures().join(family).join("cases.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    serde_json::from_value(v["cases"].clone()).unwrap()
+}
+
+/// `wgvision convert` arguments for a case: `--from hf --config` or `--from timm --model --set`.
+pub fn convert_args(family: &str, c: &Case) -> Vec<String> {
+    if c.from == "hf" {
+        let cfg = fixtures().join(family).join(&c.config);
+        return vec!["--from".into(), "hf".into(), "--config".into(), cfg.to_str().unwrap().to_string()];
+    }
+    let mut args: Vec<String> = ["--from", "timm", "--model", &c.model].map(String::from).to_vec();
+    for (k, v) in &c.sets {
+        args.extend(["--set".to_string(), format!("{k}={v}")]);
+    }
+    args
+}

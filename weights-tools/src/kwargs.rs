@@ -3,6 +3,7 @@
 //! the option.
 use crate::{Result, WeightsError};
 use serde_json::{Map, Value};
+use wgvision_graphs::Preprocess;
 
 pub struct Kwargs(pub Map<String, Value>);
 
@@ -101,5 +102,24 @@ pub fn pair_of(v: &Value) -> Option<[usize; 2]> {
         Value::Number(n) => n.as_u64().map(|x| [x as usize; 2]),
         Value::Array(a) if a.len() == 2 => Some([a[0].as_u64()? as usize, a[1].as_u64()? as usize]),
         _ => None,
+    }
+}
+
+/// Preprocessing from a timm pretrained cfg (recorded in a presets file), for `img_size`.
+pub fn timm_preprocess(cfg: &Value, in_chans: usize, img_size: [usize; 2]) -> Preprocess {
+    let triple = |k: &str, d: [f32; 3]| -> [f32; 3] {
+        cfg[k]
+            .as_array()
+            .filter(|a| a.len() == 3)
+            .map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(d[i] as f64) as f32))
+            .unwrap_or(d)
+    };
+    Preprocess {
+        input_size: [in_chans, img_size[0], img_size[1]],
+        mean: triple("mean", [0.485, 0.456, 0.406]),
+        std: triple("std", [0.229, 0.224, 0.225]),
+        crop_pct: cfg["crop_pct"].as_f64().unwrap_or(0.875) as f32,
+        crop_mode: cfg["crop_mode"].as_str().unwrap_or("center").to_string(),
+        interpolation: cfg["interpolation"].as_str().unwrap_or("bicubic").to_string(),
     }
 }

@@ -2,6 +2,7 @@
 //! tensor names in the engine's layout) and converters from peer checkpoints.
 pub mod format;
 pub mod kwargs;
+pub mod maxvit;
 pub mod source;
 pub mod st;
 pub mod swin;
@@ -41,10 +42,21 @@ pub type Result<T> = std::result::Result<T, WeightsError>;
 /// wgvision converts (the name's prefix picks the family, as timm's registry does).
 pub fn timm_config(name: &str, overrides: &[(String, serde_json::Value)]) -> Result<wgvision_graphs::ModelConfig> {
     use wgvision_graphs::ModelConfig;
+    if name.starts_with("maxvit_") {
+        return Ok(ModelConfig::MaxVit(maxvit::timm_config(name, overrides)?));
+    }
     if name.starts_with("swin_") {
         return Ok(ModelConfig::Swin(swin::timm_config(name, overrides)?));
     }
     Ok(ModelConfig::Vit(timm::config(name, overrides)?))
+}
+
+/// Every timm model name `timm_config` accepts.
+pub fn timm_model_names() -> Vec<String> {
+    let mut names = timm::model_names();
+    names.extend(swin::model_names());
+    names.extend(maxvit::model_names());
+    names
 }
 
 /// Map a peer checkpoint's tensors onto the canonical names of `config`.
@@ -53,6 +65,7 @@ pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) 
     let converted = match config {
         ModelConfig::Vit(c) => timm::convert(c, tensors)?.1,
         ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
+        ModelConfig::MaxVit(c) => maxvit::convert(c, tensors)?.1,
     };
     Ok(converted)
 }

@@ -160,7 +160,7 @@ pub fn hf_config(json: &Value) -> Result<SwinConfig> {
 
 /// [(2wh-1)(2ww-1), heads] table -> [heads, N, N] bias, as timm's and transformers'
 /// relative_position_index gathers it.
-fn gather_rel_bias(table: &[f32], heads: usize, [wh, ww]: [usize; 2]) -> Vec<f32> {
+pub(crate) fn gather_rel_bias(table: &[f32], heads: usize, [wh, ww]: [usize; 2]) -> Vec<f32> {
     let n = wh * ww;
     let mut out = vec![0.0; heads * n * n];
     for i in 0..n {

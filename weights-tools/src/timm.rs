@@ -2,7 +2,7 @@
 //! Hyperparameters: the kwargs timm's model function passes (recorded from timm into
 //! data/timm_vit_presets.json) with `--set` overrides applied on top, then the same
 //! defaults `VisionTransformer.__init__` applies.
-use crate::kwargs::{bad_option, parse_presets, preset_names, Kwargs};
+use crate::kwargs::{bad_option, parse_presets, preset_names, timm_preprocess, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use std::collections::HashMap;
 use wgvision_engine::Activation;
 use wgvision_graphs::vit::{GlobalPool, VitConfig};
-use wgvision_graphs::{ModelConfig, Preprocess};
+use wgvision_graphs::ModelConfig;
 
 static PRESETS: &str = include_str!("../data/timm_vit_presets.json");
 
@@ -109,14 +109,6 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     let mlp_ratio = kw.f64("mlp_ratio", 4.0)?;
     let pre_norm = kw.bool("pre_norm", false)?;
     let in_chans = kw.usize("in_chans", 3)?;
-    let cfg = &preset["pretrained_cfg"];
-    let triple = |k: &str, d: [f32; 3]| -> [f32; 3] {
-        cfg[k]
-            .as_array()
-            .filter(|a| a.len() == 3)
-            .map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(d[i] as f64) as f32))
-            .unwrap_or(d)
-    };
     let c = VitConfig {
         name: arch.to_string(),
         img_size,
@@ -142,14 +134,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         norm_eps,
         act,
         layer_scale: kw.is_set("init_values"),
-        preprocess: Preprocess {
-            input_size: [in_chans, img_size[0], img_size[1]],
-            mean: triple("mean", [0.485, 0.456, 0.406]),
-            std: triple("std", [0.229, 0.224, 0.225]),
-            crop_pct: cfg["crop_pct"].as_f64().unwrap_or(0.875) as f32,
-            crop_mode: cfg["crop_mode"].as_str().unwrap_or("center").to_string(),
-            interpolation: cfg["interpolation"].as_str().unwrap_or("bicubic").to_string(),
-        },
+        preprocess: timm_preprocess(&preset["pretrained_cfg"], in_chans, img_size),
     };
     if c.num_heads == 0 || c.embed_dim % c.num_heads != 0 {
         return Err(bad_option("num_heads", format!("embed_dim {} is not divisible by num_heads {}", c.embed_dim, c.num_heads)));
