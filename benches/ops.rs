@@ -1,5 +1,6 @@
 //! Kernel benchmarks on the default adapter: matmul at ViT shapes (FLOP/s) and fused
-//! attention at ViT-B/16 (FLOP/s of QK^T and PV). Run: cargo bench --bench ops
+//! attention at ViT-B/16 (FLOP/s of QK^T and PV), window / grid attention against dense
+//! attention on the same tokens. Run: cargo bench --bench ops
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::borrow::Cow;
 use wgvision::engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, WeightData, WindowLayout};
@@ -51,27 +52,33 @@ fn bench(c: &mut Criterion) {
     group.bench_function("attention_vitb_197x12x64", |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
 
     // Swin-T stage 1: a 56x56 map, 3 heads of 32, 7x7 windows (64 windows of 49 tokens),
-    // shifted; against dense attention over the same 64 x 49 tokens as a batch.
-    let (map, heads, hd, win) = (56usize, 3usize, 32usize, 7usize);
-    let n = win * win;
-    let windows = (map / win) * (map / win);
-    let layout = WindowLayout { map: [map, map], window: [win, win], shift: [3, 3], pad_first: false, grid: false };
-    let g = single(
-        Op::WindowAttention { heads, layout, pad_bias: false, scale: 0.17 },
-        &[1, map * map, 3 * heads * hd],
-        &[vec![heads, n, n]],
-    );
-    let rel: Vec<u8> = (0..heads * n * n).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect();
-    let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![heads, n, n], bytes: Cow::Borrowed(&rel) })).unwrap();
-    let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
-    let x = vec![0.1f32; map * map * 3 * heads * hd];
-    group.throughput(Throughput::Elements((4 * map * map * n * heads * hd) as u64));
-    group.bench_function("window_attention_swint_56x56_w7_shifted", |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
-    let g = single(Op::Attention { heads, scale: 0.17 }, &[windows, n, 3 * heads * hd], &[]);
-    let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
-    let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
-    group.bench_function("attention_dense_64x49_same_tokens", |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
+    // shifted; MaxViT-T stage 1: the same map, 2 heads of 32, the dilated 7x7 grid. Each
+    // against dense attention over the same 64 x 49 tokens as a batch.
+    let swin = WindowLayout { map: [56, 56], window: [7, 7], shift: [3, 3], pad_first: false, grid: false };
+    window_vs_dense(&mut group, &gpu, "window_attention_swint_56x56_w7_shifted", swin, 3);
+    let maxvit = WindowLayout { map: [56, 56], window: [7, 7], shift: [0, 0], pad_first: false, grid: true };
+    window_vs_dense(&mut group, &gpu, "grid_attention_maxvitt_56x56_g7", maxvit, 2);
     group.finish();
+}
+
+/// Window (or grid) attention over `layout`, then dense attention over the same windows
+/// as a batch of independent sequences.
+fn window_vs_dense(group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>, gpu: &std::sync::Arc<Gpu>, name: &str, layout: WindowLayout, heads: usize) {
+    let hd = 32;
+    let [h, w] = layout.map;
+    let n = layout.tokens();
+    let windows = h * w / n;
+    let g = single(Op::WindowAttention { heads, layout, pad_bias: false, scale: 0.17 }, &[1, h * w, 3 * heads * hd], &[vec![heads, n, n]]);
+    let rel: Vec<u8> = (0..heads * n * n).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect();
+    let weights = GpuWeights::upload(gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![heads, n, n], bytes: Cow::Borrowed(&rel) })).unwrap();
+    let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let x = vec![0.1f32; h * w * 3 * heads * hd];
+    group.throughput(Throughput::Elements((4 * h * w * n * heads * hd) as u64));
+    group.bench_function(name, |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
+    let g = single(Op::Attention { heads, scale: 0.17 }, &[windows, n, 3 * heads * hd], &[]);
+    let weights = GpuWeights::upload(gpu, &g, |_| None).unwrap();
+    let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    group.bench_function(format!("{name}_vs_dense_{windows}x{n}"), |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
 }
 
 criterion_group!(benches, bench);

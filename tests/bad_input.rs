@@ -212,3 +212,42 @@ fn swin_checkpoint_and_config_errors() {
     // --from hf without --config.
     expect_failure(&["convert", "--from", "hf", hf_ckpt.to_str().unwrap(), "-o", out_s], &["--config"], Some(&out));
 }
+
+#[test]
+fn maxvit_checkpoint_and_config_errors() {
+    let dir = temp_dir("bad_maxvit");
+    let out = dir.join("model.safetensors");
+    let out_s = out.to_str().unwrap();
+    let ckpt = fixtures().join("maxvit/rw_symmetric_relposbias.checkpoint.safetensors");
+    let sets = [
+        "--set", "img_size=96", "--set", "embed_dim=[16,24]", "--set", "depths=[1,2]", "--set", "stem_width=[8,16]",
+        "--set", "num_classes=5", "--set", "transformer_dim_head=8",
+    ];
+    let run = |extra: &[&str], ckpt: &std::path::Path, needles: &[&str]| {
+        let mut args = vec!["convert", "--from", "timm", "--model", "maxvit_nano_rw_256"];
+        args.extend(sets);
+        args.extend(extra);
+        args.extend([ckpt.to_str().unwrap(), "-o", out_s]);
+        expect_failure(&args, needles, Some(&out));
+    };
+    // A relative-position table for another window names the tensor and the fix.
+    let bad = dir.join("bad_table.safetensors");
+    rewrite(&ckpt, &bad, |m| {
+        let t = m.get_mut("stages.0.blocks.0.attn_grid.attn.rel_pos.relative_position_bias_table").unwrap();
+        t.1 = vec![t.1[0] - 1, t.1[1]];
+        t.2.truncate(t.1[0] * t.1[1] * 4);
+    });
+    run(&[], &bad, &["stages.0.blocks.0.attn_grid.attn.rel_pos.relative_position_bias_table", "img_size"]);
+    // A BatchNorm without its running statistics.
+    let bad = dir.join("no_running_var.safetensors");
+    rewrite(&ckpt, &bad, |m| {
+        m.remove("stages.1.blocks.1.conv.norm2.running_var");
+    });
+    run(&[], &bad, &["stages.1.blocks.1.conv.norm2.running_var"]);
+    // A size whose stage map is not a multiple of the window (timm asserts too).
+    run(&["--set", "img_size=100"], &ckpt, &["not a multiple of the window"]);
+    // A field that is not in timm's config dataclasses.
+    run(&["--set", "transformer_no_such_field=1"], &ckpt, &["transformer_no_such_field"]);
+    // A block type wgvision does not build.
+    expect_failure(&["convert", "--from", "timm", "--model", "maxvit_tiny_pm_256", ckpt.to_str().unwrap(), "-o", out_s], &["maxvit_tiny_pm_256"], Some(&out));
+}

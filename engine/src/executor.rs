@@ -71,6 +71,7 @@ impl GpuWeights {
 
 struct Step {
     node: String,
+    op: &'static str,
     label: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
@@ -97,6 +98,8 @@ pub struct MemoryReport {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct NodeTime {
     pub node: String,
+    /// The op's short name (`Op::name`).
+    pub op: &'static str,
     pub kernel: String,
     pub ms: f64,
 }
@@ -233,7 +236,7 @@ impl Compiled {
                 entries: &entries,
             });
             let dispatch = split_dispatch(kp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
-            steps.push(Step { node: node.name.clone(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
+            steps.push(Step { node: node.name.clone(), op: node.op.name(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
         }
         gpu.take_uncaptured()?;
         let mut tensor_buffers = vec![None; graph.tensors.len()];
@@ -387,7 +390,7 @@ impl Compiled {
             let ticks: &[u64] = bytemuck::cast_slice(&raw);
             for (i, s) in chunk.iter().enumerate() {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period / 1e6;
-                times.push(NodeTime { node: s.node.clone(), kernel: s.label.clone(), ms: dt });
+                times.push(NodeTime { node: s.node.clone(), op: s.op, kernel: s.label.clone(), ms: dt });
             }
         }
         Ok((outputs, times))

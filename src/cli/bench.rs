@@ -65,15 +65,15 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         if let Some(p) = &profile {
             v["per_op"] = serde_json::to_value(p)?;
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model    {}  batch {batch}  ({} weights)", m.config.name(), if f16 { "f16" } else { "f32" });
-    println!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
-    println!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs");
-    println!("through  {ips:.2} images/s   {gflops:.2} GFLOP/s ({:.2} GFLOP per batch)", flops / 1e9);
+    out!("model    {}  batch {batch}  ({} weights)", m.config.name(), if f16 { "f16" } else { "f32" });
+    out!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
+    out!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs");
+    out!("through  {ips:.2} images/s   {gflops:.2} GFLOP/s ({:.2} GFLOP per batch)", flops / 1e9);
     let mem = &compiled.memory;
-    println!(
+    out!(
         "memory   activations {:.2} MB planned in {} buffers (naive {:.2} MB), weights {:.2} MB",
         mem.planned_bytes as f64 / 1e6,
         mem.shared_buffers,
@@ -83,9 +83,9 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     if let Some(p) = profile {
         let total: f64 = p.iter().map(|t| t.ms).sum();
         // Aggregate by op kind, then list nodes.
-        let mut by_kernel: Vec<(String, f64, usize)> = Vec::new();
+        let mut by_kernel: Vec<(&str, f64, usize)> = Vec::new();
         for t in &p {
-            let kind = t.kernel.split(['.', '+', ',']).next().unwrap_or("").to_string();
+            let kind = t.op;
             match by_kernel.iter_mut().find(|(k, _, _)| *k == kind) {
                 Some(e) => {
                     e.1 += t.ms;
@@ -95,13 +95,13 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
             }
         }
         by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1));
-        println!("per-op GPU time (sum {total:.2} ms):");
+        out!("per-op GPU time (sum {total:.2} ms):");
         for (k, ms, n) in &by_kernel {
-            println!("  {k:<14} {ms:>9.3} ms  {:>5.1}%  ({n} nodes)", 100.0 * ms / total.max(1e-12));
+            out!("  {k:<14} {ms:>9.3} ms  {:>5.1}%  ({n} nodes)", 100.0 * ms / total.max(1e-12));
         }
-        println!("per node:");
+        out!("per node:");
         for t in &p {
-            println!("  {:<28} {:>9.3} ms  {}", t.node, t.ms, t.kernel);
+            out!("  {:<28} {:>9.3} ms  {}", t.node, t.ms, t.kernel);
         }
     }
     Ok(())

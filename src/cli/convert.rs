@@ -17,7 +17,7 @@ pub fn convert(
 ) -> CliResult {
     if list_models {
         for n in weights::timm_model_names() {
-            println!("{n}");
+            out!("{n}");
         }
         return Ok(());
     }

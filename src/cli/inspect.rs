@@ -7,7 +7,7 @@ pub fn inspect(model: PathBuf, graph: bool, json: bool) -> CliResult {
     let file = ModelFile::open(&model)?;
     let g = file.config.build(1)?;
     if graph {
-        println!("{}", serde_json::to_string_pretty(&g)?);
+        out!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(());
     }
     let flops = g.flops();
@@ -25,18 +25,18 @@ pub fn inspect(model: PathBuf, graph: bool, json: bool) -> CliResult {
             "nodes": g.nodes.len(),
             "tensors": tensors,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("model:      {}", file.config.name());
-    println!("config:     {}", file.config.to_json());
-    println!("parameters: {params} ({:.2}M)", params as f64 / 1e6);
-    println!("FLOPs/img:  {flops} ({:.2} GFLOP)", flops as f64 / 1e9);
-    println!("graph:      {} nodes", g.nodes.len());
-    println!("file:       {} bytes", file.file_bytes());
-    println!("tensors:");
+    out!("model:      {}", file.config.name());
+    out!("config:     {}", file.config.to_json());
+    out!("parameters: {params} ({:.2}M)", params as f64 / 1e6);
+    out!("FLOPs/img:  {flops} ({:.2} GFLOP)", flops as f64 / 1e9);
+    out!("graph:      {} nodes", g.nodes.len());
+    out!("file:       {} bytes", file.file_bytes());
+    out!("tensors:");
     for (n, d, s) in file.tensor_list() {
-        println!("  {n:<40} {d:?} {s:?}");
+        out!("  {n:<40} {d:?} {s:?}");
     }
     Ok(())
 }

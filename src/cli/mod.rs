@@ -1,4 +1,14 @@
 //! Argument definitions and dispatch; one file per subcommand.
+
+/// `println!` that stops quietly when stdout is closed (e.g. piped into `head`) instead of
+/// panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod convert;
 mod inspect;

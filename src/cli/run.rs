@@ -41,9 +41,9 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
         let out = m.run(&pixels, &shape)?;
         let logits = &out[0].data;
         let probs = softmax(logits);
-        println!("{}: top-{top} of {} outputs", img.display(), logits.len());
+        out!("{}: top-{top} of {} outputs", img.display(), logits.len());
         for (rank, (i, p)) in top_k(&probs, top).into_iter().enumerate() {
-            println!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}", rank + 1, logits[i]);
+            out!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}", rank + 1, logits[i]);
         }
         return Ok(());
     };
