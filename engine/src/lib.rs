@@ -12,4 +12,4 @@ pub use device::{Backend, Caps, Gpu};
 pub use error::{EngineError, Result};
 pub use executor::{Compiled, GpuWeights, NodeTime, Tensor, WeightData};
 pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};
-pub use ops::{Activation, ConvGeometry, Op, PoolKind, WindowLayout};
+pub use ops::{Activation, ConvGeometry, Op, PoolKind, Routing, WindowLayout};

@@ -288,3 +288,108 @@ fn dispatch_split_over_65535_workgroups() {
     // 70k rows of LayerNorm -> 70k workgroups: must be split over x and y.
     check(Op::LayerNorm { eps: 1e-6 }, &[&[70_000, 3], &[3], &[3]], None, false, F32_TOL);
 }
+
+/// One node whose inputs are all graph inputs with the given values (a routing table must
+/// be a real one, not random numbers).
+fn check_exact_inputs(op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
+    let gpu = gpu();
+    let mut b = Graph::builder();
+    let ids: Vec<_> = shapes.iter().enumerate().map(|(i, s)| b.input(&format!("x{i}"), s).unwrap()).collect();
+    let out = b.node("node", op.clone(), &ids).unwrap();
+    b.output(out, "y").unwrap();
+    let g = b.finish();
+    let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+    let c = Compiled::new(gpu, &g, &weights).unwrap();
+    let f32s: Vec<Vec<f32>> = data.iter().map(|d| d.iter().map(|&v| v as f32).collect()).collect();
+    let seen: Vec<Vec<f64>> = f32s.iter().map(|d| d.iter().map(|&v| v as f64).collect()).collect();
+    let named: Vec<(String, &[f32])> = f32s.iter().enumerate().map(|(i, d)| (format!("x{i}"), d.as_slice())).collect();
+    let inputs: Vec<(&str, &[f32])> = named.iter().map(|(n, d)| (n.as_str(), *d)).collect();
+    let got = c.run(&inputs).unwrap();
+    let refs: Vec<&[f64]> = seen.iter().map(|v| v.as_slice()).collect();
+    let want = op.reference(&refs, shapes, g.shape(out));
+    assert_eq!(got[0].shape, g.shape(out));
+    assert_close(&format!("{op:?} {shapes:?}"), &got[0].data, &want, F32_TOL.0, F32_TOL.1, F32_TOL.2);
+}
+
+fn check_with_input(op: Op, shape: &[usize], data: &[f64]) {
+    check_exact_inputs(op, &[shape], &[data]);
+}
+
+/// Router logits with distinct values per row (no ties) from a seed.
+fn logits(rows: usize, e: usize, seed: u64) -> Vec<Vec<f64>> {
+    let v = rand_vec(rows * e, seed);
+    v.chunks(e).map(|c| c.iter().map(|&x| 3.0 * x as f64).collect()).collect()
+}
+
+#[test]
+fn moe_slot_assignment_hand_worked() {
+    use wgvision_engine::ops::moe_route::assign_slots;
+    // 6 tokens, 3 experts, K=2, capacity 2. Gates per token (rows) and top-2 experts:
+    //   t0 [.5 .3 .2] -> 0,1   t1 [.6 .1 .3] -> 0,2   t2 [.2 .7 .1] -> 1,0
+    //   t3 [.8 .15 .05] -> 0,1 t4 [.1 .2 .7] -> 2,1   t5 [.3 .6 .1] -> 1,0
+    let gates: Vec<Vec<f64>> = vec![
+        vec![0.5, 0.3, 0.2], vec![0.6, 0.1, 0.3], vec![0.2, 0.7, 0.1],
+        vec![0.8, 0.15, 0.05], vec![0.1, 0.2, 0.7], vec![0.3, 0.6, 0.1],
+    ];
+    let experts = vec![vec![0, 1], vec![0, 2], vec![1, 0], vec![0, 1], vec![2, 1], vec![1, 0]];
+    // Token order. Rank 1: e0 <- t0 (0), t1 (1), t3 dropped (full); e1 <- t2 (0), t5 (1);
+    // e2 <- t4 (0). Rank 2: t0 -> e1 full, dropped; t1 -> e2 (1); t2 -> e0 full; t3 -> e1
+    // full; t4 -> e1 full; t5 -> e0 full.
+    let pos = assign_slots(&gates, &experts, 2, false);
+    let want = vec![
+        vec![Some(0), None], vec![Some(1), Some(1)], vec![Some(0), None],
+        vec![None, None], vec![Some(0), None], vec![Some(1), None],
+    ];
+    assert_eq!(pos, want);
+    // Batch priority: order by top-1 gate, descending: t3 (.8), t2 (.7), t4 (.7, after t2),
+    // t1 (.6), t5 (.6), t0 (.5). Rank 1: e0 <- t3 (0), t1 (1), t0 dropped; e1 <- t2 (0),
+    // t5 (1); e2 <- t4 (0). Rank 2: t3 -> e1 full; t2 -> e0 full; t4 -> e1 full;
+    // t1 -> e2 (1); t5 -> e0 full; t0 -> e1 full.
+    let pos = assign_slots(&gates, &experts, 2, true);
+    let want = vec![
+        vec![None, None], vec![Some(1), Some(1)], vec![Some(0), None],
+        vec![Some(0), None], vec![Some(0), None], vec![Some(1), None],
+    ];
+    assert_eq!(pos, want);
+    // Capacity large enough: nothing dropped; 2nd choices queue behind all 1st choices.
+    let pos = assign_slots(&gates, &experts, 8, false);
+    assert_eq!(pos[0], vec![Some(0), Some(2)]); // e1 holds t2, t5 from rank 1
+    assert!(pos.iter().flatten().all(Option::is_some));
+    assert_eq!(wgvision_engine::ops::moe_route::capacity(17, 2, 0.5, 8), 4); // ceil(2.125) = 3 -> 4
+    assert_eq!(wgvision_engine::ops::moe_route::capacity(32, 1, 0.5, 4), 4);
+}
+
+#[test]
+fn moe_route_token_and_image_on_gpu() {
+    use wgvision_engine::Routing;
+    for (t, e, k, group, cap, bpr) in [(16, 4, 1, 8, 4, false), (34, 8, 2, 17, 4, true), (64, 4, 2, 64, 8, false), (20, 3, 2, 5, 4, true)] {
+        let l: Vec<f64> = logits(t, e, 40 + t as u64).concat();
+        let routing = Routing::Token { group, capacity: cap, batch_priority: bpr };
+        let op = Op::MoeRoute { experts: e, k, routing };
+        check_with_input(op, &[t, e], &l);
+    }
+    let l: Vec<f64> = logits(3, 5, 9).concat();
+    check_with_input(Op::MoeRoute { experts: 5, k: 2, routing: Routing::Image { tokens: 7 } }, &[3, 5], &l);
+}
+
+#[test]
+fn moe_dispatch_expert_matmul_combine() {
+    use wgvision_engine::Routing;
+    // A routing table from the reference router, then each op against its reference.
+    let (t, e, k, d) = (24, 4, 2, 9);
+    for routing in [Routing::Token { group: 12, capacity: 4, batch_priority: true }, Routing::Image { tokens: 6 }] {
+        let rows_in = if matches!(routing, Routing::Image { .. }) { t / 6 } else { t };
+        let l: Vec<f64> = logits(rows_in, e, 77).concat();
+        let route = Op::MoeRoute { experts: e, k, routing: routing.clone() }.reference(&[&l], &[&[rows_in, e]], &[t, k, 3]);
+        let r = routing.rows_per_expert(t);
+        let x: Vec<f64> = rand_vec(t * d, 5).iter().map(|&v| v as f64).collect();
+        let disp = Op::MoeDispatch { experts: e, routing: routing.clone() };
+        check_exact_inputs(disp, &[&[t, d], &[t, k, 3]], &[&x, &route]);
+        let y: Vec<f64> = rand_vec(e * r * d, 6).iter().map(|&v| v as f64).collect();
+        check_exact_inputs(Op::MoeCombine, &[&[e, r, d], &[t, k, 3], &[t, d]], &[&y, &route, &x]);
+    }
+    for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1)] {
+        check(Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[e, r, kk], &[e, kk, n], &[e, n]], None, false, F32_TOL);
+        check(Op::ExpertMatMul { act: Activation::None, bias: false }, &[&[e, r, kk], &[e, kk, n]], None, false, F32_TOL);
+    }
+}

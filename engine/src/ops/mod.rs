@@ -8,9 +8,13 @@ use serde::{Deserialize, Serialize};
 pub mod attention;
 pub mod channel_scale;
 pub mod depthwise_conv;
+pub mod expert_matmul;
 pub mod im2col;
 pub mod layernorm;
 pub mod matmul;
+pub mod moe_combine;
+pub mod moe_dispatch;
+pub mod moe_route;
 pub mod patchify;
 pub mod patch_merge;
 pub mod pool;
@@ -20,6 +24,7 @@ pub mod unary;
 pub mod window_attention;
 
 pub use depthwise_conv::ConvGeometry;
+pub use moe_route::Routing;
 pub use window_attention::WindowLayout;
 
 /// Elementwise activation; the numeric codes are the ones `apply_act` in act.wgsl reads.
@@ -157,6 +162,15 @@ pub enum Op {
     Im2col { geometry: ConvGeometry, channels_first: bool },
     /// inputs: x [B, T, C], s [B, C] -> x * act(s) (squeeze-excitation's gate).
     ChannelScale { act: Activation },
+    /// inputs: router logits [T, E] (token routing) or [B, E] (image routing) ->
+    /// routing table [T, K, 3] (dispatch row or -1, gate, expert).
+    MoeRoute { experts: usize, k: usize, routing: Routing },
+    /// inputs: x [.., D] (T rows), routing table [T, K, 3] -> [E, rows, D].
+    MoeDispatch { experts: usize, routing: Routing },
+    /// inputs: a [E, R, K], w [E, K, N], bias [E, N] if `bias` -> [E, R, N].
+    ExpertMatMul { act: Activation, bias: bool },
+    /// inputs: y [E, rows, D], routing table [T, K, 3], residual [.., D] -> residual's shape.
+    MoeCombine,
 }
 
 /// What a kernel needs to know about the adapter and the node's inputs.
@@ -226,6 +240,10 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<depthwise_conv::DepthwiseConvParams>(),
         one::<im2col::Im2colParams>(),
         one::<channel_scale::ChannelScaleParams>(),
+        one::<moe_route::MoeRouteParams>(),
+        one::<moe_dispatch::MoeDispatchParams>(),
+        one::<expert_matmul::ExpertMatmulParams>(),
+        one::<moe_combine::MoeCombineParams>(),
     ]
 }
 
@@ -245,6 +263,10 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(depthwise_conv::variants());
     v.extend(im2col::variants());
     v.extend(channel_scale::variants());
+    v.extend(moe_route::variants());
+    v.extend(moe_dispatch::variants());
+    v.extend(expert_matmul::variants());
+    v.extend(moe_combine::variants());
     v
 }
 
@@ -277,6 +299,10 @@ impl Op {
             Op::AvgPool { .. } => "avg_pool",
             Op::Im2col { .. } => "im2col",
             Op::ChannelScale { .. } => "channel_scale",
+            Op::MoeRoute { .. } => "moe_route",
+            Op::MoeDispatch { .. } => "moe_dispatch",
+            Op::ExpertMatMul { .. } => "expert_matmul",
+            Op::MoeCombine => "moe_combine",
         }
     }
 
@@ -339,6 +365,22 @@ impl Op {
                 expect_inputs(s, 2)?;
                 channel_scale::infer(s[0], s[1])
             }
+            Op::MoeRoute { experts, k, routing } => {
+                expect_inputs(s, 1)?;
+                moe_route::infer(s[0], *experts, *k, routing)
+            }
+            Op::MoeDispatch { experts, routing } => {
+                expect_inputs(s, 2)?;
+                moe_dispatch::infer(s[0], s[1], *experts, routing)
+            }
+            Op::ExpertMatMul { bias, .. } => {
+                expect_inputs(s, 2 + *bias as usize)?;
+                expert_matmul::infer(s, *bias)
+            }
+            Op::MoeCombine => {
+                expect_inputs(s, 3)?;
+                moe_combine::infer(s[0], s[1], s[2])
+            }
         }
     }
 
@@ -359,6 +401,10 @@ impl Op {
             Op::AvgPool { geometry } => depthwise_conv::plan_avg_pool(s, out, geometry),
             Op::Im2col { geometry, channels_first } => im2col::plan(s[0], out, geometry, *channels_first),
             Op::ChannelScale { act } => channel_scale::plan(s[0], *act),
+            Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], *k, routing),
+            Op::MoeDispatch { routing, .. } => moe_dispatch::plan(s[0], s[1], out, routing),
+            Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias),
+            Op::MoeCombine => moe_combine::plan(s[1], out),
         }
     }
 
@@ -381,6 +427,10 @@ impl Op {
             Op::AvgPool { geometry } => depthwise_conv::reference_avg_pool(x[0], s[0], geometry),
             Op::Im2col { geometry, channels_first } => im2col::reference(x[0], s[0], geometry, *channels_first),
             Op::ChannelScale { act } => channel_scale::reference(x[0], x[1], s[0], *act),
+            Op::MoeRoute { k, routing, .. } => moe_route::reference(x[0], s[0], *k, routing),
+            Op::MoeDispatch { .. } => moe_dispatch::reference(x[0], x[1], s[0], out),
+            Op::ExpertMatMul { act, bias } => expert_matmul::reference(x, s, *act, *bias),
+            Op::MoeCombine => moe_combine::reference(x[0], x[1], x[2], s[1][1]),
         }
     }
 
@@ -402,6 +452,7 @@ impl Op {
                 let [hp, wp] = [layout.map[0].div_ceil(layout.window[0]) * layout.window[0], layout.map[1].div_ceil(layout.window[1]) * layout.window[1]];
                 4 * b * (hp * wp) as u64 * layout.tokens() as u64 * d
             }
+            Op::ExpertMatMul { .. } => 2 * s[0][2] as u64 * out.iter().product::<usize>() as u64,
             Op::DepthwiseConv { geometry, .. } => 2 * (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
             Op::AvgPool { geometry } => (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
             _ => 0,

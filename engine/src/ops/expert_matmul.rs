@@ -1,0 +1,63 @@
+//! Grouped expert matmul: out[e] = act(a[e] @ w[e] + bias[e]) for all E experts in one
+//! dispatch (no per-expert dispatch loop).
+use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use crate::kernels::{Define, KernelKey};
+
+uniform!("expert_matmul.wgsl", ExpertMatmulParams {
+    experts: u32, rows: u32, k: u32, n: u32, act: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+});
+
+pub fn infer(s: &[&[usize]], bias: bool) -> Result<Vec<usize>, String> {
+    match (s[0], s[1]) {
+        ([e, r, k], [we, wk, n]) if e == we && k == wk && r % 4 == 0 && (!bias || s[2] == [*e, *n]) => Ok(vec![*e, *r, *n]),
+        _ => Err(format!("expert matmul needs a [E, R, K] (R a multiple of 4), w [E, K, N], bias [E, N]; got {s:?}")),
+    }
+}
+
+fn key(bias: bool) -> KernelKey {
+    let defines = if bias { vec![Define::Flag("BIAS")] } else { vec![] };
+    KernelKey { shader: "expert_matmul.wgsl", entry: "main", defines, constants: vec![] }
+}
+
+pub fn variants() -> Vec<KernelKey> {
+    vec![key(false), key(true)]
+}
+
+pub fn plan(s: &[&[usize]], act: Activation, bias: bool) -> Result<KernelPlan, String> {
+    let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
+    let params = ExpertMatmulParams {
+        experts: u32_of(e, "experts")?,
+        rows: u32_of(r, "rows")?,
+        k: u32_of(k, "k")?,
+        n: u32_of(n, "n")?,
+        act: act.code(),
+        ..Default::default()
+    };
+    let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (4, Arg::Output)];
+    if bias {
+        bindings.push((3, Arg::Input(2)));
+    }
+    Ok(KernelPlan {
+        key: key(bias),
+        params: bytemuck::bytes_of(&params).to_vec(),
+        bindings,
+        workgroups: ((e * r / 4) * n.div_ceil(4)).div_ceil(64) as u64,
+    })
+}
+
+pub fn reference(x: &[&[f64]], s: &[&[usize]], act: Activation, bias: bool) -> Vec<f64> {
+    let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
+    let mut o = vec![0.0; e * r * n];
+    for ex in 0..e {
+        for row in 0..r {
+            for col in 0..n {
+                let mut acc = if bias { x[2][ex * n + col] } else { 0.0 };
+                for kk in 0..k {
+                    acc += x[0][(ex * r + row) * k + kk] * x[1][(ex * k + kk) * n + col];
+                }
+                o[(ex * r + row) * n + col] = act.apply(acc);
+            }
+        }
+    }
+    o
+}
