@@ -56,14 +56,14 @@ impl Model {
 
     /// Build from a config and any source of weights (used by bench presets).
     pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
-        let graph = config.build(1)?;
+        let graph = config.build(config.min_batch())?;
         let weights = GpuWeights::upload(&gpu, &graph, lookup)?;
         Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()) })
     }
 
     /// A model with deterministic synthetic weights (benchmarks need no download).
     pub fn synthetic(gpu: Arc<Gpu>, config: ModelConfig, dtype: DType) -> Result<Model> {
-        let graph = config.build(1)?;
+        let graph = config.build(config.min_batch())?;
         let shapes: HashMap<String, Vec<usize>> = graph.weights().map(|w| (w.name.clone(), w.shape.clone())).collect();
         Self::from_weights(gpu, config, |name| {
             let shape = shapes.get(name)?.clone();

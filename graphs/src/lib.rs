@@ -4,6 +4,7 @@ mod layers;
 pub mod maxvit;
 pub mod swin;
 pub mod vit;
+pub mod vmoe;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -42,6 +43,7 @@ pub enum ModelConfig {
     Swin(swin::SwinConfig),
     #[serde(rename = "maxvit")]
     MaxVit(maxvit::MaxVitConfig),
+    Vmoe(vmoe::VmoeConfig),
 }
 
 impl ModelConfig {
@@ -59,6 +61,16 @@ impl ModelConfig {
             ModelConfig::Vit(c) => c.build(batch),
             ModelConfig::Swin(c) => c.build(batch),
             ModelConfig::MaxVit(c) => c.build(batch),
+            ModelConfig::Vmoe(c) => c.build(batch),
+        }
+    }
+
+    /// The smallest batch the graph can be built for (V-MoE token routing needs whole
+    /// routing groups); any model's weights are enumerated from this graph.
+    pub fn min_batch(&self) -> usize {
+        match self {
+            ModelConfig::Vmoe(c) => c.min_batch(),
+            _ => 1,
         }
     }
 
@@ -67,6 +79,7 @@ impl ModelConfig {
             ModelConfig::Vit(c) => &c.preprocess,
             ModelConfig::Swin(c) => &c.preprocess,
             ModelConfig::MaxVit(c) => &c.preprocess,
+            ModelConfig::Vmoe(c) => &c.preprocess,
         }
     }
 
@@ -76,6 +89,7 @@ impl ModelConfig {
             ModelConfig::Vit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
             ModelConfig::Swin(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
             ModelConfig::MaxVit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
+            ModelConfig::Vmoe(c) => ("pixel_values".into(), vec![batch, 3, c.img_size[0], c.img_size[1]]),
         }
     }
 
@@ -84,6 +98,7 @@ impl ModelConfig {
             ModelConfig::Vit(c) => &c.name,
             ModelConfig::Swin(c) => &c.name,
             ModelConfig::MaxVit(c) => &c.name,
+            ModelConfig::Vmoe(c) => &c.name,
         }
     }
 }

@@ -35,12 +35,17 @@ pub fn convert(
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from hf".into());
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-            let cfg = swin::hf_config(&json)?;
+            let cfg = swin::hf_config(&read_json(&path)?)?;
             (cfg.name.clone(), ModelConfig::Swin(cfg))
         }
-        From::Vmoe => return Err("--from vmoe is not supported by this build yet (timm ViT/Swin/MaxViT and transformers Swin checkpoints are)".into()),
+        From::Vmoe => {
+            let path = config.ok_or("--from vmoe needs --config config.json (the vmoe model config)")?;
+            if !sets.is_empty() {
+                return Err("--set applies to --from timm; edit config.json for --from vmoe".into());
+            }
+            let cfg = weights::vmoe::config(&read_json(&path)?)?;
+            (cfg.name.clone(), ModelConfig::Vmoe(cfg))
+        }
     };
     let (_, tensors) = st::load(&input)?;
     let converted = weights::convert(&model_cfg, tensors)?;
@@ -53,6 +58,11 @@ pub fn convert(
         output.display()
     );
     Ok(())
+}
+
+fn read_json(path: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?)
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<dyn std::error::Error>> {

@@ -5,12 +5,12 @@ use wgvision::ModelFile;
 
 pub fn inspect(model: PathBuf, graph: bool, json: bool) -> CliResult {
     let file = ModelFile::open(&model)?;
-    let g = file.config.build(1)?;
+    let g = file.config.build(file.config.min_batch())?;
     if graph {
         out!("{}", serde_json::to_string_pretty(&g)?);
         return Ok(());
     }
-    let flops = g.flops();
+    let flops = g.flops() / file.config.min_batch() as u64;
     let params = file.parameter_count();
     if json {
         let tensors: Vec<_> = file

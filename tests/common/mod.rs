@@ -87,11 +87,11 @@ pub fn cases(family: &str) -> Vec<Case> {
     serde_json::from_value(v["cases"].clone()).unwrap()
 }
 
-/// `wgvision convert` arguments for a case: `--from hf --config` or `--from timm --model --set`.
+/// `wgvision convert` arguments for a case: `--from hf|vmoe --config` or `--from timm --model --set`.
 pub fn convert_args(family: &str, c: &Case) -> Vec<String> {
-    if c.from == "hf" {
+    if c.from == "hf" || c.from == "vmoe" {
         let cfg = fixtures().join(family).join(&c.config);
-        return vec!["--from".into(), "hf".into(), "--config".into(), cfg.to_str().unwrap().to_string()];
+        return vec!["--from".into(), c.from.clone(), "--config".into(), cfg.to_str().unwrap().to_string()];
     }
     let mut args: Vec<String> = ["--from", "timm", "--model", &c.model].map(String::from).to_vec();
     for (k, v) in &c.sets {

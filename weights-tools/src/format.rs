@@ -85,7 +85,7 @@ impl ModelFile {
 /// Check converted tensors against the graph's weights (every one present, right shape,
 /// nothing extra) and write the model file; matmul weight matrices go to f16 if asked.
 pub fn write_model(path: &Path, config: &ModelConfig, tensors: HashMap<String, (Vec<usize>, Vec<f32>)>, f16: bool) -> Result<()> {
-    let graph: Graph = config.build(1)?;
+    let graph: Graph = config.build(config.min_batch())?;
     let matmul_weights: HashSet<&str> = graph
         .nodes
         .iter()

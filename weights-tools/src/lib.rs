@@ -7,6 +7,7 @@ pub mod source;
 pub mod st;
 pub mod swin;
 pub mod timm;
+pub mod vmoe;
 
 use thiserror::Error;
 
@@ -66,6 +67,7 @@ pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) 
         ModelConfig::Vit(c) => timm::convert(c, tensors)?.1,
         ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
         ModelConfig::MaxVit(c) => maxvit::convert(c, tensors)?.1,
+        ModelConfig::Vmoe(c) => vmoe::convert(c, tensors)?.1,
     };
     Ok(converted)
 }

@@ -57,16 +57,24 @@ pub fn capacity(group: usize, k: usize, capacity_factor: f64, experts: usize) ->
     c.div_ceil(4) * 4
 }
 
+/// Logits [.., E] as (rows, E).
+fn rows_experts(logits: &[usize]) -> (usize, usize) {
+    let e = *logits.last().unwrap_or(&0);
+    (logits.iter().product::<usize>() / e.max(1), e)
+}
+
 pub fn infer(logits: &[usize], experts: usize, k: usize, routing: &Routing) -> Result<Vec<usize>, String> {
-    let [rows, e] = logits else {
-        return Err(format!("moe route needs router logits [T, E], got {logits:?}"));
-    };
+    if logits.len() < 2 {
+        return Err(format!("moe route needs router logits [.., E], got {logits:?}"));
+    }
+    let (rows, e) = rows_experts(logits);
+    let (rows, e) = (&rows, &e);
     if *e != experts || k == 0 || k > experts || k > MAX_K {
         return Err(format!("logits have {e} experts; need {experts} and 1 <= k ({k}) <= min(E, {MAX_K})"));
     }
     if let Routing::Token { group, capacity, .. } = routing {
         if *group == 0 || rows % group != 0 {
-            return Err(format!("{rows} tokens are not a whole number of routing groups of {group}"));
+            return Err(format!("{rows} tokens (batch x tokens per image) are not a whole number of routing groups of group_size {group}"));
         }
         if capacity % 4 != 0 || *capacity == 0 {
             return Err(format!("capacity {capacity} must be a positive multiple of 4"));
@@ -84,14 +92,15 @@ pub fn variants() -> Vec<KernelKey> {
 }
 
 pub fn plan(logits: &[usize], k: usize, routing: &Routing) -> Result<KernelPlan, String> {
-    let t = routing.tokens(logits[0]);
+    let (rows, e) = rows_experts(logits);
+    let t = routing.tokens(rows);
     let (group, capacity, bpr, image_tokens) = match routing {
         Routing::Token { group, capacity, batch_priority } => (*group, *capacity, *batch_priority, 0),
         Routing::Image { tokens } => (1, 0, false, *tokens),
     };
     let params = MoeRouteParams {
         tokens: u32_of(t, "tokens")?,
-        experts: u32_of(logits[1], "experts")?,
+        experts: u32_of(e, "experts")?,
         k: k as u32,
         group: u32_of(group, "group size")?,
         capacity: u32_of(capacity, "capacity")?,
@@ -144,7 +153,7 @@ pub fn assign_slots(gates: &[Vec<f64>], experts: &[Vec<usize>], capacity: usize,
 }
 
 pub fn reference(logits: &[f64], s: &[usize], k: usize, routing: &Routing) -> Vec<f64> {
-    let (rows, e) = (s[0], s[1]);
+    let (rows, e) = rows_experts(s);
     let t = routing.tokens(rows);
     let per_expert = routing.rows_per_expert(t);
     let mut out = vec![0.0; t * k * 3];

@@ -1,0 +1,213 @@
+//! V-MoE (Riquelme et al. 2021) as google-research/vmoe runs it at inference, with Mobile
+//! V-MoE's image routing and ViMoE's shared expert: a ViT whose MLP is, in the listed
+//! blocks, a sparse mixture of experts. Routing runs on the GPU (router matmul, then
+//! softmax + top-k + slot assignment in one kernel), experts run as grouped matmuls over
+//! an expert-major dispatch buffer, and the combine adds the gate-weighted outputs to the
+//! residual.
+use crate::layers::{layer_norm, linear};
+use crate::{GraphError, Preprocess, Result};
+use serde::{Deserialize, Serialize};
+use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, Routing, TensorId};
+
+const LN_EPS: f32 = 1e-6;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Classifier {
+    /// A class token, pooled by taking it.
+    Token,
+    /// No class token; mean over the patch tokens.
+    Gap,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingKind {
+    Token,
+    Image,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MoeConfig {
+    /// Encoder blocks whose MLP is the MoE.
+    pub layers: Vec<usize>,
+    pub num_experts: usize,
+    /// Tokens per routing group (token routing).
+    pub group_size: usize,
+    pub routing: RoutingKind,
+    pub num_selected_experts: usize,
+    pub capacity_factor: f64,
+    pub batch_priority: bool,
+    pub shared_expert: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct VmoeConfig {
+    pub name: String,
+    /// [H, W]
+    pub img_size: [usize; 2],
+    pub patch_size: usize,
+    pub hidden_size: usize,
+    pub num_heads: usize,
+    pub num_layers: usize,
+    pub mlp_dim: usize,
+    /// 0: pooled (or pre-logits) features out.
+    pub num_classes: usize,
+    pub classifier: Classifier,
+    pub representation_size: Option<usize>,
+    pub moe: Option<MoeConfig>,
+    pub preprocess: Preprocess,
+}
+
+impl VmoeConfig {
+    pub fn tokens(&self) -> usize {
+        (self.img_size[0] / self.patch_size) * (self.img_size[1] / self.patch_size) + (self.classifier == Classifier::Token) as usize
+    }
+
+    /// Smallest batch whose tokens fill whole routing groups.
+    pub fn min_batch(&self) -> usize {
+        match &self.moe {
+            Some(m) if m.routing == RoutingKind::Token && m.group_size > 0 => {
+                let n = self.tokens();
+                let gcd = (1..=m.group_size.min(n)).rev().find(|g| m.group_size % g == 0 && n % g == 0).unwrap_or(1);
+                m.group_size / gcd
+            }
+            _ => 1,
+        }
+    }
+
+    pub fn is_moe(&self, layer: usize) -> bool {
+        self.moe.as_ref().is_some_and(|m| m.layers.contains(&layer))
+    }
+
+    /// The MoE layer indices, in order (the routing tables are outputs in this order).
+    pub fn moe_layers(&self) -> Vec<usize> {
+        (0..self.num_layers).filter(|&i| self.is_moe(i)).collect()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(GraphError::Config(m));
+        if self.patch_size == 0 || self.img_size.iter().any(|&s| s < self.patch_size) {
+            return bad(format!("image_size {:?} must hold at least one {} patch", self.img_size, self.patch_size));
+        }
+        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+            return bad(format!("hidden_size {} is not divisible by num_heads {}", self.hidden_size, self.num_heads));
+        }
+        if let Some(m) = &self.moe {
+            if let Some(l) = m.layers.iter().find(|&&l| l >= self.num_layers) {
+                return bad(format!("moe layer {l} does not exist (num_layers {})", self.num_layers));
+            }
+            if m.num_experts == 0 || m.num_selected_experts == 0 || m.num_selected_experts > m.num_experts.min(8) {
+                return bad(format!("num_selected_experts {} must be in 1..=min(num_experts {}, 8)", m.num_selected_experts, m.num_experts));
+            }
+            if m.routing == RoutingKind::Token && (m.group_size == 0 || m.capacity_factor <= 0.0) {
+                return bad("token routing needs a positive group_size and capacity_factor".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn routing(&self) -> Option<Routing> {
+        let m = self.moe.as_ref()?;
+        Some(match m.routing {
+            RoutingKind::Token => Routing::Token {
+                group: m.group_size,
+                capacity: wgvision_engine::ops::moe_route::capacity(m.group_size, m.num_selected_experts, m.capacity_factor, m.num_experts),
+                batch_priority: m.batch_priority,
+            },
+            RoutingKind::Image => Routing::Image { tokens: self.tokens() },
+        })
+    }
+
+    /// The graph for `batch` images. With `routing_tables`, each MoE layer's routing
+    /// table [T, K, 3] is an extra output `routing.{layer}` (for routing statistics).
+    pub fn build_with(&self, batch: usize, routing_tables: bool) -> Result<Graph> {
+        self.check()?;
+        let d = self.hidden_size;
+        let p = self.patch_size;
+        let mut g = Graph::builder();
+        let x = g.input("pixel_values", &[batch, 3, self.img_size[0], self.img_size[1]])?;
+        let patches = g.node("patchify", Op::Patchify { patch: p, pad: false }, &[x])?; // (B, Np, 3*P*P)
+        let emb = linear(&mut g, patches, "embedding", (3 * p * p, d), true, Activation::None, None)?;
+        let n = self.tokens();
+        let prefix = (self.classifier == Classifier::Token) as usize;
+        let mut ins = vec![emb];
+        if prefix > 0 {
+            ins.push(g.weight("cls", &[1, d])?);
+        }
+        ins.push(g.weight("pos_embed", &[n, d])?);
+        let mut t = g.node("tokens", Op::TokenEmbed { prefix, pos: true, pos_start: 0 }, &ins)?; // (B, N, D)
+        let mut tables = Vec::new();
+        for i in 0..self.num_layers {
+            let b = format!("blocks.{i}");
+            let h = layer_norm(&mut g, t, &format!("{b}.norm1"), d, LN_EPS)?;
+            let qkv = linear(&mut g, h, &format!("{b}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
+            let scale = 1.0 / ((d / self.num_heads) as f32).sqrt();
+            let a = g.node(&format!("{b}.attn"), Op::Attention { heads: self.num_heads, scale }, &[qkv])?;
+            t = linear(&mut g, a, &format!("{b}.attn.out"), (d, d), true, Activation::None, Some(t))?;
+            let h = layer_norm(&mut g, t, &format!("{b}.norm2"), d, LN_EPS)?;
+            t = if self.is_moe(i) {
+                let (out, table) = self.moe_block(&mut g, h, t, &b)?;
+                tables.push((i, table));
+                out
+            } else {
+                let m = linear(&mut g, h, &format!("{b}.mlp.fc1"), (d, self.mlp_dim), true, Activation::GeluTanh, None)?;
+                linear(&mut g, m, &format!("{b}.mlp.fc2"), (self.mlp_dim, d), true, Activation::None, Some(t))?
+            };
+        }
+        t = layer_norm(&mut g, t, "norm", d, LN_EPS)?;
+        let kind = match self.classifier {
+            Classifier::Token => PoolKind::Token(0),
+            Classifier::Gap => PoolKind::MeanFrom(0),
+        };
+        let mut f = g.node("pool", Op::Pool { kind }, &[t])?; // (B, D)
+        let mut width = d;
+        if let Some(r) = self.representation_size {
+            f = linear(&mut g, f, "pre_logits", (d, r), true, Activation::Tanh, None)?;
+            width = r;
+        }
+        if self.num_classes > 0 {
+            f = linear(&mut g, f, "head", (width, self.num_classes), true, Activation::None, None)?;
+        }
+        g.output(f, "logits")?;
+        if routing_tables {
+            for (i, table) in tables {
+                g.output(table, &format!("routing.{i}"))?;
+            }
+        }
+        Ok(g.finish())
+    }
+
+    pub fn build(&self, batch: usize) -> Result<Graph> {
+        self.build_with(batch, false)
+    }
+
+    /// residual + [shared MLP(h)] + sum of routed experts(h); returns (output, routing table).
+    fn moe_block(&self, g: &mut GraphBuilder, h: TensorId, residual: TensorId, b: &str) -> Result<(TensorId, TensorId)> {
+        let (d, m) = (self.hidden_size, self.mlp_dim);
+        let Some(cfg) = &self.moe else { unreachable!("moe_block on a dense config") };
+        let Some(routing) = self.routing() else { unreachable!() };
+        let e = cfg.num_experts;
+        let base = if cfg.shared_expert {
+            let s = linear(g, h, &format!("{b}.shared.fc1"), (d, m), true, Activation::GeluTanh, None)?;
+            linear(g, s, &format!("{b}.shared.fc2"), (m, d), true, Activation::None, Some(residual))?
+        } else {
+            residual
+        };
+        let router_in = match cfg.routing {
+            RoutingKind::Token => h,
+            RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?, // (B, D)
+        };
+        let logits = linear(g, router_in, &format!("{b}.moe.router"), (d, e), false, Activation::None, None)?;
+        let table = g.node(&format!("{b}.moe.route"), Op::MoeRoute { experts: e, k: cfg.num_selected_experts, routing: routing.clone() }, &[logits])?;
+        let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch { experts: e, routing }, &[h, table])?; // (E, R, D)
+        let w1 = g.weight(&format!("{b}.moe.fc1.weight"), &[e, d, m])?;
+        let b1 = g.weight(&format!("{b}.moe.fc1.bias"), &[e, m])?;
+        let y = g.node(&format!("{b}.moe.fc1"), Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[disp, w1, b1])?;
+        let w2 = g.weight(&format!("{b}.moe.fc2.weight"), &[e, m, d])?;
+        let b2 = g.weight(&format!("{b}.moe.fc2.bias"), &[e, d])?;
+        let y = g.node(&format!("{b}.moe.fc2"), Op::ExpertMatMul { act: Activation::None, bias: true }, &[y, w2, b2])?;
+        let out = g.node(&format!("{b}.moe.combine"), Op::MoeCombine, &[y, table, base])?;
+        Ok((out, table))
+    }
+}

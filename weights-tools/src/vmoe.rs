@@ -1,0 +1,200 @@
+//! google-research/vmoe checkpoints (the Flax parameter tree flattened to safetensors with
+//! '/'-joined paths) and their config.json -> wgvision model files. Flax Dense kernels are
+//! already [in, out]; the patch-embedding kernel is HWIO and is reordered to the patchify
+//! rows (channel, y, x); q/k/v [D, H, Dh] kernels are fused into one [D, 3D] matrix.
+use crate::kwargs::{bad_option, pair_of, Kwargs};
+use crate::source::{Converted, Source};
+use crate::st::Tensor;
+use crate::{Result, WeightsError};
+use serde_json::Value;
+use wgvision_graphs::vmoe::{Classifier, MoeConfig, RoutingKind, VmoeConfig};
+use wgvision_graphs::{ModelConfig, Preprocess};
+
+fn object(v: &Value, key: &str) -> Result<Kwargs> {
+    match v.get(key) {
+        Some(Value::Object(m)) => Ok(Kwargs(m.clone())),
+        None | Some(Value::Null) => Ok(Kwargs(Default::default())),
+        Some(other) => Err(bad_option(key, format!("expected an object, got {other}"))),
+    }
+}
+
+fn required(kw: &Kwargs, key: &str) -> Result<usize> {
+    if !kw.is_set(key) {
+        return Err(bad_option(key, "missing from config.json".into()));
+    }
+    kw.usize(key, 0)
+}
+
+/// A vmoe config.json (vmoe's own names; unknown keys are ignored, as vmoe ignores them).
+pub fn config(json: &Value) -> Result<VmoeConfig> {
+    let top = Kwargs(json.as_object().cloned().ok_or_else(|| bad_option("config.json", "expected a JSON object".into()))?);
+    let img_size = match top.raw("image_size") {
+        Some(v) => pair_of(v).ok_or_else(|| bad_option("image_size", format!("expected [H, W], got {v}")))?,
+        None => return Err(bad_option("image_size", "missing from config.json".into())),
+    };
+    let patch = match top.raw("patch_size") {
+        Some(v) => pair_of(v).ok_or_else(|| bad_option("patch_size", format!("expected [P, P], got {v}")))?,
+        None => return Err(bad_option("patch_size", "missing from config.json".into())),
+    };
+    if patch[0] != patch[1] {
+        return Err(WeightsError::Unsupported(format!("non-square patch_size {patch:?}")));
+    }
+    let classifier = match top.str("classifier", "token")?.as_str() {
+        "token" => Classifier::Token,
+        "gap" => Classifier::Gap,
+        other => return Err(bad_option("classifier", format!("expected 'token' or 'gap', got '{other}'"))),
+    };
+    let enc = object(json, "encoder")?;
+    let moe_json = json.get("encoder").and_then(|e| e.get("moe")).filter(|m| !m.is_null());
+    let moe = match moe_json {
+        None => None,
+        Some(m) => {
+            let mk = Kwargs(m.as_object().cloned().unwrap_or_default());
+            let router = object(m, "router")?;
+            let dispatcher = object(m.get("router").unwrap_or(&Value::Null), "dispatcher")?;
+            let routing = match mk.str("routing", "token")?.as_str() {
+                "token" => RoutingKind::Token,
+                "image" => RoutingKind::Image,
+                other => return Err(bad_option("encoder.moe.routing", format!("expected 'token' or 'image', got '{other}'"))),
+            };
+            Some(MoeConfig {
+                layers: mk.usizes("layers", &[])?,
+                num_experts: required(&mk, "num_experts")?,
+                group_size: if routing == RoutingKind::Token { required(&mk, "group_size")? } else { mk.usize("group_size", 0)? },
+                routing,
+                num_selected_experts: router.usize("num_selected_experts", 1)?,
+                capacity_factor: dispatcher.f64("capacity_factor", 1.0)?,
+                batch_priority: dispatcher.bool("batch_priority", false)?,
+                shared_expert: mk.bool("shared_expert", false)?,
+            })
+        }
+    };
+    let c = VmoeConfig {
+        name: top.str("name", "vmoe")?,
+        img_size,
+        patch_size: patch[0],
+        hidden_size: required(&top, "hidden_size")?,
+        num_heads: required(&enc, "num_heads")?,
+        num_layers: required(&enc, "num_layers")?,
+        mlp_dim: required(&enc, "mlp_dim")?,
+        num_classes: top.usize("num_classes", 0)?,
+        classifier,
+        representation_size: top.opt_usize("representation_size")?,
+        moe,
+        // vmoe's input pipeline: resize to image_size, values in [-1, 1].
+        preprocess: Preprocess {
+            input_size: [3, img_size[0], img_size[1]],
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            crop_pct: 1.0,
+            crop_mode: "squash".into(),
+            interpolation: "bilinear".into(),
+        },
+    };
+    c.check()?;
+    Ok(c)
+}
+
+fn shape_hint(name: &str, got: &[usize]) -> String {
+    if name.contains("posembed") {
+        "; the checkpoint was trained at another image_size or patch_size: set them in config.json".into()
+    } else if name.starts_with("head/") {
+        format!("; the checkpoint has {} classes: set num_classes in config.json", got.last().unwrap_or(&0))
+    } else {
+        String::new()
+    }
+}
+
+/// Map a vmoe parameter tree onto the canonical names of `c`.
+pub fn convert(c: &VmoeConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
+    let mut src = Source::new(tensors, shape_hint);
+    let mut out = Converted::new();
+    let (d, p, m) = (c.hidden_size, c.patch_size, c.mlp_dim);
+    let (heads, dh) = (c.num_heads, c.hidden_size / c.num_heads);
+    let mut put = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
+        out.insert(name.to_string(), (shape, data));
+    };
+    // HWIO [P, P, 3, D] -> rows (c, y, x) of the patchify output.
+    let k = src.take("embedding/kernel", &[p, p, 3, d])?;
+    let mut w = vec![0.0f32; 3 * p * p * d];
+    for ch in 0..3 {
+        for y in 0..p {
+            for x in 0..p {
+                let (row, from) = ((ch * p + y) * p + x, (y * p + x) * 3 + ch);
+                w[row * d..(row + 1) * d].copy_from_slice(&k[from * d..(from + 1) * d]);
+            }
+        }
+    }
+    put("embedding.weight", vec![3 * p * p, d], w);
+    put("embedding.bias", vec![d], src.take("embedding/bias", &[d])?);
+    if c.classifier == Classifier::Token {
+        put("cls", vec![1, d], src.take("cls", &[1, 1, d])?);
+    }
+    let n = c.tokens();
+    put("pos_embed", vec![n, d], src.take("Encoder/posembed_input/pos_embedding", &[1, n, d])?);
+    for i in 0..c.num_layers {
+        let f = format!("Encoder/encoderblock_{i}");
+        let b = format!("blocks.{i}");
+        for (ln, to) in [("LayerNorm_0", "norm1"), ("LayerNorm_1", "norm2")] {
+            put(&format!("{b}.{to}.weight"), vec![d], src.take(&format!("{f}/{ln}/scale"), &[d])?);
+            put(&format!("{b}.{to}.bias"), vec![d], src.take(&format!("{f}/{ln}/bias"), &[d])?);
+        }
+        let mut qkv_w = vec![0.0f32; d * 3 * d];
+        let mut qkv_b = Vec::with_capacity(3 * d);
+        for (s, name) in ["query", "key", "value"].iter().enumerate() {
+            let kq = src.take(&format!("{f}/SelfAttention/{name}/kernel"), &[d, heads, dh])?;
+            for r in 0..d {
+                qkv_w[r * 3 * d + s * d..r * 3 * d + (s + 1) * d].copy_from_slice(&kq[r * d..(r + 1) * d]);
+            }
+            qkv_b.extend(src.take(&format!("{f}/SelfAttention/{name}/bias"), &[heads, dh])?);
+        }
+        put(&format!("{b}.attn.qkv.weight"), vec![d, 3 * d], qkv_w);
+        put(&format!("{b}.attn.qkv.bias"), vec![3 * d], qkv_b);
+        put(&format!("{b}.attn.out.weight"), vec![d, d], src.take(&format!("{f}/SelfAttention/out/kernel"), &[heads, dh, d])?);
+        put(&format!("{b}.attn.out.bias"), vec![d], src.take(&format!("{f}/SelfAttention/out/bias"), &[d])?);
+        let mut dense = |src: &mut Source, from: &str, to: &str, (i, o): (usize, usize)| -> Result<()> {
+            put(&format!("{to}.weight"), vec![i, o], src.take(&format!("{from}/kernel"), &[i, o])?);
+            put(&format!("{to}.bias"), vec![o], src.take(&format!("{from}/bias"), &[o])?);
+            Ok(())
+        };
+        if c.is_moe(i) {
+            let moe = c.moe.as_ref().expect("is_moe implies a moe config");
+            let e = moe.num_experts;
+            if moe.shared_expert {
+                dense(&mut src, &format!("{f}/Moe/Shared/Dense_0"), &format!("{b}.shared.fc1"), (d, m))?;
+                dense(&mut src, &format!("{f}/Moe/Shared/Dense_1"), &format!("{b}.shared.fc2"), (m, d))?;
+            }
+            put(&format!("{b}.moe.router.weight"), vec![d, e], src.take(&format!("{f}/Moe/Router/dense/kernel"), &[d, e])?);
+            put(&format!("{b}.moe.fc1.weight"), vec![e, d, m], src.take(&format!("{f}/Moe/Mlp/Dense_0/kernel"), &[e, d, m])?);
+            put(&format!("{b}.moe.fc1.bias"), vec![e, m], src.take(&format!("{f}/Moe/Mlp/Dense_0/bias"), &[e, m])?);
+            put(&format!("{b}.moe.fc2.weight"), vec![e, m, d], src.take(&format!("{f}/Moe/Mlp/Dense_1/kernel"), &[e, m, d])?);
+            put(&format!("{b}.moe.fc2.bias"), vec![e, d], src.take(&format!("{f}/Moe/Mlp/Dense_1/bias"), &[e, d])?);
+        } else {
+            dense(&mut src, &format!("{f}/Mlp/Dense_0"), &format!("{b}.mlp.fc1"), (d, m))?;
+            dense(&mut src, &format!("{f}/Mlp/Dense_1"), &format!("{b}.mlp.fc2"), (m, d))?;
+        }
+    }
+    put("norm.weight", vec![d], src.take("Encoder/encoder_norm/scale", &[d])?);
+    put("norm.bias", vec![d], src.take("Encoder/encoder_norm/bias", &[d])?);
+    let mut width = d;
+    if let Some(r) = c.representation_size {
+        put("pre_logits.weight", vec![d, r], src.take("pre_logits/kernel", &[d, r])?);
+        put("pre_logits.bias", vec![r], src.take("pre_logits/bias", &[r])?);
+        width = r;
+    }
+    if c.num_classes > 0 {
+        let k = c.num_classes;
+        put("head.weight", vec![width, k], src.take("head/kernel", &[width, k])?);
+        put("head.bias", vec![k], src.take("head/bias", &[k])?);
+    }
+    src.finish(|name| {
+        if name.contains("/Moe/") {
+            "; the config's encoder.moe (layers, shared_expert) does not match the checkpoint".into()
+        } else if name.starts_with("pre_logits") {
+            "; the checkpoint has pre_logits: set representation_size in config.json".into()
+        } else {
+            "; check config.json against the checkpoint".into()
+        }
+    })?;
+    Ok((ModelConfig::Vmoe(c.clone()), out))
+}
