@@ -41,7 +41,8 @@ pub struct Model {
     gpu: Arc<Gpu>,
     pub config: ModelConfig,
     weights: GpuWeights,
-    compiled: Mutex<HashMap<usize, Arc<Compiled>>>,
+    /// Keyed by (batch, with routing-table outputs).
+    compiled: Mutex<HashMap<(usize, bool), Arc<Compiled>>>,
     /// A compiled graph owns its input/output buffers, so runs are serialized.
     run_lock: Mutex<()>,
 }
@@ -95,16 +96,20 @@ impl Model {
 
     /// The graph compiled for `batch` images (compiled once, then cached).
     pub fn compiled(&self, batch: usize) -> Result<Arc<Compiled>> {
+        self.compiled_with(batch, false)
+    }
+
+    fn compiled_with(&self, batch: usize, routing: bool) -> Result<Arc<Compiled>> {
         if batch == 0 {
             return Err(Error::Input { tensor: "pixel_values".into(), message: "batch size must be at least 1".into() });
         }
         let mut map = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = map.get(&batch) {
+        if let Some(c) = map.get(&(batch, routing)) {
             return Ok(c.clone());
         }
-        let graph = self.config.build(batch)?;
+        let graph = if routing { self.config.build_with_routing(batch)? } else { self.config.build(batch)? };
         let c = Arc::new(Compiled::new(self.gpu.clone(), &graph, &self.weights)?);
-        map.insert(batch, c.clone());
+        map.insert((batch, routing), c.clone());
         Ok(c)
     }
 
@@ -130,6 +135,61 @@ impl Model {
         let c = self.compiled(batch)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         Ok(c.run(&[("pixel_values", pixels)])?)
+    }
+}
+
+/// One MoE layer's routing, summarized the way ViMoE analyses it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoutingStats {
+    pub layer: usize,
+    /// Kept choices per expert.
+    pub tokens_per_expert: Vec<usize>,
+    /// Choices dropped because their expert was full.
+    pub dropped: usize,
+    /// Mean over tokens of the top-1 gate.
+    pub mean_top1_gate: f64,
+}
+
+impl RoutingStats {
+    /// From a routing table [T, K, 3] (dispatch row or -1, gate, expert).
+    pub fn from_table(layer: usize, table: &Tensor, experts: usize) -> RoutingStats {
+        let k = table.shape.get(1).copied().unwrap_or(1).max(1);
+        let mut tokens_per_expert = vec![0; experts];
+        let (mut dropped, mut top1, mut n) = (0, 0.0, 0usize);
+        for (i, c) in table.data.chunks_exact(3).enumerate() {
+            if c[0] >= 0.0 {
+                if let Some(x) = tokens_per_expert.get_mut(c[2] as usize) {
+                    *x += 1;
+                }
+            } else {
+                dropped += 1;
+            }
+            if i % k == 0 {
+                top1 += c[1] as f64;
+                n += 1;
+            }
+        }
+        RoutingStats { layer, tokens_per_expert, dropped, mean_top1_gate: top1 / n.max(1) as f64 }
+    }
+}
+
+impl Model {
+    /// Run and also return each MoE layer's routing statistics (V-MoE models only).
+    pub fn run_with_routing(&self, pixels: &[f32], shape: &[usize]) -> Result<(Vec<Tensor>, Vec<RoutingStats>)> {
+        let batch = self.check_pixels(pixels.len(), shape)?;
+        let c = self.compiled_with(batch, true)?;
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let out = c.run(&[("pixel_values", pixels)])?;
+        let experts = match &self.config {
+            ModelConfig::Vmoe(v) => v.moe.as_ref().map_or(0, |m| m.num_experts),
+            _ => 0,
+        };
+        let (tables, outputs): (Vec<Tensor>, Vec<Tensor>) = out.into_iter().partition(|t| t.name.starts_with("routing."));
+        let stats = tables
+            .iter()
+            .map(|t| RoutingStats::from_table(t.name["routing.".len()..].parse().unwrap_or(0), t, experts))
+            .collect();
+        Ok((outputs, stats))
     }
 }
 

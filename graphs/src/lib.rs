@@ -65,6 +65,14 @@ impl ModelConfig {
         }
     }
 
+    /// The graph with each MoE layer's routing table as an extra output `routing.{layer}`.
+    pub fn build_with_routing(&self, batch: usize) -> Result<Graph> {
+        match self {
+            ModelConfig::Vmoe(c) => c.build_with(batch, true),
+            _ => Err(GraphError::Unsupported(format!("routing statistics: {} is not a mixture-of-experts model", self.name()))),
+        }
+    }
+
     /// The smallest batch the graph can be built for (V-MoE token routing needs whole
     /// routing groups); any model's weights are enumerated from this graph.
     pub fn min_batch(&self) -> usize {

@@ -17,7 +17,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     } else if model.ends_with(".safetensors") {
         return Err(format!("{model}: no such file").into());
     } else {
-        Some(weights::timm_config(model, &[])?)
+        Some(weights::preset_config(model)?)
     };
     let gpu = open_gpu(backend.as_deref())?;
     let m = match preset {
@@ -64,6 +64,10 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         });
         if let Some(p) = &profile {
             v["per_op"] = serde_json::to_value(p)?;
+            if let Some((moe, routing)) = moe_split(p) {
+                v["moe_ms"] = moe.into();
+                v["moe_routing_ms"] = routing.into();
+            }
         }
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -81,6 +85,13 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         m.weight_bytes() as f64 / 1e6
     );
     if let Some(p) = profile {
+        if let Some((moe, routing)) = moe_split(&p) {
+            out!(
+                "moe      MoE layers {moe:.2} ms GPU time: routing (router, route, dispatch, combine) {routing:.2} ms = {:.1}%, expert matmuls {:.1}%",
+                100.0 * routing / moe.max(1e-12),
+                100.0 * (moe - routing) / moe.max(1e-12)
+            );
+        }
         let total: f64 = p.iter().map(|t| t.ms).sum();
         // Aggregate by op kind, then list nodes.
         let mut by_kernel: Vec<(&str, f64, usize)> = Vec::new();
@@ -107,3 +118,14 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     Ok(())
 }
 
+
+/// GPU time of the MoE layers' nodes and, of that, everything but the expert matmuls.
+fn moe_split(p: &[wgvision::engine::NodeTime]) -> Option<(f64, f64)> {
+    let moe: Vec<_> = p.iter().filter(|t| t.node.contains(".moe.")).collect();
+    if moe.is_empty() {
+        return None;
+    }
+    let total: f64 = moe.iter().map(|t| t.ms).sum();
+    let experts: f64 = moe.iter().filter(|t| t.op == "expert_matmul").map(|t| t.ms).sum();
+    Some((total, total - experts))
+}

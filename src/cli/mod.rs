@@ -77,6 +77,10 @@ enum Cmd {
         image: Option<PathBuf>,
         #[arg(long, default_value_t = 5)]
         top: usize,
+        /// V-MoE: write per-MoE-layer routing statistics (tokens per expert, dropped
+        /// choices, mean top-1 gate) to this JSON file (with --input)
+        #[arg(long, requires = "input")]
+        routing_stats: Option<PathBuf>,
         #[arg(long)]
         backend: Option<String>,
     },
@@ -124,7 +128,7 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Convert { from, model, sets, config, list_models, input, output, dtype } => {
             convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16)
         }
-        Cmd::Run { model, input, output, image, top, backend } => run::run(model, input, output, image, top, backend),
+        Cmd::Run { model, input, output, image, top, routing_stats, backend } => run::run(model, input, output, image, top, routing_stats, backend),
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),
         Cmd::Bench { model, batch, iters, warmup, dtype, per_op, json, backend } => {
             bench::bench(&model, batch, iters, warmup, dtype == Dtype::F16, per_op, json, backend)

@@ -5,7 +5,16 @@ use std::path::PathBuf;
 use wgvision::weights::st::{self, OutTensor};
 use wgvision::{image_input, softmax, top_k, Model};
 
-pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, image: Option<PathBuf>, top: usize, backend: Option<String>) -> CliResult {
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    model: PathBuf,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    image: Option<PathBuf>,
+    top: usize,
+    routing_stats: Option<PathBuf>,
+    backend: Option<String>,
+) -> CliResult {
     if input.is_none() && image.is_none() {
         return Err("give --input IN.safetensors -o OUT.safetensors, or --image FILE".into());
     }
@@ -48,7 +57,15 @@ pub fn run(model: PathBuf, input: Option<PathBuf>, output: Option<PathBuf>, imag
         return Ok(());
     };
     let output = output.unwrap_or_default();
-    let out = m.run(&t.data, &t.shape)?;
+    let out = match &routing_stats {
+        Some(path) => {
+            let (out, stats) = m.run_with_routing(&t.data, &t.shape)?;
+            let json = serde_json::json!({ "model": m.config.name(), "batch": t.shape[0], "layers": stats });
+            wgvision::weights::st::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+            out
+        }
+        None => m.run(&t.data, &t.shape)?,
+    };
     let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
     st::write(&output, &tensors, HashMap::new())?;
     Ok(())

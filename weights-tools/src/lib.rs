@@ -52,6 +52,14 @@ pub fn timm_config(name: &str, overrides: &[(String, serde_json::Value)]) -> Res
     Ok(ModelConfig::Vit(timm::config(name, overrides)?))
 }
 
+/// A built-in benchmark preset: a timm model name, or a V-MoE preset (`vmoe_*`).
+pub fn preset_config(name: &str) -> Result<wgvision_graphs::ModelConfig> {
+    match vmoe::preset(name) {
+        Some(json) => Ok(wgvision_graphs::ModelConfig::Vmoe(vmoe::config(&json)?)),
+        None => timm_config(name, &[]),
+    }
+}
+
 /// Every timm model name `timm_config` accepts.
 pub fn timm_model_names() -> Vec<String> {
     let mut names = timm::model_names();

@@ -78,10 +78,16 @@ pub fn write(path: &Path, tensors: &[OutTensor], metadata: HashMap<String, Strin
         .collect::<Result<_>>()?;
     let bytes = safetensors::tensor::serialize(views, &Some(metadata))
         .map_err(|e| WeightsError::Unsupported(format!("serializing {}: {e}", path.display())))?;
+    write_atomic(path, &bytes)
+}
+
+/// Write bytes to `path` through a temp file beside it and a rename, so a failure never
+/// leaves a partial file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |source| WeightsError::Io { path: path.display().to_string(), source };
     let file_name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
-    if let Err(e) = std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, path)) {
+    if let Err(e) = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(io(e));
     }

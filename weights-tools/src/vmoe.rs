@@ -198,3 +198,20 @@ pub fn convert(c: &VmoeConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
     })?;
     Ok((ModelConfig::Vmoe(c.clone()), out))
 }
+
+/// Built-in benchmark presets (synthetic weights), as vmoe config.json values.
+pub fn preset(name: &str) -> Option<Value> {
+    match name {
+        // ViT-S/16-sized V-MoE: E=8, K=2, MoE in every other block, one group per image,
+        // batch priority, capacity factor 1.05 (vmoe's usual inference setting).
+        "vmoe_s16_e8_k2" => Some(serde_json::json!({
+            "name": "vmoe_s16_e8_k2", "image_size": [224, 224], "patch_size": [16, 16], "hidden_size": 384,
+            "num_classes": 1000, "classifier": "token", "representation_size": null,
+            "encoder": {"num_layers": 12, "num_heads": 6, "mlp_dim": 1536,
+                "moe": {"layers": [1, 3, 5, 7, 9, 11], "num_experts": 8, "group_size": 197,
+                    "router": {"num_selected_experts": 2, "noise_std": 1.0,
+                        "dispatcher": {"capacity_factor": 1.05, "batch_priority": true}}}}
+        })),
+        _ => None,
+    }
+}
