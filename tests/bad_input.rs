@@ -251,3 +251,49 @@ fn maxvit_checkpoint_and_config_errors() {
     // A block type wgvision does not build.
     expect_failure(&["convert", "--from", "timm", "--model", "maxvit_tiny_pm_256", ckpt.to_str().unwrap(), "-o", out_s], &["maxvit_tiny_pm_256"], Some(&out));
 }
+
+#[test]
+fn vmoe_checkpoint_and_config_errors() {
+    let dir = temp_dir("bad_vmoe");
+    let out = dir.join("model.safetensors");
+    let out_s = out.to_str().unwrap();
+    let fx = fixtures().join("vmoe");
+    let name = "k1_gap_groups_span_images_drops";
+    let ckpt = fx.join(format!("{name}.checkpoint.safetensors"));
+    let cfg_path = dir.join("config.json");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{name}.config.json"))).unwrap()).unwrap();
+    let convert = |ckpt: &Path, needles: &[&str]| {
+        let args = ["convert", "--from", "vmoe", "--config", cfg_path.to_str().unwrap(), ckpt.to_str().unwrap(), "-o", out_s];
+        expect_failure(&args, needles, Some(&out));
+    };
+    // The config lists an MoE layer the checkpoint has as a dense MLP.
+    let mut c = cfg.clone();
+    c["encoder"]["moe"]["layers"] = serde_json::json!([0, 1]);
+    std::fs::write(&cfg_path, c.to_string()).unwrap();
+    convert(&ckpt, &["Encoder/encoderblock_0/Moe/Router/dense/kernel"]);
+    // An expert kernel of the wrong shape names the tensor.
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let bad = dir.join("bad_expert.safetensors");
+    rewrite(&ckpt, &bad, |m| {
+        let t = m.get_mut("Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel").unwrap();
+        t.1[0] -= 1;
+        let n: usize = t.1.iter().product();
+        t.2.truncate(n * 4);
+    });
+    convert(&bad, &["Encoder/encoderblock_1/Moe/Mlp/Dense_0/kernel"]);
+    // A missing required key.
+    let mut c = cfg.clone();
+    c["encoder"].as_object_mut().unwrap().remove("num_heads");
+    std::fs::write(&cfg_path, c.to_string()).unwrap();
+    convert(&ckpt, &["num_heads"]);
+    // A batch whose tokens do not fill whole routing groups (16 tokens per image, groups of 32).
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    wgvision_ok(&["convert", "--from", "vmoe", "--config", cfg_path.to_str().unwrap(), ckpt.to_str().unwrap(), "-o", out_s]);
+    let input = dir.join("in.safetensors");
+    let pixels = vec![0.5f32; 3 * 3 * 32 * 32];
+    let bytes: Vec<u8> = bytemuck::cast_slice(&pixels).to_vec();
+    let view = TensorView::new(Dtype::F32, vec![3, 3, 32, 32], &bytes).unwrap();
+    std::fs::write(&input, serialize([("pixel_values", view)], &None).unwrap()).unwrap();
+    let res = dir.join("out.safetensors");
+    expect_failure(&["run", out_s, "--input", input.to_str().unwrap(), "-o", res.to_str().unwrap()], &["group_size 32"], Some(&res));
+}
