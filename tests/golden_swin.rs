@@ -7,20 +7,10 @@ use common::*;
 
 #[test]
 fn swin_f32_matches_timm_and_transformers() {
-    let cases = cases("swin");
-    assert!(cases.iter().any(|c| c.from == "hf") && cases.iter().any(|c| c.from == "timm"));
-    for c in &cases {
-        let e = golden_case("swin", &c.name, &convert_args("swin", c), "f32", &c.out_shape);
-        eprintln!("{:<40} f32 rel-L2 {e:.2e}", c.name);
-        assert!(e <= 1e-4, "{}: relative L2 error {e:e} > 1e-4", c.name);
-    }
+    golden_family("swin", "f32", 1e-4);
 }
 
 #[test]
 fn swin_f16_weights_match_timm_and_transformers() {
-    for c in &cases("swin") {
-        let e = golden_case("swin", &c.name, &convert_args("swin", c), "f16", &c.out_shape);
-        eprintln!("{:<40} f16 rel-L2 {e:.2e}", c.name);
-        assert!(e <= 2e-2, "{}: relative L2 error {e:e} > 2e-2", c.name);
-    }
+    golden_family("swin", "f16", 2e-2);
 }

@@ -7,13 +7,7 @@ use common::*;
 
 #[test]
 fn vmoe_f32_matches_reference() {
-    let cases = cases("vmoe");
-    assert!(cases.len() >= 5);
-    for c in &cases {
-        let e = golden_case("vmoe", &c.name, &convert_args("vmoe", c), "f32", &c.out_shape);
-        eprintln!("{:<40} f32 rel-L2 {e:.2e}", c.name);
-        assert!(e <= 1e-4, "{}: relative L2 error {e:e} > 1e-4", c.name);
-    }
+    golden_family("vmoe", "f32", 1e-4);
 }
 
 /// `run --routing-stats`: per MoE layer, tokens per expert and dropped choices equal the

@@ -68,9 +68,11 @@ impl VmoeConfig {
     pub fn min_batch(&self) -> usize {
         match &self.moe {
             Some(m) if m.routing == RoutingKind::Token && m.group_size > 0 => {
-                let n = self.tokens();
-                let gcd = (1..=m.group_size.min(n)).rev().find(|g| m.group_size % g == 0 && n % g == 0).unwrap_or(1);
-                m.group_size / gcd
+                let (mut a, mut b) = (m.group_size, self.tokens());
+                while b != 0 {
+                    (a, b) = (b, a % b);
+                }
+                m.group_size / a
             }
             _ => 1,
         }

@@ -99,3 +99,14 @@ pub fn convert_args(family: &str, c: &Case) -> Vec<String> {
     }
     args
 }
+
+/// Every case of a family through `golden_case` at `dtype`; each must be within `bound`.
+pub fn golden_family(family: &str, dtype: &str, bound: f64) {
+    let cases = cases(family);
+    assert!(!cases.is_empty(), "{family}: no fixtures");
+    for c in &cases {
+        let e = golden_case(family, &c.name, &convert_args(family, c), dtype, &c.out_shape);
+        eprintln!("{:<40} {dtype} rel-L2 {e:.2e}", c.name);
+        assert!(e <= bound, "{}: relative L2 error {e:e} > {bound:e}", c.name);
+    }
+}
