@@ -1,12 +1,13 @@
-// MoE routing (vmoe inference semantics) from router logits. Output per token and choice
+// MoE routing (vmoe inference semantics), fused with the router: logits = x W (no bias)
+// for each token's row of x [rows, D] and W [D, E], computed in registers. Output per token and choice
 // rank r: [dispatch row or -1, gate, expert], the dispatch row being e * rows + g * capacity
 // + position in the expert-major dispatch buffer [E, rows, D].
 // main_token: one workgroup per group of `group` consecutive tokens. Pass 1: softmax over
 // the E experts and top-K (ties to the lower index). Pass 2: positions; every rank fills
 // slots before the next one, within a rank in token order or, with batch priority, in
 // descending top-1 gate (stable); position >= capacity is a dropped choice.
-// main_image: one invocation per token; the logits are per image (the router applied to
-// the image's mean token), and every token follows its image, without capacity.
+// main_image: one invocation per token; x holds one row per image (its mean token), and
+// every token follows its image, without capacity.
 #include "common/index.wgsl"
 
 struct MoeRouteParams {
@@ -18,24 +19,39 @@ struct MoeRouteParams {
     batch_priority: u32,
     rows: u32,
     image_tokens: u32,
+    dim: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MoeRouteParams;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 const MAX_K: u32 = 8u;
+const MAX_E: u32 = 64u;
 
-// Softmax of logits row `row` and its top-K, written as (-1, gate, expert) for token t.
+// Router logits of row `row`, their softmax and top-K, written as (-1, gate, expert) for token t.
 fn select_experts(row: u32, t: u32) {
-    let base = row * p.experts;
-    var m = logits[base];
+    var logits: array<f32, MAX_E>;
+    for (var e = 0u; e < p.experts; e++) {
+        logits[e] = 0.0;
+    }
+    for (var d = 0u; d < p.dim; d++) {
+        let xv = x[row * p.dim + d];
+        for (var e = 0u; e < p.experts; e++) {
+            logits[e] += xv * w[d * p.experts + e];
+        }
+    }
+    var m = logits[0];
     for (var e = 1u; e < p.experts; e++) {
-        m = max(m, logits[base + e]);
+        m = max(m, logits[e]);
     }
     var s = 0.0;
     for (var e = 0u; e < p.experts; e++) {
-        s += exp(logits[base + e] - m);
+        s += exp(logits[e] - m);
     }
     var chosen: array<u32, MAX_K>;
     for (var r = 0u; r < p.k; r++) {
@@ -47,7 +63,7 @@ fn select_experts(row: u32, t: u32) {
             for (var q = 0u; q < r; q++) {
                 taken = taken || chosen[q] == e;
             }
-            let v = logits[base + e];
+            let v = logits[e];
             if (!taken && (!found || v > best_v)) {
                 best = e;
                 best_v = v;

@@ -311,10 +311,6 @@ fn check_exact_inputs(op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
     assert_close(&format!("{op:?} {shapes:?}"), &got[0].data, &want, F32_TOL.0, F32_TOL.1, F32_TOL.2);
 }
 
-fn check_with_input(op: Op, shape: &[usize], data: &[f64]) {
-    check_exact_inputs(op, &[shape], &[data]);
-}
-
 /// Router logits with distinct values per row (no ties) from a seed.
 fn logits(rows: usize, e: usize, seed: u64) -> Vec<Vec<f64>> {
     let v = rand_vec(rows * e, seed);
@@ -362,14 +358,23 @@ fn moe_slot_assignment_hand_worked() {
 #[test]
 fn moe_route_token_and_image_on_gpu() {
     use wgvision_engine::Routing;
+    // Router weights = identity over the first E of D channels: the tokens' first E values
+    // are the logits (distinct, from `logits`), so routing decisions are not f32 ties.
+    let route = |rows: usize, e: usize, d: usize, k: usize, routing: Routing, seed: u64| {
+        let l = logits(rows, e, seed);
+        let x: Vec<f64> = (0..rows).flat_map(|r| (0..d).map(move |j| (j, r))).map(|(j, r)| if j < e { l[r][j] } else { 0.25 }).collect();
+        let w: Vec<f64> = (0..d * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
+        check_exact_inputs(Op::MoeRoute { experts: e, k, routing }, &[&[rows, d], &[d, e]], &[&x, &w]);
+    };
     for (t, e, k, group, cap, bpr) in [(16, 4, 1, 8, 4, false), (34, 8, 2, 17, 4, true), (64, 4, 2, 64, 8, false), (20, 3, 2, 5, 4, true)] {
-        let l: Vec<f64> = logits(t, e, 40 + t as u64).concat();
-        let routing = Routing::Token { group, capacity: cap, batch_priority: bpr };
-        let op = Op::MoeRoute { experts: e, k, routing };
-        check_with_input(op, &[t, e], &l);
+        route(t, e, 11, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 40 + t as u64);
     }
-    let l: Vec<f64> = logits(3, 5, 9).concat();
-    check_with_input(Op::MoeRoute { experts: 5, k: 2, routing: Routing::Image { tokens: 7 } }, &[3, 5], &l);
+    route(3, 5, 7, 2, Routing::Image { tokens: 7 }, 9);
+    // A real matmul in the router: ragged D, random weights.
+    let x: Vec<f64> = rand_vec(24 * 37, 3).iter().map(|&v| v as f64).collect();
+    let w: Vec<f64> = rand_vec(37 * 6, 4).iter().map(|&v| 4.0 * v as f64).collect();
+    let op = Op::MoeRoute { experts: 6, k: 2, routing: Routing::Token { group: 12, capacity: 4, batch_priority: true } };
+    check_exact_inputs(op, &[&[24, 37], &[37, 6]], &[&x, &w]);
 }
 
 #[test]
@@ -380,7 +385,8 @@ fn moe_dispatch_expert_matmul_combine() {
     for routing in [Routing::Token { group: 12, capacity: 4, batch_priority: true }, Routing::Image { tokens: 6 }] {
         let rows_in = if matches!(routing, Routing::Image { .. }) { t / 6 } else { t };
         let l: Vec<f64> = logits(rows_in, e, 77).concat();
-        let route = Op::MoeRoute { experts: e, k, routing: routing.clone() }.reference(&[&l], &[&[rows_in, e]], &[t, k, 3]);
+        let eye: Vec<f64> = (0..e * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
+        let route = Op::MoeRoute { experts: e, k, routing: routing.clone() }.reference(&[&l, &eye], &[&[rows_in, e], &[e, e]], &[t, k, 3]);
         let r = routing.rows_per_expert(t);
         let x: Vec<f64> = rand_vec(t * d, 5).iter().map(|&v| v as f64).collect();
         let disp = Op::MoeDispatch { experts: e, routing: routing.clone() };

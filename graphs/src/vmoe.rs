@@ -1,7 +1,7 @@
 //! V-MoE (Riquelme et al. 2021) as google-research/vmoe runs it at inference, with Mobile
 //! V-MoE's image routing and ViMoE's shared expert: a ViT whose MLP is, in the listed
-//! blocks, a sparse mixture of experts. Routing runs on the GPU (router matmul, then
-//! softmax + top-k + slot assignment in one kernel), experts run as grouped matmuls over
+//! blocks, a sparse mixture of experts. Routing runs on the GPU (router matmul, softmax,
+//! top-k and slot assignment in one kernel), experts run as grouped matmuls over
 //! an expert-major dispatch buffer, and the combine adds the gate-weighted outputs to the
 //! residual.
 use crate::layers::{layer_norm, linear};
@@ -98,6 +98,9 @@ impl VmoeConfig {
         if let Some(m) = &self.moe {
             if let Some(l) = m.layers.iter().find(|&&l| l >= self.num_layers) {
                 return bad(format!("moe layer {l} does not exist (num_layers {})", self.num_layers));
+            }
+            if m.num_experts > 64 {
+                return bad(format!("num_experts {} exceeds the 64 the routing kernel supports", m.num_experts));
             }
             if m.num_experts == 0 || m.num_selected_experts == 0 || m.num_selected_experts > m.num_experts.min(8) {
                 return bad(format!("num_selected_experts {} must be in 1..=min(num_experts {}, 8)", m.num_selected_experts, m.num_experts));
@@ -200,8 +203,9 @@ impl VmoeConfig {
             RoutingKind::Token => h,
             RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?, // (B, D)
         };
-        let logits = linear(g, router_in, &format!("{b}.moe.router"), (d, e), false, Activation::None, None)?;
-        let table = g.node(&format!("{b}.moe.route"), Op::MoeRoute { experts: e, k: cfg.num_selected_experts, routing: routing.clone() }, &[logits])?;
+        let router = g.weight(&format!("{b}.moe.router.weight"), &[d, e])?;
+        let op = Op::MoeRoute { experts: e, k: cfg.num_selected_experts, routing: routing.clone() };
+        let table = g.node(&format!("{b}.moe.route"), op, &[router_in, router])?;
         let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch { experts: e, routing }, &[h, table])?; // (E, R, D)
         let w1 = g.weight(&format!("{b}.moe.fc1.weight"), &[e, d, m])?;
         let b1 = g.weight(&format!("{b}.moe.fc1.bias"), &[e, m])?;

@@ -162,8 +162,8 @@ pub enum Op {
     Im2col { geometry: ConvGeometry, channels_first: bool },
     /// inputs: x [B, T, C], s [B, C] -> x * act(s) (squeeze-excitation's gate).
     ChannelScale { act: Activation },
-    /// inputs: router logits [T, E] (token routing) or [B, E] (image routing) ->
-    /// routing table [T, K, 3] (dispatch row or -1, gate, expert).
+    /// inputs: tokens [.., D] (token routing) or mean tokens [B, D] (image routing), router
+    /// weights [D, E] -> routing table [T, K, 3] (dispatch row or -1, gate, expert).
     MoeRoute { experts: usize, k: usize, routing: Routing },
     /// inputs: x [.., D] (T rows), routing table [T, K, 3] -> [E, rows, D].
     MoeDispatch { experts: usize, routing: Routing },
@@ -366,8 +366,8 @@ impl Op {
                 channel_scale::infer(s[0], s[1])
             }
             Op::MoeRoute { experts, k, routing } => {
-                expect_inputs(s, 1)?;
-                moe_route::infer(s[0], *experts, *k, routing)
+                expect_inputs(s, 2)?;
+                moe_route::infer(s[0], s[1], *experts, *k, routing)
             }
             Op::MoeDispatch { experts, routing } => {
                 expect_inputs(s, 2)?;
@@ -401,7 +401,7 @@ impl Op {
             Op::AvgPool { geometry } => depthwise_conv::plan_avg_pool(s, out, geometry),
             Op::Im2col { geometry, channels_first } => im2col::plan(s[0], out, geometry, *channels_first),
             Op::ChannelScale { act } => channel_scale::plan(s[0], *act),
-            Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], *k, routing),
+            Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], s[1], *k, routing),
             Op::MoeDispatch { routing, .. } => moe_dispatch::plan(s[0], s[1], out, routing),
             Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias),
             Op::MoeCombine => moe_combine::plan(s[1], out),
@@ -427,7 +427,7 @@ impl Op {
             Op::AvgPool { geometry } => depthwise_conv::reference_avg_pool(x[0], s[0], geometry),
             Op::Im2col { geometry, channels_first } => im2col::reference(x[0], s[0], geometry, *channels_first),
             Op::ChannelScale { act } => channel_scale::reference(x[0], x[1], s[0], *act),
-            Op::MoeRoute { k, routing, .. } => moe_route::reference(x[0], s[0], *k, routing),
+            Op::MoeRoute { k, routing, .. } => moe_route::reference(x[0], x[1], s[0], *k, routing),
             Op::MoeDispatch { .. } => moe_dispatch::reference(x[0], x[1], s[0], out),
             Op::ExpertMatMul { act, bias } => expert_matmul::reference(x, s, *act, *bias),
             Op::MoeCombine => moe_combine::reference(x[0], x[1], x[2], s[1][1]),

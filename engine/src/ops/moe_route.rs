@@ -1,4 +1,5 @@
-//! MoE routing with vmoe's deterministic inference semantics: softmax gates, top-K with
+//! MoE routing with vmoe's deterministic inference semantics, fused with the router
+//! matmul (logits = x W, no bias): softmax gates, top-K with
 //! ties to the lower index, per-group expert capacity, rank-by-rank slot filling in token
 //! order or batch-priority order; or Mobile V-MoE's per-image routing. Output [T, K, 3]:
 //! per token and choice, the row of the expert-major dispatch buffer [E, rows, D] (or -1
@@ -9,24 +10,26 @@ use serde::{Deserialize, Serialize};
 
 uniform!("moe_route.wgsl", MoeRouteParams {
     tokens: u32, experts: u32, k: u32, group: u32, capacity: u32, batch_priority: u32, rows: u32, image_tokens: u32,
+    dim: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 });
 
 const MAX_K: usize = 8;
+const MAX_E: usize = 64;
 
 /// How tokens are assigned to experts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Routing {
     /// Token routing over groups of `group` consecutive tokens with `capacity` slots per
-    /// expert and group. Input: router logits [T, E].
+    /// expert and group. Input: tokens [T, D].
     Token { group: usize, capacity: usize, batch_priority: bool },
-    /// Image routing: input logits [B, E] (the router applied to each image's mean token);
+    /// Image routing: input [B, D], each image's mean token;
     /// all `tokens` tokens of an image go to its experts, no capacity.
     Image { tokens: usize },
 }
 
 impl Routing {
-    /// Routed tokens for router logits with `rows_in` rows.
+    /// Routed tokens for a router input with `rows_in` rows.
     pub fn tokens(&self, rows_in: usize) -> usize {
         match self {
             Routing::Token { .. } => rows_in,
@@ -57,20 +60,20 @@ pub fn capacity(group: usize, k: usize, capacity_factor: f64, experts: usize) ->
     c.div_ceil(4) * 4
 }
 
-/// Logits [.., E] as (rows, E).
-fn rows_experts(logits: &[usize]) -> (usize, usize) {
-    let e = *logits.last().unwrap_or(&0);
-    (logits.iter().product::<usize>() / e.max(1), e)
+/// x [.., D] as (rows, D).
+fn rows_dim(x: &[usize]) -> (usize, usize) {
+    let d = *x.last().unwrap_or(&0);
+    (x.iter().product::<usize>() / d.max(1), d)
 }
 
-pub fn infer(logits: &[usize], experts: usize, k: usize, routing: &Routing) -> Result<Vec<usize>, String> {
-    if logits.len() < 2 {
-        return Err(format!("moe route needs router logits [.., E], got {logits:?}"));
+pub fn infer(x: &[usize], w: &[usize], experts: usize, k: usize, routing: &Routing) -> Result<Vec<usize>, String> {
+    let (rows, d) = rows_dim(x);
+    if x.len() < 2 || w != [d, experts] {
+        return Err(format!("moe route needs x [.., D] and router weights [D, E={experts}], got {x:?} and {w:?}"));
     }
-    let (rows, e) = rows_experts(logits);
-    let (rows, e) = (&rows, &e);
-    if *e != experts || k == 0 || k > experts || k > MAX_K {
-        return Err(format!("logits have {e} experts; need {experts} and 1 <= k ({k}) <= min(E, {MAX_K})"));
+    let rows = &rows;
+    if experts > MAX_E || k == 0 || k > experts || k > MAX_K {
+        return Err(format!("{experts} experts with k = {k}: need E <= {MAX_E} and 1 <= k <= min(E, {MAX_K})"));
     }
     if let Routing::Token { group, capacity, .. } = routing {
         if *group == 0 || rows % group != 0 {
@@ -91,8 +94,9 @@ pub fn variants() -> Vec<KernelKey> {
     vec![key(false), key(true)]
 }
 
-pub fn plan(logits: &[usize], k: usize, routing: &Routing) -> Result<KernelPlan, String> {
-    let (rows, e) = rows_experts(logits);
+pub fn plan(x: &[usize], w: &[usize], k: usize, routing: &Routing) -> Result<KernelPlan, String> {
+    let (rows, d) = rows_dim(x);
+    let e = w[1];
     let t = routing.tokens(rows);
     let (group, capacity, bpr, image_tokens) = match routing {
         Routing::Token { group, capacity, batch_priority } => (*group, *capacity, *batch_priority, 0),
@@ -107,12 +111,14 @@ pub fn plan(logits: &[usize], k: usize, routing: &Routing) -> Result<KernelPlan,
         batch_priority: bpr as u32,
         rows: u32_of(routing.rows_per_expert(t), "dispatch rows")?,
         image_tokens: u32_of(image_tokens, "image tokens")?,
+        dim: u32_of(d, "dim")?,
+        ..Default::default()
     };
     let image = matches!(routing, Routing::Image { .. });
     Ok(KernelPlan {
         key: key(image),
         params: bytemuck::bytes_of(&params).to_vec(),
-        bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],
         workgroups: if image { t.div_ceil(64) as u64 } else { (t / group) as u64 },
     })
 }
@@ -152,8 +158,17 @@ pub fn assign_slots(gates: &[Vec<f64>], experts: &[Vec<usize>], capacity: usize,
     pos
 }
 
-pub fn reference(logits: &[f64], s: &[usize], k: usize, routing: &Routing) -> Vec<f64> {
-    let (rows, e) = rows_experts(s);
+pub fn reference(x: &[f64], w: &[f64], s: &[usize], k: usize, routing: &Routing) -> Vec<f64> {
+    let (rows, d) = rows_dim(s);
+    let e = w.len() / d.max(1);
+    let mut logits = vec![0.0; rows * e];
+    for r in 0..rows {
+        for j in 0..d {
+            for ex in 0..e {
+                logits[r * e + ex] += x[r * d + j] * w[j * e + ex];
+            }
+        }
+    }
     let t = routing.tokens(rows);
     let per_expert = routing.rows_per_expert(t);
     let mut out = vec![0.0; t * k * 3];
