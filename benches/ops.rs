@@ -44,7 +44,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     let (bsz, t, h, hd) = (1usize, 197usize, 12usize, 64usize);
-    let g = single(Op::Attention { heads: h, scale: 0.125 }, &[bsz, t, 3 * h * hd], &[]);
+    let g = single(Op::Attention { heads: h, scale: 0.125, causal: false, key_mask: false }, &[bsz, t, 3 * h * hd], &[]);
     let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
     let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     let x = vec![0.1f32; bsz * t * 3 * h * hd];
@@ -75,7 +75,7 @@ fn window_vs_dense(group: &mut criterion::BenchmarkGroup<criterion::measurement:
     let x = vec![0.1f32; h * w * 3 * heads * hd];
     group.throughput(Throughput::Elements((4 * h * w * n * heads * hd) as u64));
     group.bench_function(name, |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
-    let g = single(Op::Attention { heads, scale: 0.17 }, &[windows, n, 3 * heads * hd], &[]);
+    let g = single(Op::Attention { heads, scale: 0.17, causal: false, key_mask: false }, &[windows, n, 3 * heads * hd], &[]);
     let weights = GpuWeights::upload(gpu, &g, |_| None).unwrap();
     let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     group.bench_function(format!("{name}_vs_dense_{windows}x{n}"), |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));

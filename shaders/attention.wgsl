@@ -2,7 +2,9 @@
 // (3, heads, head_dim) as timm's qkv Linear emits them) -> out [B, N, D].
 // One lane per query row, keys streamed in blocks with an online softmax: the scores
 // never leave registers. K and V addresses are uniform across a workgroup, so SIMD
-// CPU adapters broadcast them and GPUs serve them from cache.
+// CPU adapters broadcast them and GPUs serve them from cache. Optional masking (CLIP's
+// text tower): `causal` keeps keys j <= i; with KEY_MASK, keys whose mask [B, N] entry is
+// 0 (padding) get probability 0.
 #include "common/index.wgsl"
 
 struct AttentionParams {
@@ -11,7 +13,7 @@ struct AttentionParams {
     heads: u32,
     head_dim: u32,
     scale: f32,
-    _pad0: u32,
+    causal: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -19,6 +21,17 @@ struct AttentionParams {
 @group(0) @binding(0) var<uniform> p: AttentionParams;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#ifdef KEY_MASK
+@group(0) @binding(3) var<storage, read> key_mask: array<f32>;
+#endif
+
+fn key_allowed(b: u32, i: u32, j: u32) -> bool {
+    var ok = p.causal == 0u || j <= i;
+#ifdef KEY_MASK
+    ok = ok && key_mask[b * p.tokens + j] != 0.0;
+#endif
+    return ok;
+}
 
 override WG: u32 = 32u;
 const KB: u32 = 16u;  // keys per softmax block
@@ -63,7 +76,9 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
                 dot += q[d] * qkv[kr + d];
             }
             s[jj] = dot;
-            bmax = max(bmax, dot);
+            if (key_allowed(b, qi, j0 + jj)) {
+                bmax = max(bmax, dot);
+            }
         }
         let corr = exp(m - bmax);
         l *= corr;
@@ -71,7 +86,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             acc[d] *= corr;
         }
         for (var jj = 0u; jj < kb; jj++) {
-            let pj = exp(s[jj] - bmax);
+            let pj = select(0.0, exp(s[jj] - bmax), key_allowed(b, qi, j0 + jj));
             l += pj;
             let vr = v_off + (j0 + jj) * row_stride;
             for (var d = 0u; d < p.head_dim; d++) {

@@ -100,7 +100,8 @@ fn softmax_ragged() {
 fn attention_ragged() {
     for (b, n, heads, hd) in [(1, 1, 1, 4), (2, 7, 3, 8), (1, 257, 2, 64), (2, 50, 4, 32), (1, 33, 1, 80), (1, 9, 2, 256)] {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention { heads, scale }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        check(Op::Attention { heads, scale, causal: false, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        check(Op::Attention { heads, scale, causal: true, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
     }
 }
 
@@ -315,6 +316,19 @@ fn check_exact_inputs(op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
 fn logits(rows: usize, e: usize, seed: u64) -> Vec<Vec<f64>> {
     let v = rand_vec(rows * e, seed);
     v.chunks(e).map(|c| c.iter().map(|&x| 3.0 * x as f64).collect()).collect()
+}
+
+#[test]
+fn attention_causal_with_padding_mask() {
+    // CLIP text tower: causal plus a padding mask (each sequence keeps its first tokens).
+    for (b, n, heads, hd) in [(3, 16, 2, 8), (2, 7, 1, 32), (4, 33, 4, 16)] {
+        let qkv: Vec<f64> = rand_vec(b * n * 3 * heads * hd, 21).iter().map(|&v| v as f64).collect();
+        let mask: Vec<f64> = (0..b * n).map(|i| if i % n < n - (i / n) * 2 { 1.0 } else { 0.0 }).collect();
+        for causal in [true, false] {
+            let op = Op::Attention { heads, scale: 0.3, causal, key_mask: true };
+            check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
+        }
+    }
 }
 
 #[test]

@@ -108,7 +108,7 @@ impl VitConfig {
             let p = format!("blocks.{i}");
             let h = ln(&mut g, t, &format!("{p}.norm1"))?;
             let qkv = linear(&mut g, h, &format!("{p}.attn.qkv"), (d, 3 * d), self.qkv_bias, Activation::None, None)?; // (B, T, 3D)
-            let a = g.node(&format!("{p}.attn"), Op::Attention { heads: self.num_heads, scale }, &[qkv])?; // (B, T, D)
+            let a = g.node(&format!("{p}.attn"), Op::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }, &[qkv])?; // (B, T, D)
             t = linear(&mut g, a, &format!("{p}.attn.proj"), (d, d), self.proj_bias, Activation::None, Some(t))?;
             let h = ln(&mut g, t, &format!("{p}.norm2"))?;
             let h = linear(&mut g, h, &format!("{p}.mlp.fc1"), (d, self.mlp_hidden), true, self.act, None)?; // (B, T, M)

@@ -148,7 +148,7 @@ impl VmoeConfig {
             let h = layer_norm(&mut g, t, &format!("{b}.norm1"), d, LN_EPS)?;
             let qkv = linear(&mut g, h, &format!("{b}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
             let scale = 1.0 / ((d / self.num_heads) as f32).sqrt();
-            let a = g.node(&format!("{b}.attn"), Op::Attention { heads: self.num_heads, scale }, &[qkv])?;
+            let a = g.node(&format!("{b}.attn"), Op::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }, &[qkv])?;
             t = linear(&mut g, a, &format!("{b}.attn.out"), (d, d), true, Activation::None, Some(t))?;
             let h = layer_norm(&mut g, t, &format!("{b}.norm2"), d, LN_EPS)?;
             t = if self.is_moe(i) {

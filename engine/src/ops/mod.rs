@@ -131,8 +131,16 @@ pub enum Op {
     LayerNorm { eps: f32 },
     /// inputs: x [.., D].
     Softmax,
-    /// inputs: qkv [B, N, 3*heads*head_dim] -> [B, N, heads*head_dim].
-    Attention { heads: usize, scale: f32 },
+    /// inputs: qkv [B, N, 3*heads*head_dim], key mask [B, N] (1 keep, 0 padding) if
+    /// `key_mask` -> [B, N, heads*head_dim]; `causal` keeps keys j <= i.
+    Attention {
+        heads: usize,
+        scale: f32,
+        #[serde(default)]
+        causal: bool,
+        #[serde(default)]
+        key_mask: bool,
+    },
     /// inputs: image [B, C, H, W] -> [B, (H/P)*(W/P), C*P*P]; with `pad` the grid rounds
     /// up and the missing pixels are zeros.
     Patchify {
@@ -321,8 +329,11 @@ impl Op {
                 expect_inputs(s, 1)?;
                 softmax::infer(s[0])
             }
-            Op::Attention { heads, .. } => {
-                expect_inputs(s, 1)?;
+            Op::Attention { heads, key_mask, .. } => {
+                expect_inputs(s, 1 + *key_mask as usize)?;
+                if *key_mask && s[0].len() == 3 && s[1] != &s[0][..2] {
+                    return Err(format!("key mask must be [B, N] = {:?}, got {:?}", &s[0][..2], s[1]));
+                }
                 attention::infer(s[0], *heads)
             }
             Op::Patchify { patch, pad } => {
@@ -390,7 +401,7 @@ impl Op {
             Op::MatMul { act, bias, residual } => matmul::plan(s, *act, *bias, *residual, ctx),
             Op::LayerNorm { eps } => layernorm::plan(s[0], *eps),
             Op::Softmax => softmax::plan(s[0]),
-            Op::Attention { heads, scale } => attention::plan(s[0], *heads, *scale, ctx),
+            Op::Attention { heads, scale, causal, key_mask } => attention::plan(s[0], *heads, *scale, *causal, *key_mask, ctx),
             Op::Patchify { patch, pad } => patchify::plan(s[0], out, *patch, *pad),
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::plan(s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::plan(s[0], *kind),
@@ -416,7 +427,9 @@ impl Op {
             }
             Op::LayerNorm { eps } => layernorm::reference(x[0], x[1], x[2], s[0], *eps),
             Op::Softmax => softmax::reference(x[0], s[0]),
-            Op::Attention { heads, scale } => attention::reference(x[0], s[0], *heads, *scale),
+            Op::Attention { heads, scale, causal, key_mask } => {
+                attention::reference(x[0], s[0], *heads, *scale, *causal, key_mask.then(|| x[1]))
+            }
             Op::Patchify { patch, pad } => patchify::reference(x[0], s[0], out, *patch, *pad),
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::reference(x, s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::reference(x[0], s[0], *kind),
