@@ -1,4 +1,4 @@
-// Squeeze-excitation's gate: out[b, t, c] = x[b, t, c] * act(s[b, c]).
+// Squeeze-excitation's gate: out[b, t, c] = x[b, t + skip, c] * act(s[b, c]).
 #include "common/act.wgsl"
 #include "common/index.wgsl"
 
@@ -7,6 +7,10 @@ struct ChannelScaleParams {
     tokens: u32,
     channels: u32,
     act: u32,
+    skip: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ChannelScaleParams;
@@ -23,6 +27,8 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         return;
     }
     let c = idx % p.channels;
+    let t = (idx / p.channels) % p.tokens;
     let b = idx / (p.channels * p.tokens);
-    out[idx] = x[idx] * apply_act(p.act, s[b * p.channels + c]);
+    let src = (b * (p.tokens + p.skip) + t + p.skip) * p.channels + c;
+    out[idx] = x[src] * apply_act(p.act, s[b * p.channels + c]);
 }

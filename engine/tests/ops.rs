@@ -210,7 +210,7 @@ fn im2col_image_and_map_layouts() {
 fn channel_scale_sigmoid_gate() {
     for (b, t, c) in [(1, 1, 1), (2, 49, 67), (3, 5, 256)] {
         for act in [Activation::Sigmoid, Activation::None] {
-            check(Op::ChannelScale { act }, &[&[b, t, c], &[b, c]], None, false, F32_TOL);
+            check(Op::ChannelScale { act, skip: 0 }, &[&[b, t, c], &[b, c]], None, false, F32_TOL);
         }
     }
 }
@@ -412,4 +412,34 @@ fn moe_dispatch_expert_matmul_combine() {
         check(Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[e, r, kk], &[e, kk, n], &[e, n]], None, false, F32_TOL);
         check(Op::ExpertMatMul { act: Activation::None, bias: false }, &[&[e, r, kk], &[e, kk, n]], None, false, F32_TOL);
     }
+}
+
+#[test]
+fn owl_ops_against_reference() {
+    // Class-token scaling of the patch tokens (skip = 1) and a plain reshape.
+    check(Op::ChannelScale { act: Activation::None, skip: 1 }, &[&[2, 5, 7], &[2, 7]], None, false, F32_TOL);
+    check(Op::Reshape { shape: vec![3, 4] }, &[&[3, 4, 1]], None, false, (0.0, 0.0, 0.0));
+    // Token embedding: ids within the vocabulary, sequences shorter than the positions.
+    let (n, l, v, d) = (3, 5, 11, 6);
+    let ids: Vec<f64> = (0..n * l).map(|i| ((i * 7 + 3) % v) as f64).collect();
+    let table: Vec<f64> = rand_vec(v * d, 2).iter().map(|&x| x as f64).collect();
+    let pos: Vec<f64> = rand_vec(8 * d, 3).iter().map(|&x| x as f64).collect();
+    check_exact_inputs(Op::EmbedTokens, &[&[n, l], &[v, d], &[8, d]], &[&ids, &table, &pos]);
+    // EOS pooling: the largest id's position, the first on ties.
+    let ids: Vec<f64> = vec![5., 9., 2., 9., 0., 1., 1., 1., 1., 1., 3., 2., 7., 0., 0.];
+    let x: Vec<f64> = rand_vec(n * l * d, 4).iter().map(|&v| v as f64).collect();
+    check_exact_inputs(Op::EosPool, &[&[n, l, d], &[n, l]], &[&x, &ids]);
+    let picked = Op::EosPool.reference(&[&x, &ids], &[&[n, l, d], &[n, l]], &[n, d]);
+    assert_eq!(&picked[..d], &x[d..2 * d]); // sequence 0: first 9 at position 1
+    assert_eq!(&picked[d..2 * d], &x[5 * d..6 * d]); // sequence 1: all equal -> position 0
+    // Class logits: 2 images, 3 queries each, one padding query (first id 0).
+    let (b, p, q, dd, len) = (2, 5, 3, 9, 4);
+    let img: Vec<f64> = rand_vec(b * p * dd, 5).iter().map(|&v| v as f64).collect();
+    let ss: Vec<f64> = rand_vec(b * p * 2, 6).iter().map(|&v| 2.0 * v as f64).collect();
+    let text: Vec<f64> = rand_vec(b * q * dd, 7).iter().map(|&v| v as f64).collect();
+    let ids: Vec<f64> = (0..b * q * len).map(|i| if i == 4 * len { 0.0 } else { 49406.0 + (i % 2) as f64 }).collect();
+    let shapes: [&[usize]; 4] = [&[b, p, dd], &[b, p, 2], &[b * q, dd], &[b * q, len]];
+    check_exact_inputs(Op::OwlClassLogits, &shapes, &[&img, &ss, &text, &ids]);
+    let want = Op::OwlClassLogits.reference(&[&img, &ss, &text, &ids], &shapes, &[b, p, q]);
+    assert_eq!(want[p * q + 1], f32::MIN as f64); // image 1, patch 0, query 1 = row 4: padding
 }

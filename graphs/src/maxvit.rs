@@ -273,7 +273,7 @@ impl MaxVitConfig {
         let s = g.node(&format!("{p}.se.pool"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?; // (B, mid)
         let s = linear(g, s, &format!("{p}.se.fc1"), (b.mid, b.se), true, self.se_act, None)?;
         let s = linear(g, s, &format!("{p}.se.fc2"), (b.se, b.mid), true, Activation::None, None)?;
-        let h = g.node(&format!("{p}.se"), Op::ChannelScale { act: Activation::Sigmoid }, &[h, s])?;
+        let h = g.node(&format!("{p}.se"), Op::ChannelScale { act: Activation::Sigmoid, skip: 0 }, &[h, s])?;
         linear(g, h, &format!("{p}.conv3"), (b.mid, b.out_chs), self.conv_output_bias, Activation::None, Some(shortcut))
     }
 

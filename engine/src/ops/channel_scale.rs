@@ -1,13 +1,16 @@
 //! Per-image channel gating (squeeze-excitation's excite step): x [B, T, C] times
 //! act(s) [B, C], broadcast over the T positions; `act` is the gate (sigmoid for SE).
+//! `skip` drops leading tokens (OWL-ViT scales the patch tokens by the class token).
 use super::{u32_of, uniform, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
-uniform!("channel_scale.wgsl", ChannelScaleParams { len: u32, tokens: u32, channels: u32, act: u32 });
+uniform!("channel_scale.wgsl", ChannelScaleParams {
+    len: u32, tokens: u32, channels: u32, act: u32, skip: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+});
 
-pub fn infer(x: &[usize], s: &[usize]) -> Result<Vec<usize>, String> {
+pub fn infer(x: &[usize], s: &[usize], skip: usize) -> Result<Vec<usize>, String> {
     match (x, s) {
-        ([b, _, c], [sb, sc]) if b == sb && c == sc => Ok(x.to_vec()),
+        ([b, t, c], [sb, sc]) if b == sb && c == sc && skip < *t => Ok(vec![*b, t - skip, *c]),
         _ => Err(format!("channel scale needs x [B, T, C] and s [B, C], got {x:?} and {s:?}")),
     }
 }
@@ -20,13 +23,15 @@ pub fn variants() -> Vec<KernelKey> {
     vec![key()]
 }
 
-pub fn plan(x: &[usize], act: Activation) -> Result<KernelPlan, String> {
-    let len: usize = x.iter().product();
+pub fn plan(out: &[usize], act: Activation, skip: usize) -> Result<KernelPlan, String> {
+    let len: usize = out.iter().product();
     let params = ChannelScaleParams {
         len: u32_of(len, "elements")?,
-        tokens: u32_of(x[1], "tokens")?,
-        channels: u32_of(x[2], "channels")?,
+        tokens: u32_of(out[1], "tokens")?,
+        channels: u32_of(out[2], "channels")?,
         act: act.code(),
+        skip: u32_of(skip, "skip")?,
+        ..Default::default()
     };
     Ok(KernelPlan {
         key: key(),
@@ -36,7 +41,11 @@ pub fn plan(x: &[usize], act: Activation) -> Result<KernelPlan, String> {
     })
 }
 
-pub fn reference(x: &[f64], sc: &[f64], s: &[usize], act: Activation) -> Vec<f64> {
+pub fn reference(x: &[f64], sc: &[f64], s: &[usize], act: Activation, skip: usize) -> Vec<f64> {
     let (t, c) = (s[1], s[2]);
-    x.iter().enumerate().map(|(i, &v)| v * act.apply(sc[(i / (t * c)) * c + i % c])).collect()
+    x.iter()
+        .enumerate()
+        .filter(|(i, _)| (i / c) % t >= skip)
+        .map(|(i, &v)| v * act.apply(sc[(i / (t * c)) * c + i % c]))
+        .collect()
 }

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub mod attention;
 pub mod channel_scale;
 pub mod depthwise_conv;
+pub mod embed_tokens;
+pub mod eos_pool;
 pub mod expert_matmul;
 pub mod im2col;
 pub mod layernorm;
@@ -15,6 +17,7 @@ pub mod matmul;
 pub mod moe_combine;
 pub mod moe_dispatch;
 pub mod moe_route;
+pub mod owl_class_logits;
 pub mod patchify;
 pub mod patch_merge;
 pub mod pool;
@@ -168,8 +171,22 @@ pub enum Op {
     /// inputs: image [B, C, H, W] (`channels_first`) or map [B, H*W, C] ->
     /// [B, Ho*Wo, k*k*C], the rows of a k x k convolution as a matmul.
     Im2col { geometry: ConvGeometry, channels_first: bool },
-    /// inputs: x [B, T, C], s [B, C] -> x * act(s) (squeeze-excitation's gate).
-    ChannelScale { act: Activation },
+    /// inputs: x [B, T, C], s [B, C] -> x[:, skip:] * act(s) (squeeze-excitation's gate;
+    /// OWL-ViT's patch tokens times the class token).
+    ChannelScale {
+        act: Activation,
+        #[serde(default)]
+        skip: usize,
+    },
+    /// inputs: x -> the same values with `shape`.
+    Reshape { shape: Vec<usize> },
+    /// inputs: ids [N, L] (as f32), table [V, D], positions [>= L, D] -> [N, L, D].
+    EmbedTokens,
+    /// inputs: x [N, L, D], ids [N, L] -> [N, D] at each sequence's largest id (EOS).
+    EosPool,
+    /// inputs: image class embeds [B, P, D], shift/scale [B, P, 2], text embeds [B*Q, D],
+    /// ids [B*Q, L] -> logits [B, P, Q].
+    OwlClassLogits,
     /// inputs: tokens [.., D] (token routing) or mean tokens [B, D] (image routing), router
     /// weights [D, E] -> routing table [T, K, 3] (dispatch row or -1, gate, expert).
     MoeRoute { experts: usize, k: usize, routing: Routing },
@@ -248,6 +265,9 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<depthwise_conv::DepthwiseConvParams>(),
         one::<im2col::Im2colParams>(),
         one::<channel_scale::ChannelScaleParams>(),
+        one::<embed_tokens::EmbedTokensParams>(),
+        one::<eos_pool::EosPoolParams>(),
+        one::<owl_class_logits::OwlClassLogitsParams>(),
         one::<moe_route::MoeRouteParams>(),
         one::<moe_dispatch::MoeDispatchParams>(),
         one::<expert_matmul::ExpertMatmulParams>(),
@@ -271,6 +291,9 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(depthwise_conv::variants());
     v.extend(im2col::variants());
     v.extend(channel_scale::variants());
+    v.extend(embed_tokens::variants());
+    v.extend(eos_pool::variants());
+    v.extend(owl_class_logits::variants());
     v.extend(moe_route::variants());
     v.extend(moe_dispatch::variants());
     v.extend(expert_matmul::variants());
@@ -307,6 +330,10 @@ impl Op {
             Op::AvgPool { .. } => "avg_pool",
             Op::Im2col { .. } => "im2col",
             Op::ChannelScale { .. } => "channel_scale",
+            Op::Reshape { .. } => "reshape",
+            Op::EmbedTokens => "embed_tokens",
+            Op::EosPool => "eos_pool",
+            Op::OwlClassLogits => "owl_class_logits",
             Op::MoeRoute { .. } => "moe_route",
             Op::MoeDispatch { .. } => "moe_dispatch",
             Op::ExpertMatMul { .. } => "expert_matmul",
@@ -372,9 +399,28 @@ impl Op {
                 expect_inputs(s, 1)?;
                 im2col::infer(s[0], geometry, *channels_first)
             }
-            Op::ChannelScale { .. } => {
+            Op::ChannelScale { skip, .. } => {
                 expect_inputs(s, 2)?;
-                channel_scale::infer(s[0], s[1])
+                channel_scale::infer(s[0], s[1], *skip)
+            }
+            Op::Reshape { shape } => {
+                expect_inputs(s, 1)?;
+                if shape.iter().product::<usize>() != s[0].iter().product::<usize>() {
+                    return Err(format!("cannot reshape {:?} to {shape:?}", s[0]));
+                }
+                Ok(shape.clone())
+            }
+            Op::EmbedTokens => {
+                expect_inputs(s, 3)?;
+                embed_tokens::infer(s)
+            }
+            Op::EosPool => {
+                expect_inputs(s, 2)?;
+                eos_pool::infer(s[0], s[1])
+            }
+            Op::OwlClassLogits => {
+                expect_inputs(s, 4)?;
+                owl_class_logits::infer(s)
             }
             Op::MoeRoute { experts, k, routing } => {
                 expect_inputs(s, 2)?;
@@ -411,7 +457,11 @@ impl Op {
             Op::DepthwiseConv { geometry, act } => depthwise_conv::plan(s, out, geometry, *act),
             Op::AvgPool { geometry } => depthwise_conv::plan_avg_pool(s, out, geometry),
             Op::Im2col { geometry, channels_first } => im2col::plan(s[0], out, geometry, *channels_first),
-            Op::ChannelScale { act } => channel_scale::plan(s[0], *act),
+            Op::ChannelScale { act, skip } => channel_scale::plan(out, *act, *skip),
+            Op::Reshape { .. } => unary::plan(out, Activation::None),
+            Op::EmbedTokens => embed_tokens::plan(s, out),
+            Op::EosPool => eos_pool::plan(s[0]),
+            Op::OwlClassLogits => owl_class_logits::plan(s, out),
             Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], s[1], *k, routing),
             Op::MoeDispatch { routing, .. } => moe_dispatch::plan(s[0], s[1], out, routing),
             Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias),
@@ -439,7 +489,11 @@ impl Op {
             Op::DepthwiseConv { geometry, act } => depthwise_conv::reference(x, s[0], geometry, *act),
             Op::AvgPool { geometry } => depthwise_conv::reference_avg_pool(x[0], s[0], geometry),
             Op::Im2col { geometry, channels_first } => im2col::reference(x[0], s[0], geometry, *channels_first),
-            Op::ChannelScale { act } => channel_scale::reference(x[0], x[1], s[0], *act),
+            Op::ChannelScale { act, skip } => channel_scale::reference(x[0], x[1], s[0], *act, *skip),
+            Op::Reshape { .. } => x[0].to_vec(),
+            Op::EmbedTokens => embed_tokens::reference(x, s),
+            Op::EosPool => eos_pool::reference(x[0], x[1], s[0]),
+            Op::OwlClassLogits => owl_class_logits::reference(x, s, out),
             Op::MoeRoute { k, routing, .. } => moe_route::reference(x[0], x[1], s[0], *k, routing),
             Op::MoeDispatch { .. } => moe_dispatch::reference(x[0], x[1], s[0], out),
             Op::ExpertMatMul { act, bias } => expert_matmul::reference(x, s, *act, *bias),

@@ -1,4 +1,5 @@
-//! Standalone elementwise activation (the same functions the matmul epilogue fuses).
+//! Standalone elementwise activation (the same functions the matmul epilogue fuses), and
+//! reshape: a copy through the same kernel with no activation.
 use super::{u32_of, uniform, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
