@@ -41,8 +41,8 @@ pub struct Model {
     gpu: Arc<Gpu>,
     pub config: ModelConfig,
     weights: GpuWeights,
-    /// Keyed by (batch, with routing-table outputs).
-    compiled: Mutex<HashMap<(usize, bool), Arc<Compiled>>>,
+    /// Keyed by the input shapes and whether routing tables are extra outputs.
+    compiled: Mutex<HashMap<(Vec<(String, Vec<usize>)>, bool), Arc<Compiled>>>,
     /// A compiled graph owns its input/output buffers, so runs are serialized.
     run_lock: Mutex<()>,
 }
@@ -96,21 +96,63 @@ impl Model {
 
     /// The graph compiled for `batch` images (compiled once, then cached).
     pub fn compiled(&self, batch: usize) -> Result<Arc<Compiled>> {
-        self.compiled_with(batch, false)
-    }
-
-    fn compiled_with(&self, batch: usize, routing: bool) -> Result<Arc<Compiled>> {
         if batch == 0 {
             return Err(Error::Input { tensor: "pixel_values".into(), message: "batch size must be at least 1".into() });
         }
+        let (name, shape) = self.config.image_input(batch);
+        let mut shapes = vec![(name, shape)];
+        if let ModelConfig::Owl(c) = &self.config {
+            shapes.push(("input_ids".into(), vec![batch, c.max_position_embeddings]));
+        }
+        self.compiled_for(shapes, false)
+    }
+
+    /// The graph compiled for these input shapes (compiled once, then cached).
+    fn compiled_for(&self, mut shapes: Vec<(String, Vec<usize>)>, routing: bool) -> Result<Arc<Compiled>> {
+        shapes.sort();
+        let key = (shapes, routing);
         let mut map = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = map.get(&(batch, routing)) {
+        if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }
-        let graph = if routing { self.config.build_with_routing(batch)? } else { self.config.build(batch)? };
+        let graph = if routing {
+            let batch = key.0.iter().find(|(n, _)| n == "pixel_values").map_or(1, |(_, s)| s[0]);
+            self.config.build_with_routing(batch)?
+        } else {
+            self.config.build_for_inputs(&key.0.iter().cloned().collect())?
+        };
         let c = Arc::new(Compiled::new(self.gpu.clone(), &graph, &self.weights)?);
-        map.insert((batch, routing), c.clone());
+        map.insert(key, c.clone());
         Ok(c)
+    }
+
+    /// Run on named inputs (`pixel_values` [B, C, H, W]; detectors also `input_ids`
+    /// [B*Q, L] and `attention_mask` [B*Q, L], token ids as f32 values).
+    pub fn run_inputs(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Vec<Tensor>> {
+        let pixels = inputs.iter().find(|(n, _, _)| *n == "pixel_values");
+        let Some((_, data, shape)) = pixels else {
+            return Err(Error::Input { tensor: "pixel_values".into(), message: "missing".into() });
+        };
+        self.check_pixels(data.len(), shape)?;
+        for (name, data, shape) in inputs {
+            if shape.iter().product::<usize>() != data.len() {
+                return Err(Error::Input { tensor: name.to_string(), message: format!("shape {shape:?} does not match {} values", data.len()) });
+            }
+        }
+        if let ModelConfig::Owl(c) = &self.config {
+            let ids = inputs.iter().find(|(n, _, _)| *n == "input_ids");
+            let Some((_, ids, _)) = ids else {
+                return Err(Error::Input { tensor: "input_ids".into(), message: "missing: a detector needs text queries".into() });
+            };
+            if let Some(bad) = ids.iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as usize >= c.vocab_size) {
+                return Err(Error::Input { tensor: "input_ids".into(), message: format!("token id {bad} is outside the vocabulary of {}", c.vocab_size) });
+            }
+        }
+        let shapes = inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect();
+        let c = self.compiled_for(shapes, false)?;
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
+        Ok(c.run(&named)?)
     }
 
     /// Check an image batch against the model's input and return the batch size.
@@ -131,10 +173,7 @@ impl Model {
 
     /// Run on a pixel batch [B, C, H, W] (NCHW, already preprocessed).
     pub fn run(&self, pixels: &[f32], shape: &[usize]) -> Result<Vec<Tensor>> {
-        let batch = self.check_pixels(pixels.len(), shape)?;
-        let c = self.compiled(batch)?;
-        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(c.run(&[("pixel_values", pixels)])?)
+        self.run_inputs(&[("pixel_values", pixels, shape)])
     }
 }
 
@@ -176,8 +215,8 @@ impl RoutingStats {
 impl Model {
     /// Run and also return each MoE layer's routing statistics (V-MoE models only).
     pub fn run_with_routing(&self, pixels: &[f32], shape: &[usize]) -> Result<(Vec<Tensor>, Vec<RoutingStats>)> {
-        let batch = self.check_pixels(pixels.len(), shape)?;
-        let c = self.compiled_with(batch, true)?;
+        self.check_pixels(pixels.len(), shape)?;
+        let c = self.compiled_for(vec![("pixel_values".into(), shape.to_vec())], true)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let out = c.run(&[("pixel_values", pixels)])?;
         let experts = match &self.config {

@@ -2,6 +2,7 @@
 //! are plain data built from the engine's IR types.
 mod layers;
 pub mod maxvit;
+pub mod owl;
 pub mod swin;
 pub mod vit;
 pub mod vmoe;
@@ -44,6 +45,7 @@ pub enum ModelConfig {
     #[serde(rename = "maxvit")]
     MaxVit(maxvit::MaxVitConfig),
     Vmoe(vmoe::VmoeConfig),
+    Owl(owl::OwlConfig),
 }
 
 impl ModelConfig {
@@ -62,6 +64,28 @@ impl ModelConfig {
             ModelConfig::Swin(c) => c.build(batch),
             ModelConfig::MaxVit(c) => c.build(batch),
             ModelConfig::Vmoe(c) => c.build(batch),
+            ModelConfig::Owl(c) => c.build(batch),
+        }
+    }
+
+    /// The graph for a run's input shapes (by input name). Image models need only
+    /// `pixel_values`; detectors also take `input_ids` [B*Q, L] (and `attention_mask`).
+    pub fn build_for_inputs(&self, shapes: &std::collections::HashMap<String, Vec<usize>>) -> Result<Graph> {
+        let (name, want) = self.image_input(1);
+        let batch = match shapes.get(&name) {
+            Some(s) if s.len() == 4 && s[1..] == want[1..] && s[0] > 0 => s[0],
+            Some(s) => return Err(GraphError::Config(format!("{name} must be [B, {}, {}, {}], got {s:?}", want[1], want[2], want[3]))),
+            None => return Err(GraphError::Config(format!("missing input {name}"))),
+        };
+        match self {
+            ModelConfig::Owl(c) => {
+                let ids = shapes.get("input_ids").ok_or_else(|| GraphError::Config("missing input input_ids [B*Q, L]".into()))?;
+                match ids.as_slice() {
+                    [n, l] if *n > 0 && n % batch == 0 => c.build_for(batch, n / batch, *l),
+                    _ => Err(GraphError::Config(format!("input_ids must be [B*Q, L] with B = {batch}, got {ids:?}"))),
+                }
+            }
+            _ => self.build(batch),
         }
     }
 
@@ -88,6 +112,7 @@ impl ModelConfig {
             ModelConfig::Swin(c) => &c.preprocess,
             ModelConfig::MaxVit(c) => &c.preprocess,
             ModelConfig::Vmoe(c) => &c.preprocess,
+            ModelConfig::Owl(c) => &c.preprocess,
         }
     }
 
@@ -98,6 +123,7 @@ impl ModelConfig {
             ModelConfig::Swin(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
             ModelConfig::MaxVit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
             ModelConfig::Vmoe(c) => ("pixel_values".into(), vec![batch, 3, c.img_size[0], c.img_size[1]]),
+            ModelConfig::Owl(c) => ("pixel_values".into(), vec![batch, 3, c.image_size, c.image_size]),
         }
     }
 
@@ -107,6 +133,7 @@ impl ModelConfig {
             ModelConfig::Swin(c) => &c.name,
             ModelConfig::MaxVit(c) => &c.name,
             ModelConfig::Vmoe(c) => &c.name,
+            ModelConfig::Owl(c) => &c.name,
         }
     }
 }

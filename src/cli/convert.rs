@@ -2,7 +2,7 @@
 use super::{CliResult, From};
 use std::path::PathBuf;
 use wgvision::graphs::ModelConfig;
-use wgvision::weights::{self, format, st, swin};
+use wgvision::weights::{self, format, st};
 
 #[allow(clippy::too_many_arguments)]
 pub fn convert(
@@ -35,8 +35,8 @@ pub fn convert(
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from hf".into());
             }
-            let cfg = swin::hf_config(&read_json(&path)?)?;
-            (cfg.name.clone(), ModelConfig::Swin(cfg))
+            let cfg = weights::hf_config(&read_json(&path)?)?;
+            (cfg.name().to_string(), cfg)
         }
         From::Vmoe => {
             let path = config.ok_or("--from vmoe needs --config config.json (the vmoe model config)")?;

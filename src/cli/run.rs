@@ -28,15 +28,27 @@ pub fn run(
         Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
         None => None,
     };
+    let detector = matches!(file.config, wgvision::graphs::ModelConfig::Owl(_));
     let pixels = match &input {
         Some(input) => {
             let (_, tensors) = st::load(input)?;
-            let t = tensors.into_iter().find(|t| t.name == name);
-            let t = t.ok_or_else(|| format!("{}: no tensor '{name}'", input.display()))?;
+            let mut tensors: HashMap<String, st::Tensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
+            let t = tensors.remove(&name).ok_or_else(|| format!("{}: no tensor '{name}'", input.display()))?;
             if t.dtype != safetensors::Dtype::F32 {
                 return Err(format!("{}: tensor '{name}' has dtype {:?}, expected F32", input.display(), t.dtype).into());
             }
-            Some(t)
+            let mut extra = Vec::new();
+            if detector {
+                let ids = tensors.remove("input_ids").ok_or_else(|| format!("{}: no tensor 'input_ids' (a detector needs text queries)", input.display()))?;
+                let mask = match tensors.remove("attention_mask") {
+                    Some(m) if m.shape == ids.shape => m,
+                    Some(m) => return Err(format!("{}: attention_mask {:?} does not match input_ids {:?}", input.display(), m.shape, ids.shape).into()),
+                    // transformers without a mask: no padding positions.
+                    None => st::Tensor { name: "attention_mask".into(), dtype: ids.dtype, shape: ids.shape.clone(), data: vec![1.0; ids.data.len()] },
+                };
+                extra = vec![ids, mask];
+            }
+            Some((t, extra))
         }
         None => None,
     };
@@ -44,7 +56,7 @@ pub fn run(
     let config = file.config.clone();
     let m = Model::from_weights(gpu, config, |n| file.get(n))?;
     drop(file);
-    let Some(t) = pixels else {
+    let Some((t, extra)) = pixels else {
         let (img, pixels) = (image.unwrap_or_default(), image_pixels.unwrap_or_default());
         let (_, shape) = m.config.image_input(1);
         let out = m.run(&pixels, &shape)?;
@@ -64,7 +76,11 @@ pub fn run(
             wgvision::weights::st::write_atomic(path, serde_json::to_string_pretty(&json)?.as_bytes())?;
             out
         }
-        None => m.run(&t.data, &t.shape)?,
+        None => {
+            let mut inputs: Vec<(&str, &[f32], &[usize])> = vec![(name.as_str(), &t.data, &t.shape)];
+            inputs.extend(extra.iter().map(|x| (x.name.as_str(), x.data.as_slice(), x.shape.as_slice())));
+            m.run_inputs(&inputs)?
+        }
     };
     let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
     st::write(&output, &tensors, HashMap::new())?;

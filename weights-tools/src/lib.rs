@@ -3,6 +3,7 @@
 pub mod format;
 pub mod kwargs;
 pub mod maxvit;
+pub mod owl;
 pub mod source;
 pub mod st;
 pub mod swin;
@@ -52,6 +53,15 @@ pub fn timm_config(name: &str, overrides: &[(String, serde_json::Value)]) -> Res
     Ok(ModelConfig::Vit(timm::config(name, overrides)?))
 }
 
+/// A transformers config.json: the model_type picks the family.
+pub fn hf_config(json: &serde_json::Value) -> Result<wgvision_graphs::ModelConfig> {
+    use wgvision_graphs::ModelConfig;
+    match json["model_type"].as_str().unwrap_or("") {
+        "owlvit" | "owlv2" => Ok(ModelConfig::Owl(owl::hf_config(json)?)),
+        _ => Ok(ModelConfig::Swin(swin::hf_config(json)?)),
+    }
+}
+
 /// A built-in benchmark preset: a timm model name, or a V-MoE preset (`vmoe_*`).
 pub fn preset_config(name: &str) -> Result<wgvision_graphs::ModelConfig> {
     match vmoe::preset(name) {
@@ -76,6 +86,7 @@ pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) 
         ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
         ModelConfig::MaxVit(c) => maxvit::convert(c, tensors)?.1,
         ModelConfig::Vmoe(c) => vmoe::convert(c, tensors)?.1,
+        ModelConfig::Owl(c) => owl::convert(c, tensors)?.1,
     };
     Ok(converted)
 }

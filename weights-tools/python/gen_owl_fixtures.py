@@ -1,0 +1,90 @@
+"""Golden fixtures for OWL-ViT and OWLv2 detection from transformers: small random models
+(perturbed so no bias or norm sits at 0/1), their config.json and state dict under
+transformers' names, and float64 outputs (logits, pred_boxes, OWLv2's objectness_logits)
+on float32 pixels and int64 input_ids / attention_mask. Several queries of different
+lengths per image, a padding query (all ids 0), batch > 1. Output: tests/fixtures/owl/.
+Run: python weights-tools/python/gen_owl_fixtures.py  (pinned versions: requirements.txt)
+"""
+import json
+import os
+
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import save_file
+from transformers import OwlViTConfig, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
+
+from gen_vit_fixtures import perturb
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "owl")
+VOCAB, MAXLEN = 300, 16
+
+
+def configs(cls, image_size, patch_size):
+    text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=MAXLEN, bos_token_id=VOCAB - 2, eos_token_id=VOCAB - 1, pad_token_id=0)
+    vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=3,
+                  image_size=image_size, patch_size=patch_size)
+    return cls(text_config=text, vision_config=vision, projection_dim=32)
+
+
+def queries(rng, batch, q, lengths, pad_query):
+    ids = np.zeros((batch * q, MAXLEN), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i in range(batch * q):
+        if pad_query is not None and i == pad_query:
+            continue  # all zeros: a padding query, as the processor makes for ragged query lists
+        n = lengths[i % len(lengths)]
+        ids[i, 0] = VOCAB - 2
+        ids[i, 1:1 + n] = rng.integers(1, VOCAB - 2, size=n)
+        ids[i, 1 + n] = VOCAB - 1
+        mask[i, :2 + n] = 1
+    return ids, mask
+
+
+CASES = [
+    # name, model class, config class, image size, patch, batch, queries per image, lengths, padding query row
+    ("owlvit_patch16_batch2_pad_query", OwlViTForObjectDetection, OwlViTConfig, 64, 16, 2, 3, [1, 4, 7], 5),
+    ("owlvit_patch32_one_image", OwlViTForObjectDetection, OwlViTConfig, 96, 32, 1, 2, [2, 12], None),
+    ("owlv2_patch16_batch2_pad_query", Owlv2ForObjectDetection, Owlv2Config, 64, 16, 2, 2, [3, 1], 3),
+]
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    index = []
+    for i, (name, cls, cfg_cls, image, patch, batch, q, lengths, pad_query) in enumerate(CASES):
+        torch.manual_seed(6000 + i)
+        gen = torch.Generator().manual_seed(6000 + i)
+        rng = np.random.default_rng(6000 + i)
+        config = configs(cfg_cls, image, patch)
+        model = cls(config).eval()
+        perturb(model, gen)
+        state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, os.path.join(OUT, f"{name}.checkpoint.safetensors"))
+        with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
+            f.write(config.to_json_string())
+        x = torch.randn(batch, 3, image, image, generator=gen).float()
+        ids, mask = queries(rng, batch, q, lengths, pad_query)
+        torch.set_default_dtype(torch.float64)  # transformers builds the causal mask in the default dtype
+        with torch.no_grad():
+            out = model.double()(pixel_values=x.double(), input_ids=torch.from_numpy(ids),
+                                 attention_mask=torch.from_numpy(mask))
+        torch.set_default_dtype(torch.float32)
+        io = {"pixel_values": x, "input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+              "logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()}
+        outputs = ["logits", "pred_boxes"]
+        if getattr(out, "objectness_logits", None) is not None:
+            io["objectness_logits"] = out.objectness_logits.contiguous()
+            outputs.append("objectness_logits")
+        save_file(io, os.path.join(OUT, f"{name}.io.safetensors"))
+        index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": batch,
+                      "outputs": outputs, "out_shape": list(out.logits.shape)})
+        print(f"{name}: logits {tuple(out.logits.shape)} boxes {tuple(out.pred_boxes.shape)}")
+    with open(os.path.join(OUT, "cases.json"), "w") as f:
+        json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__,
+                   "cases": index}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
