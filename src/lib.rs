@@ -9,6 +9,7 @@
 //! # Ok::<(), wgvision::Error>(())
 //! ```
 pub mod image_input;
+pub mod tokenizer;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -1,0 +1,83 @@
+"""CLIP BPE tokenizer fixtures: a reduced CLIP vocabulary (the 512 byte symbols, their
+end-of-word forms, the first 4000 merges of OpenAI CLIP's bpe_simple_vocab_16e6, the two
+special tokens; built exactly as CLIP builds its vocabulary), saved as vocab.json +
+merges.txt and as tokenizer.json, and the ids transformers' CLIPTokenizerFast gives for a
+dozen strings with OWL-ViT's settings (padding to max_length 16, truncation).
+Output: tests/fixtures/clip_tokenizer/. Needs open_clip_torch (for the merges file).
+Run: python weights-tools/python/gen_tokenizer_fixtures.py
+"""
+import gzip
+import json
+import os
+
+import importlib.util
+
+from transformers import CLIPTokenizerFast
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "clip_tokenizer")
+N_MERGES = 4000
+MAX_LEN = 16
+
+STRINGS = [
+    "a photo of a cat",
+    "A Photo Of A CAT",
+    "a remote control.",
+    "hello, world! it's 2024",
+    "don't stop-believing",
+    "  multiple   spaces\tand\nnewlines  ",
+    "café crème brûlée",
+    "naïve coöperation",
+    "東京タワー",
+    "emoji 😀 test",
+    "unbelievably antidisestablishmentarianism",
+    "this sentence is far too long to fit into sixteen tokens so it must be truncated at the end",
+    "x",
+    "",
+]
+
+
+def bytes_to_unicode():
+    """GPT-2 / CLIP byte -> printable unicode character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    # open_clip ships OpenAI's merges file; read it without importing open_clip (ftfy).
+    spec = importlib.util.find_spec("open_clip")
+    bpe = os.path.join(os.path.dirname(spec.origin), "bpe_simple_vocab_16e6.txt.gz")
+    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1:1 + N_MERGES]]
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    ids = {v: i for i, v in enumerate(vocab)}
+    vocab_path, merges_path = os.path.join(OUT, "vocab.json"), os.path.join(OUT, "merges.txt")
+    with open(vocab_path, "w") as f:
+        json.dump(ids, f, ensure_ascii=False)
+    with open(merges_path, "w") as f:
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    tok = CLIPTokenizerFast(vocab_file=vocab_path, merges_file=merges_path, pad_token="!", model_max_length=MAX_LEN)
+    tok.backend_tokenizer.save(os.path.join(OUT, "tokenizer.json"))
+    cases = []
+    for s in STRINGS:
+        enc = tok(s, padding="max_length", truncation=True, max_length=MAX_LEN)
+        cases.append({"text": s, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                      "tokens": tok.convert_ids_to_tokens(enc["input_ids"])})
+    with open(os.path.join(OUT, "cases.json"), "w") as f:
+        json.dump({"max_length": MAX_LEN, "pad_id": tok.pad_token_id, "cases": cases}, f, ensure_ascii=False, indent=1)
+    for c in cases:
+        print(repr(c["text"])[:40], [t for t, m in zip(c["tokens"], c["attention_mask"]) if m])
+
+
+if __name__ == "__main__":
+    main()
