@@ -8,6 +8,7 @@
 //! println!("{:?}", &out[0].data[..5]);
 //! # Ok::<(), wgvision::Error>(())
 //! ```
+pub mod detect;
 pub mod image_input;
 pub mod tokenizer;
 

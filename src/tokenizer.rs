@@ -55,16 +55,37 @@ fn bytes_to_unicode() -> [char; 256] {
 impl ClipTokenizer {
     /// A `tokenizer.json` file, or a directory holding one or `vocab.json` + `merges.txt`.
     pub fn load(path: &Path) -> Result<ClipTokenizer, TokenizerError> {
+        let files = Self::read_files(path)?;
+        Self::from_files(&files).map_err(|message| TokenizerError { path: path.display().to_string(), message })
+    }
+
+    /// The vocabulary files' texts, keyed by file name ("tokenizer.json", or "vocab.json"
+    /// and "merges.txt"), for storing in a model file.
+    pub fn read_files(path: &Path) -> Result<Vec<(String, String)>, TokenizerError> {
         let err = |message: String| TokenizerError { path: path.display().to_string(), message };
         let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| TokenizerError { path: p.display().to_string(), message: e.to_string() });
         let json_path = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
-        if json_path.is_file() {
-            let v: serde_json::Value = serde_json::from_str(&read(&json_path)?).map_err(|e| err(format!("not JSON: {e}")))?;
+        if json_path.is_file() && json_path.extension().is_some_and(|e| e == "json") && !json_path.ends_with("vocab.json") {
+            return Ok(vec![("tokenizer.json".into(), read(&json_path)?)]);
+        }
+        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
+        let (vp, mp) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if !vp.is_file() || !mp.is_file() {
+            return Err(err("expected tokenizer.json, or a directory with vocab.json and merges.txt".into()));
+        }
+        Ok(vec![("vocab.json".into(), read(&vp)?), ("merges.txt".into(), read(&mp)?)])
+    }
+
+    /// From the texts `read_files` returns.
+    pub fn from_files(files: &[(String, String)]) -> Result<ClipTokenizer, String> {
+        let get = |name: &str| files.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str());
+        if let Some(text) = get("tokenizer.json") {
+            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("tokenizer.json is not JSON: {e}"))?;
             let model = &v["model"];
             if model["type"].as_str() != Some("BPE") {
-                return Err(err("not a BPE tokenizer.json".into()));
+                return Err("not a BPE tokenizer.json".into());
             }
-            let vocab = parse_vocab(&model["vocab"]).ok_or_else(|| err("model.vocab is not a token -> id map".into()))?;
+            let vocab = parse_vocab(&model["vocab"]).ok_or("model.vocab is not a token -> id map")?;
             let merges: Option<Vec<(String, String)>> = model["merges"].as_array().map(|a| {
                 a.iter()
                     .filter_map(|m| match m {
@@ -74,7 +95,7 @@ impl ClipTokenizer {
                     })
                     .collect()
             });
-            let merges = merges.ok_or_else(|| err("model.merges missing".into()))?;
+            let merges = merges.ok_or("model.merges missing")?;
             let added: Vec<(String, u32, bool)> = v["added_tokens"]
                 .as_array()
                 .map(|a| {
@@ -83,22 +104,20 @@ impl ClipTokenizer {
                         .collect()
                 })
                 .unwrap_or_default();
-            return Self::new(vocab, merges, added).map_err(err);
+            return Self::new(vocab, merges, added);
         }
-        let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
-        let (vp, mp) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        if !vp.is_file() || !mp.is_file() {
-            return Err(err("expected tokenizer.json, or a directory with vocab.json and merges.txt".into()));
-        }
-        let v: serde_json::Value = serde_json::from_str(&read(&vp)?).map_err(|e| err(format!("vocab.json: {e}")))?;
-        let vocab = parse_vocab(&v).ok_or_else(|| err("vocab.json is not a token -> id map".into()))?;
-        let merges = read(&mp)?
+        let (Some(vocab), Some(merges)) = (get("vocab.json"), get("merges.txt")) else {
+            return Err("expected tokenizer.json, or vocab.json and merges.txt".into());
+        };
+        let v: serde_json::Value = serde_json::from_str(vocab).map_err(|e| format!("vocab.json: {e}"))?;
+        let vocab = parse_vocab(&v).ok_or("vocab.json is not a token -> id map")?;
+        let merges = merges
             .lines()
             .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
             .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
             .collect();
         let added = ["!", BOS, EOS].iter().filter_map(|t| vocab.get(*t).map(|&id| (t.to_string(), id, *t != "!"))).collect();
-        Self::new(vocab, merges, added).map_err(err)
+        Self::new(vocab, merges, added)
     }
 
     fn new(vocab: HashMap<String, u32>, merges: Vec<(String, String)>, mut added: Vec<(String, u32, bool)>) -> Result<ClipTokenizer, String> {

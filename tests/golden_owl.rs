@@ -41,3 +41,58 @@ fn owl_f32_matches_transformers() {
         }
     }
 }
+
+/// `run MODEL --image ... --query ... --json --draw`: the tokenizer stored at conversion
+/// turns the queries into the ids transformers' tokenizer gave the fixture, detections
+/// come back as JSON with labels among the queries, scores above the threshold and boxes
+/// inside the image, and the drawn PNG is written at the image's size.
+#[test]
+fn owl_detect_cli_end_to_end() {
+    let fx = fixtures().join("owl");
+    let dir = temp_dir("owl_e2e");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let name = "owlvit_clip_vocab_e2e";
+    let (cfg, ckpt, io) = (fx.join(format!("{name}.config.json")), fx.join(format!("{name}.checkpoint.safetensors")), fx.join(format!("{name}.io.safetensors")));
+    let tok_json = fixtures().join("clip_tokenizer/tokenizer.json");
+    let (model, bare) = (dir.join("model.safetensors"), dir.join("bare.safetensors"));
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&model), "--tokenizer", &s(&tok_json)]);
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&bare)]);
+    // The stored tokenizer gives the ids the fixture was computed from.
+    let tok = wgvision::tokenizer::ClipTokenizer::load(&tok_json).unwrap();
+    let (_, want_ids) = read_tensor_any(&io, "input_ids");
+    let queries = ["a photo of a cat", "a remote control", "hello, world!"];
+    let ids: Vec<f64> = queries.iter().flat_map(|q| tok.encode_padded(q, 16).0).map(|v| v as f64).collect();
+    assert_eq!(ids, want_ids);
+    // An image that is not square and not the model's size.
+    let img_path = dir.join("photo.png");
+    let img = image::RgbImage::from_fn(80, 60, |x, y| image::Rgb([(x * 3) as u8, (y * 4) as u8, ((x + y) * 2) as u8]));
+    img.save(&img_path).unwrap();
+    let drawn = dir.join("drawn.png");
+    let mut args = vec!["run".to_string(), s(&model), "--image".into(), s(&img_path), "--json".into(), "--draw".into(), s(&drawn), "--threshold".into(), "0.2".into()];
+    for q in queries {
+        args.extend(["--query".to_string(), q.to_string()]);
+    }
+    let out = wgvision_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints one JSON object");
+    let dets = v["detections"].as_array().unwrap();
+    assert!(!dets.is_empty(), "random weights still give boxes above 0.2: {v}");
+    for d in dets {
+        let label = d["label"].as_str().unwrap();
+        assert!(queries.contains(&label));
+        assert_eq!(queries[d["query"].as_u64().unwrap() as usize], label);
+        let score = d["score"].as_f64().unwrap();
+        assert!((0.2..=1.0).contains(&score), "{d}");
+        let b: Vec<f64> = d["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        assert!(b[0] < b[2] && b[1] < b[3], "{d}");
+        assert!(b[0] > -80.0 && b[2] < 160.0 && b[1] > -60.0 && b[3] < 120.0, "box near the image: {d}");
+    }
+    let png = image::open(&drawn).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (80, 60));
+    assert_ne!(png, img, "boxes were drawn");
+    // Without a stored or given tokenizer: a clear error, no image written.
+    let drawn2 = dir.join("drawn2.png");
+    let out = wgvision(&["run", &s(&bare), "--image", &s(&img_path), "--query", "a cat", "--draw", &s(&drawn2)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizer"));
+    assert!(!drawn2.exists());
+}

@@ -2,6 +2,7 @@
 use super::{CliResult, From};
 use std::path::PathBuf;
 use wgvision::graphs::ModelConfig;
+use wgvision::tokenizer::ClipTokenizer;
 use wgvision::weights::{self, format, st};
 
 #[allow(clippy::too_many_arguments)]
@@ -14,6 +15,7 @@ pub fn convert(
     input: Option<PathBuf>,
     output: Option<PathBuf>,
     f16: bool,
+    tokenizer: Option<PathBuf>,
 ) -> CliResult {
     if list_models {
         for n in weights::timm_model_names() {
@@ -47,10 +49,19 @@ pub fn convert(
             (cfg.name.clone(), ModelConfig::Vmoe(cfg))
         }
     };
+    let files = match &tokenizer {
+        Some(path) if matches!(model_cfg, ModelConfig::Owl(_)) => {
+            let files = ClipTokenizer::read_files(path)?;
+            ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
+            files
+        }
+        Some(_) => return Err("--tokenizer applies to OWL-ViT / OWLv2 models".into()),
+        None => Vec::new(),
+    };
     let (_, tensors) = st::load(&input)?;
     let converted = weights::convert(&model_cfg, tensors)?;
     let count: usize = converted.values().map(|(s, _)| s.iter().product::<usize>()).sum();
-    format::write_model(&output, &model_cfg, converted, f16)?;
+    format::write_model_with_files(&output, &model_cfg, converted, f16, &files)?;
     eprintln!(
         "converted {name} ({:.2}M parameters, {}) -> {}",
         count as f64 / 1e6,

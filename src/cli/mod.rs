@@ -62,6 +62,10 @@ enum Cmd {
         output: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "f32")]
         dtype: Dtype,
+        /// OWL-ViT / OWLv2: the CLIP tokenizer (tokenizer.json, or a directory with it or
+        /// with vocab.json + merges.txt), stored in the model file for `run --query`
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
     },
     /// Run a model on a safetensors input or an image.
     Run {
@@ -81,6 +85,24 @@ enum Cmd {
         /// choices, mean top-1 gate) to this JSON file (with --input)
         #[arg(long, requires = "input")]
         routing_stats: Option<PathBuf>,
+        /// OWL-ViT / OWLv2 with --image: a text query (repeatable)
+        #[arg(long = "query", value_name = "TEXT")]
+        queries: Vec<String>,
+        /// CLIP tokenizer for --query, if the model file has none stored
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Detections below this score (sigmoid of the best query's logit) are dropped
+        #[arg(long, default_value_t = 0.1)]
+        threshold: f32,
+        /// IoU above which a lower-scoring box of the same query is suppressed
+        #[arg(long, default_value_t = 0.3)]
+        nms_iou: f32,
+        /// Print detections as JSON
+        #[arg(long)]
+        json: bool,
+        /// Write the image with the detections drawn (PNG or JPEG by extension)
+        #[arg(long)]
+        draw: Option<PathBuf>,
         #[arg(long)]
         backend: Option<String>,
     },
@@ -125,10 +147,13 @@ pub fn open_gpu(backend: Option<&str>) -> Result<Arc<Gpu>, Box<dyn std::error::E
 
 pub fn dispatch(cli: Cli) -> CliResult {
     match cli.cmd {
-        Cmd::Convert { from, model, sets, config, list_models, input, output, dtype } => {
-            convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16)
+        Cmd::Convert { from, model, sets, config, list_models, input, output, dtype, tokenizer } => {
+            convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16, tokenizer)
         }
-        Cmd::Run { model, input, output, image, top, routing_stats, backend } => run::run(model, input, output, image, top, routing_stats, backend),
+        Cmd::Run { model, input, output, image, top, routing_stats, queries, tokenizer, threshold, nms_iou, json, draw, backend } => {
+            let detect = run::DetectArgs { queries, tokenizer, threshold, nms_iou, json, draw };
+            run::run(model, input, output, image, top, routing_stats, detect, backend)
+        }
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),
         Cmd::Bench { model, batch, iters, warmup, dtype, per_op, json, backend } => {
             bench::bench(&model, batch, iters, warmup, dtype == Dtype::F16, per_op, json, backend)

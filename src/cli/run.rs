@@ -5,6 +5,16 @@ use std::path::PathBuf;
 use wgvision::weights::st::{self, OutTensor};
 use wgvision::{image_input, softmax, top_k, Model};
 
+/// Open-vocabulary detection options (OWL-ViT / OWLv2 with --image).
+pub struct DetectArgs {
+    pub queries: Vec<String>,
+    pub tokenizer: Option<PathBuf>,
+    pub threshold: f32,
+    pub nms_iou: f32,
+    pub json: bool,
+    pub draw: Option<PathBuf>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     model: PathBuf,
@@ -13,6 +23,7 @@ pub fn run(
     image: Option<PathBuf>,
     top: usize,
     routing_stats: Option<PathBuf>,
+    detect: DetectArgs,
     backend: Option<String>,
 ) -> CliResult {
     if input.is_none() && image.is_none() {
@@ -23,6 +34,13 @@ pub fn run(
     }
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
+    if matches!(file.config, wgvision::graphs::ModelConfig::Owl(_)) && input.is_none() {
+        let image = image.ok_or("give --image FILE with --query TEXT")?;
+        return run_detect(file, &image, detect, backend);
+    }
+    if !detect.queries.is_empty() {
+        return Err("--query applies to OWL-ViT / OWLv2 model files".into());
+    }
     let (name, _) = file.config.image_input(1);
     let image_pixels = match &image {
         Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
@@ -84,5 +102,44 @@ pub fn run(
     };
     let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
     st::write(&output, &tensors, HashMap::new())?;
+    Ok(())
+}
+
+fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs, backend: Option<String>) -> CliResult {
+    use wgvision::detect;
+    use wgvision::tokenizer::ClipTokenizer;
+    if d.queries.is_empty() {
+        return Err("a detector needs at least one --query TEXT".into());
+    }
+    let tok = match &d.tokenizer {
+        Some(p) => ClipTokenizer::load(p)?,
+        None if !file.files.is_empty() => ClipTokenizer::from_files(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?,
+        None => return Err("no tokenizer: pass --tokenizer tokenizer.json (or store one with `convert --tokenizer`)".into()),
+    };
+    let img = detect::open_rgb(image)?;
+    let gpu = open_gpu(backend.as_deref())?;
+    let config = file.config.clone();
+    let m = Model::from_weights(gpu, config, |n| file.get(n))?;
+    drop(file);
+    let dets = detect::detect(&m, &tok, &img, &d.queries, &detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou })?;
+    if let Some(path) = &d.draw {
+        let drawn = detect::draw(&img, &dets);
+        let tmp = path.with_file_name(format!(".{}.tmp{}", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+        let format = image::ImageFormat::from_path(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let saved = drawn.save_with_format(&tmp, format).and_then(|_| std::fs::rename(&tmp, path).map_err(image::ImageError::IoError));
+        if let Err(e) = saved {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!("{}: {e}", path.display()).into());
+        }
+    }
+    if d.json {
+        let v = serde_json::json!({ "image": image.display().to_string(), "queries": d.queries, "detections": dets });
+        out!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        out!("{}: {} detections above {}", image.display(), dets.len(), d.threshold);
+        for x in &dets {
+            out!("  {:<24} {:.3}  [{:.1}, {:.1}, {:.1}, {:.1}]", x.label, x.score, x.bbox[0], x.bbox[1], x.bbox[2], x.bbox[3]);
+        }
+    }
     Ok(())
 }

@@ -39,6 +39,19 @@ pub fn read_tensor(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
     (t.shape().to_vec(), data)
 }
 
+/// Like `read_tensor`, also reading int64 / int32 tensors (token ids).
+pub fn read_tensor_any(path: &Path, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{} has no {name}", path.display()));
+    let data = match t.dtype() {
+        safetensors::Dtype::I64 => t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        safetensors::Dtype::I32 => t.data().chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
+        _ => return read_tensor(path, name),
+    };
+    (t.shape().to_vec(), data)
+}
+
 pub fn rel_l2(got: &[f64], want: &[f64]) -> f64 {
     let num: f64 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum();
     let den: f64 = want.iter().map(|w| w * w).sum();

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import OwlViTConfig, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
+from transformers import CLIPTokenizerFast, OwlViTConfig, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
 
 from gen_vit_fixtures import perturb
 
@@ -20,9 +20,9 @@ OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "
 VOCAB, MAXLEN = 300, 16
 
 
-def configs(cls, image_size, patch_size):
-    text = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                max_position_embeddings=MAXLEN, bos_token_id=VOCAB - 2, eos_token_id=VOCAB - 1, pad_token_id=0)
+def configs(cls, image_size, patch_size, vocab=VOCAB):
+    text = dict(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=MAXLEN, bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=0)
     vision = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=3,
                   image_size=image_size, patch_size=patch_size)
     return cls(text_config=text, vision_config=vision, projection_dim=32)
@@ -81,6 +81,34 @@ def main():
         index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": batch,
                       "outputs": outputs, "out_shape": list(out.logits.shape)})
         print(f"{name}: logits {tuple(out.logits.shape)} boxes {tuple(out.pred_boxes.shape)}")
+    # A model whose vocabulary is the CLIP tokenizer fixture's, for the end-to-end
+    # `run --image --query` test (tokenized by transformers' CLIPTokenizerFast).
+    tok_dir = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "clip_tokenizer")
+    tok = CLIPTokenizerFast(vocab_file=os.path.join(tok_dir, "vocab.json"), merges_file=os.path.join(tok_dir, "merges.txt"),
+                            pad_token="!", model_max_length=MAXLEN)
+    name = "owlvit_clip_vocab_e2e"
+    torch.manual_seed(6100)
+    gen = torch.Generator().manual_seed(6100)
+    config = configs(OwlViTConfig, 64, 16, vocab=len(tok))
+    model = OwlViTForObjectDetection(config).eval()
+    perturb(model, gen)
+    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
+              os.path.join(OUT, f"{name}.checkpoint.safetensors"))
+    with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
+        f.write(config.to_json_string())
+    texts = ["a photo of a cat", "a remote control", "hello, world!"]
+    enc = tok(texts, padding="max_length", truncation=True, max_length=MAXLEN, return_tensors="pt")
+    x = torch.randn(1, 3, 64, 64, generator=gen).float()
+    torch.set_default_dtype(torch.float64)
+    with torch.no_grad():
+        out = model.double()(pixel_values=x.double(), input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+    torch.set_default_dtype(torch.float32)
+    save_file({"pixel_values": x, "input_ids": enc["input_ids"].contiguous(), "attention_mask": enc["attention_mask"].contiguous(),
+               "logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
+              os.path.join(OUT, f"{name}.io.safetensors"))
+    index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": 1, "queries": texts,
+                  "outputs": ["logits", "pred_boxes"], "out_shape": list(out.logits.shape)})
+    print(f"{name}: logits {tuple(out.logits.shape)}")
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__,
                    "cases": index}, f, indent=1)

@@ -15,9 +15,14 @@ pub const FORMAT_KEY: &str = "wgvision.format";
 pub const CONFIG_KEY: &str = "wgvision.config";
 pub const FORMAT_VERSION: &str = "1";
 
+/// Metadata keys of files stored beside the weights (e.g. `wgvision.file.tokenizer.json`).
+pub const FILE_KEY_PREFIX: &str = "wgvision.file.";
+
 pub struct ModelFile {
     bytes: Vec<u8>,
     pub config: ModelConfig,
+    /// Files stored at conversion (name, text), e.g. the tokenizer's vocabulary.
+    pub files: Vec<(String, String)>,
     tensors: HashMap<String, (DType, Vec<usize>, Range<usize>)>,
 }
 
@@ -55,7 +60,10 @@ impl ModelFile {
             let start = v.data().as_ptr() as usize - base;
             tensors.insert(name, (dtype, v.shape().to_vec(), start..start + v.data().len()));
         }
-        Ok(ModelFile { bytes, config, tensors })
+        let mut files: Vec<(String, String)> =
+            meta.iter().filter_map(|(k, v)| k.strip_prefix(FILE_KEY_PREFIX).map(|n| (n.to_string(), v.clone()))).collect();
+        files.sort();
+        Ok(ModelFile { bytes, config, tensors, files })
     }
 
     pub fn get(&self, name: &str) -> Option<WeightData<'_>> {
@@ -85,6 +93,17 @@ impl ModelFile {
 /// Check converted tensors against the graph's weights (every one present, right shape,
 /// nothing extra) and write the model file; matmul weight matrices go to f16 if asked.
 pub fn write_model(path: &Path, config: &ModelConfig, tensors: HashMap<String, (Vec<usize>, Vec<f32>)>, f16: bool) -> Result<()> {
+    write_model_with_files(path, config, tensors, f16, &[])
+}
+
+/// `write_model`, also storing text files (name, text) in the metadata.
+pub fn write_model_with_files(
+    path: &Path,
+    config: &ModelConfig,
+    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    f16: bool,
+    files: &[(String, String)],
+) -> Result<()> {
     let graph: Graph = config.build(config.min_batch())?;
     let matmul_weights: HashSet<&str> = graph
         .nodes
@@ -106,9 +125,12 @@ pub fn write_model(path: &Path, config: &ModelConfig, tensors: HashMap<String, (
     if let Some((name, (shape, _))) = tensors.into_iter().next() {
         return Err(WeightsError::UnexpectedTensor { tensor: name, shape, hint: " (after conversion)".into() });
     }
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         (FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
         (CONFIG_KEY.to_string(), config.to_json()),
     ]);
+    for (name, text) in files {
+        meta.insert(format!("{FILE_KEY_PREFIX}{name}"), text.clone());
+    }
     st::write(path, &out, meta)
 }

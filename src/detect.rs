@@ -1,0 +1,212 @@
+//! Open-vocabulary detection with an OWL-ViT / OWLv2 model file: tokenize the text
+//! queries, preprocess the image as the transformers processor does, run, and
+//! post-process as `post_process_object_detection` does (score = sigmoid of the best
+//! query's logit, label = that query, boxes to pixel corners of the original image),
+//! then per-label non-maximum suppression.
+use crate::tokenizer::ClipTokenizer;
+use crate::{Error, Model, Result};
+use image::RgbImage;
+use std::path::Path;
+use wgvision_graphs::ModelConfig;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Detection {
+    /// Index of the query that scored highest.
+    pub query: usize,
+    pub label: String,
+    pub score: f32,
+    /// [x0, y0, x1, y1] in pixels of the original image.
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+}
+
+pub struct DetectOptions {
+    pub threshold: f32,
+    pub nms_iou: f32,
+}
+
+/// Decode an image file to RGB.
+pub fn open_rgb(path: &Path) -> Result<RgbImage> {
+    let err = |message: String| Error::Image { path: path.display().to_string(), message };
+    Ok(image::ImageReader::open(path)
+        .map_err(|e| err(e.to_string()))?
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?
+        .decode()
+        .map_err(|e| err(e.to_string()))?
+        .to_rgb8())
+}
+
+/// Pixels [1, 3, S, S]: OWL-ViT resizes to S x S (bicubic); OWLv2 pads to a square at the
+/// bottom/right with gray 0.5 first (here: resizes into the top-left of the square).
+pub fn owl_pixels(img: &RgbImage, model: &ModelConfig) -> Result<Vec<f32>> {
+    let pre = model.preprocess();
+    let [_, s, _] = pre.input_size;
+    let (w, h) = img.dimensions();
+    let (nw, nh) = if pre.crop_mode == "pad_square" {
+        let side = w.max(h) as f32;
+        (((w as f32 * s as f32 / side).round() as u32).max(1), ((h as f32 * s as f32 / side).round() as u32).max(1))
+    } else {
+        (s as u32, s as u32)
+    };
+    let resized = image::imageops::resize(img, nw, nh, image::imageops::FilterType::CatmullRom);
+    let mut out = vec![0.0f32; 3 * s * s];
+    for ch in 0..3 {
+        for y in 0..s {
+            for x in 0..s {
+                let v = if (x as u32) < nw && (y as u32) < nh { resized.get_pixel(x as u32, y as u32)[ch] as f32 / 255.0 } else { 0.5 };
+                out[(ch * s + y) * s + x] = (v - pre.mean[ch]) / pre.std[ch];
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    inter / (area(a) + area(b) - inter).max(1e-12)
+}
+
+/// Greedy per-label NMS, highest score first.
+pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::new();
+    for d in dets {
+        if keep.iter().all(|k| k.query != d.query || iou(&k.bbox, &d.bbox) <= iou_threshold) {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+/// Detect `queries` in one image.
+pub fn detect(model: &Model, tok: &ClipTokenizer, img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
+    let ModelConfig::Owl(cfg) = &model.config else {
+        return Err(Error::Input { tensor: "model".into(), message: "text queries need an OWL-ViT / OWLv2 model".into() });
+    };
+    if queries.is_empty() {
+        return Err(Error::Input { tensor: "query".into(), message: "give at least one --query".into() });
+    }
+    let l = cfg.max_position_embeddings;
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for q in queries {
+        let (i, m) = tok.encode_padded(q, l);
+        ids.extend(i.iter().map(|&v| v as f32));
+        mask.extend(m.iter().map(|&v| v as f32));
+    }
+    let pixels = owl_pixels(img, &model.config)?;
+    let s = cfg.image_size;
+    let qn = queries.len();
+    let out = model.run_inputs(&[
+        ("pixel_values", &pixels, &[1, 3, s, s]),
+        ("input_ids", &ids, &[qn, l]),
+        ("attention_mask", &mask, &[qn, l]),
+    ])?;
+    let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
+    let (logits, boxes) = (find("logits")?, find("pred_boxes")?);
+    let (w, h) = img.dimensions();
+    // OWLv2 boxes are relative to the padded square.
+    let (sx, sy) = if cfg.v2 { (w.max(h) as f32, w.max(h) as f32) } else { (w as f32, h as f32) };
+    let mut dets = Vec::new();
+    for p in 0..cfg.patches() {
+        let row = &logits.data[p * qn..(p + 1) * qn];
+        let (best, &logit) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &f32::MIN));
+        let score = 1.0 / (1.0 + (-logit).exp());
+        if score < opts.threshold {
+            continue;
+        }
+        let b = &boxes.data[p * 4..p * 4 + 4];
+        let bbox = [(b[0] - b[2] / 2.0) * sx, (b[1] - b[3] / 2.0) * sy, (b[0] + b[2] / 2.0) * sx, (b[1] + b[3] / 2.0) * sy];
+        dets.push(Detection { query: best, label: queries[best].clone(), score, bbox });
+    }
+    Ok(nms(dets, opts.nms_iou))
+}
+
+/// 5x7 bitmap glyphs (rows top to bottom, 5 bits each) for labels.
+fn glyph(c: char) -> [u8; 7] {
+    match c.to_ascii_uppercase() {
+        'A' => [14, 17, 17, 31, 17, 17, 17],
+        'B' => [30, 17, 17, 30, 17, 17, 30],
+        'C' => [14, 17, 16, 16, 16, 17, 14],
+        'D' => [30, 17, 17, 17, 17, 17, 30],
+        'E' => [31, 16, 16, 30, 16, 16, 31],
+        'F' => [31, 16, 16, 30, 16, 16, 16],
+        'G' => [14, 17, 16, 23, 17, 17, 15],
+        'H' => [17, 17, 17, 31, 17, 17, 17],
+        'I' => [14, 4, 4, 4, 4, 4, 14],
+        'J' => [7, 2, 2, 2, 2, 18, 12],
+        'K' => [17, 18, 20, 24, 20, 18, 17],
+        'L' => [16, 16, 16, 16, 16, 16, 31],
+        'M' => [17, 27, 21, 21, 17, 17, 17],
+        'N' => [17, 17, 25, 21, 19, 17, 17],
+        'O' => [14, 17, 17, 17, 17, 17, 14],
+        'P' => [30, 17, 17, 30, 16, 16, 16],
+        'Q' => [14, 17, 17, 17, 21, 18, 13],
+        'R' => [30, 17, 17, 30, 20, 18, 17],
+        'S' => [15, 16, 16, 14, 1, 1, 30],
+        'T' => [31, 4, 4, 4, 4, 4, 4],
+        'U' => [17, 17, 17, 17, 17, 17, 14],
+        'V' => [17, 17, 17, 17, 17, 10, 4],
+        'W' => [17, 17, 17, 21, 21, 21, 10],
+        'X' => [17, 17, 10, 4, 10, 17, 17],
+        'Y' => [17, 17, 10, 4, 4, 4, 4],
+        'Z' => [31, 1, 2, 4, 8, 16, 31],
+        '0' => [14, 17, 19, 21, 25, 17, 14],
+        '1' => [4, 12, 4, 4, 4, 4, 14],
+        '2' => [14, 17, 1, 2, 4, 8, 31],
+        '3' => [31, 2, 4, 2, 1, 17, 14],
+        '4' => [2, 6, 10, 18, 31, 2, 2],
+        '5' => [31, 16, 30, 1, 1, 17, 14],
+        '6' => [6, 8, 16, 30, 17, 17, 14],
+        '7' => [31, 1, 2, 4, 8, 8, 8],
+        '8' => [14, 17, 17, 14, 17, 17, 14],
+        '9' => [14, 17, 17, 15, 1, 2, 12],
+        '.' => [0, 0, 0, 0, 0, 12, 12],
+        ':' => [0, 12, 12, 0, 12, 12, 0],
+        '-' => [0, 0, 0, 31, 0, 0, 0],
+        ' ' => [0; 7],
+        _ => [31, 17, 17, 17, 17, 17, 31],
+    }
+}
+
+/// The image with each detection's box and "label score" drawn in.
+pub fn draw(img: &RgbImage, dets: &[Detection]) -> RgbImage {
+    const COLORS: [[u8; 3]; 6] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [240, 50, 230]];
+    let mut out = img.clone();
+    let (w, h) = out.dimensions();
+    let put = |out: &mut RgbImage, x: i64, y: i64, c: [u8; 3]| {
+        if x >= 0 && y >= 0 && (x as u32) < w && (y as u32) < h {
+            out.put_pixel(x as u32, y as u32, image::Rgb(c));
+        }
+    };
+    for d in dets {
+        let c = COLORS[d.query % COLORS.len()];
+        let [x0, y0, x1, y1] = d.bbox.map(|v| v.round() as i64);
+        for t in 0..2 {
+            for x in x0..=x1 {
+                put(&mut out, x, y0 + t, c);
+                put(&mut out, x, y1 - t, c);
+            }
+            for y in y0..=y1 {
+                put(&mut out, x0 + t, y, c);
+                put(&mut out, x1 - t, y, c);
+            }
+        }
+        let text = format!("{} {:.2}", d.label, d.score);
+        let (tx, ty) = (x0 + 3, (y0 - 10).max(0));
+        for (i, ch) in text.chars().enumerate() {
+            let g = glyph(ch);
+            for (row, bits) in g.iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (16 >> col) != 0 {
+                        put(&mut out, tx + i as i64 * 6 + col, ty + row as i64, c);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
