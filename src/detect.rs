@@ -6,7 +6,10 @@
 use crate::tokenizer::ClipTokenizer;
 use crate::{Error, Model, Result};
 use image::RgbImage;
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use wgvision_graphs::ModelConfig;
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -82,47 +85,84 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
     keep
 }
 
-/// Detect `queries` in one image.
-pub fn detect(model: &Model, tok: &ClipTokenizer, img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
-    let ModelConfig::Owl(cfg) = &model.config else {
-        return Err(Error::Input { tensor: "model".into(), message: "text queries need an OWL-ViT / OWLv2 model".into() });
-    };
-    if queries.is_empty() {
-        return Err(Error::Input { tensor: "query".into(), message: "give at least one --query".into() });
-    }
-    let l = cfg.max_position_embeddings;
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
-    for q in queries {
-        let (i, m) = tok.encode_padded(q, l);
-        ids.extend(i.iter().map(|&v| v as f32));
-        mask.extend(m.iter().map(|&v| v as f32));
-    }
-    let pixels = owl_pixels(img, &model.config)?;
-    let s = cfg.image_size;
-    let qn = queries.len();
-    let out = model.run_inputs(&[
-        ("pixel_values", &pixels, &[1, 3, s, s]),
-        ("input_ids", &ids, &[qn, l]),
-        ("attention_mask", &mask, &[qn, l]),
-    ])?;
-    let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
-    let (logits, boxes) = (find("logits")?, find("pred_boxes")?);
-    let (w, h) = img.dimensions();
-    // OWLv2 boxes are relative to the padded square.
-    let (sx, sy) = if cfg.v2 { (w.max(h) as f32, w.max(h) as f32) } else { (w as f32, h as f32) };
-    let mut dets = Vec::new();
-    for p in 0..cfg.patches() {
-        let row = &logits.data[p * qn..(p + 1) * qn];
-        let (best, &logit) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &f32::MIN));
-        let score = 1.0 / (1.0 + (-logit).exp());
-        if score < opts.threshold {
-            continue;
+/// A detector that embeds each query set once (the text tower) and reuses the
+/// embeddings for every image detected with the same queries.
+pub struct Detector<'a> {
+    model: &'a Model,
+    tok: &'a ClipTokenizer,
+    /// queries -> (ids [Q, L] as f32, query embeddings [Q, D]).
+    cache: Mutex<HashMap<Vec<String>, Arc<(Vec<f32>, Vec<f32>)>>>,
+    text_runs: AtomicUsize,
+}
+
+impl<'a> Detector<'a> {
+    pub fn new(model: &'a Model, tok: &'a ClipTokenizer) -> Result<Detector<'a>> {
+        if !matches!(model.config, ModelConfig::Owl(_)) {
+            return Err(Error::Input { tensor: "model".into(), message: "text queries need an OWL-ViT / OWLv2 model".into() });
         }
-        let b = &boxes.data[p * 4..p * 4 + 4];
-        let bbox = [(b[0] - b[2] / 2.0) * sx, (b[1] - b[3] / 2.0) * sy, (b[0] + b[2] / 2.0) * sx, (b[1] + b[3] / 2.0) * sy];
-        dets.push(Detection { query: best, label: queries[best].clone(), score, bbox });
+        Ok(Detector { model, tok, cache: Mutex::new(HashMap::new()), text_runs: AtomicUsize::new(0) })
     }
-    Ok(nms(dets, opts.nms_iou))
+
+    /// How many times the text tower has run.
+    pub fn text_runs(&self) -> usize {
+        self.text_runs.load(Ordering::Relaxed)
+    }
+
+    /// (ids, embeddings) of a query set, from the cache or one text-tower run.
+    fn embed(&self, queries: &[String], l: usize) -> Result<Arc<(Vec<f32>, Vec<f32>)>> {
+        if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(queries) {
+            return Ok(hit.clone());
+        }
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for q in queries {
+            let (i, m) = self.tok.encode_padded(q, l);
+            ids.extend(i.iter().map(|&v| v as f32));
+            mask.extend(m.iter().map(|&v| v as f32));
+        }
+        let qn = queries.len();
+        let out = self.model.run_inputs(&[("input_ids", &ids, &[qn, l]), ("attention_mask", &mask, &[qn, l])])?;
+        self.text_runs.fetch_add(1, Ordering::Relaxed);
+        let embeds = out.into_iter().find(|t| t.name == "query_embeds").map(|t| t.data).unwrap_or_default();
+        let entry = Arc::new((ids, embeds));
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(queries.to_vec(), entry.clone());
+        Ok(entry)
+    }
+
+    /// Detect `queries` in one image.
+    pub fn detect(&self, img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
+        let ModelConfig::Owl(cfg) = &self.model.config else { unreachable!("checked in new") };
+        if queries.is_empty() {
+            return Err(Error::Input { tensor: "query".into(), message: "give at least one --query".into() });
+        }
+        let l = cfg.max_position_embeddings;
+        let qn = queries.len();
+        let text = self.embed(queries, l)?;
+        let pixels = owl_pixels(img, &self.model.config)?;
+        let s = cfg.image_size;
+        let out = self.model.run_inputs(&[
+            ("pixel_values", &pixels, &[1, 3, s, s]),
+            ("input_ids", &text.0, &[qn, l]),
+            ("query_embeds", &text.1, &[qn, cfg.projection_dim]),
+        ])?;
+        let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
+        let (logits, boxes) = (find("logits")?, find("pred_boxes")?);
+        let (w, h) = img.dimensions();
+        // OWLv2 boxes are relative to the padded square.
+        let (sx, sy) = if cfg.v2 { (w.max(h) as f32, w.max(h) as f32) } else { (w as f32, h as f32) };
+        let mut dets = Vec::new();
+        for p in 0..cfg.patches() {
+            let row = &logits.data[p * qn..(p + 1) * qn];
+            let (best, &logit) = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &f32::MIN));
+            let score = 1.0 / (1.0 + (-logit).exp());
+            if score < opts.threshold {
+                continue;
+            }
+            let b = &boxes.data[p * 4..p * 4 + 4];
+            let bbox = [(b[0] - b[2] / 2.0) * sx, (b[1] - b[3] / 2.0) * sy, (b[0] + b[2] / 2.0) * sx, (b[1] + b[3] / 2.0) * sy];
+            dets.push(Detection { query: best, label: queries[best].clone(), score, bbox });
+        }
+        Ok(nms(dets, opts.nms_iou))
+    }
 }
 
 /// 5x7 bitmap glyphs (rows top to bottom, 5 bits each) for labels.

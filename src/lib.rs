@@ -132,10 +132,14 @@ impl Model {
     /// [B*Q, L] and `attention_mask` [B*Q, L], token ids as f32 values).
     pub fn run_inputs(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Vec<Tensor>> {
         let pixels = inputs.iter().find(|(n, _, _)| *n == "pixel_values");
-        let Some((_, data, shape)) = pixels else {
-            return Err(Error::Input { tensor: "pixel_values".into(), message: "missing".into() });
-        };
-        self.check_pixels(data.len(), shape)?;
+        match pixels {
+            Some((_, data, shape)) => {
+                self.check_pixels(data.len(), shape)?;
+            }
+            // A detector's text tower runs on its own.
+            None if matches!(self.config, ModelConfig::Owl(_)) => {}
+            None => return Err(Error::Input { tensor: "pixel_values".into(), message: "missing".into() }),
+        }
         for (name, data, shape) in inputs {
             if shape.iter().product::<usize>() != data.len() {
                 return Err(Error::Input { tensor: name.to_string(), message: format!("shape {shape:?} does not match {} values", data.len()) });

@@ -96,3 +96,56 @@ fn owl_detect_cli_end_to_end() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizer"));
     assert!(!drawn2.exists());
 }
+
+/// The text tower run alone and the image tower on its embeddings give the whole
+/// detector's outputs; a Detector embeds a query set once and reuses it across images.
+#[test]
+fn owl_text_tower_split_and_cached() {
+    let fx = fixtures().join("owl");
+    let dir = temp_dir("owl_split");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let name = "owlv2_patch16_batch2_pad_query";
+    let model_path = dir.join("model.safetensors");
+    let (cfg, ckpt, io) = (fx.join(format!("{name}.config.json")), fx.join(format!("{name}.checkpoint.safetensors")), fx.join(format!("{name}.io.safetensors")));
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&model_path)]);
+    let gpu = wgvision::Gpu::new(None).unwrap();
+    let m = wgvision::Model::load(&model_path, gpu).unwrap();
+    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let (ps, pixels) = read_tensor(&io, "pixel_values");
+    let (is, ids) = read_tensor_any(&io, "input_ids");
+    let (_, mask) = read_tensor_any(&io, "attention_mask");
+    let (pixels, ids, mask) = (f32s(pixels), f32s(ids), f32s(mask));
+    let full = m.run_inputs(&[("pixel_values", &pixels, &ps), ("input_ids", &ids, &is), ("attention_mask", &mask, &is)]).unwrap();
+    let text = m.run_inputs(&[("input_ids", &ids, &is), ("attention_mask", &mask, &is)]).unwrap();
+    let q = text.iter().find(|t| t.name == "query_embeds").unwrap();
+    let image = m.run_inputs(&[("pixel_values", &pixels, &ps), ("input_ids", &ids, &is), ("query_embeds", &q.data, &q.shape)]).unwrap();
+    for t in &full {
+        let split = image.iter().find(|x| x.name == t.name).unwrap_or_else(|| panic!("split graph lacks {}", t.name));
+        assert_eq!(split.shape, t.shape);
+        assert_eq!(split.data, t.data, "{}: split graphs compute the same kernels on the same values", t.name);
+    }
+    // Token ids beyond this model's 300-token vocabulary are refused before running.
+    let tok = wgvision::tokenizer::ClipTokenizer::load(&fixtures().join("clip_tokenizer/tokenizer.json")).unwrap();
+    let det = wgvision::detect::Detector::new(&m, &tok).unwrap();
+    let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
+    let opts = wgvision::detect::DetectOptions { threshold: 0.0, nms_iou: 0.3 };
+    let err = det.detect(&img, &["a cat".to_string()], &opts).err().expect("ids beyond the vocabulary");
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+    assert_eq!(det.text_runs(), 0);
+    // A model with the tokenizer's vocabulary: two images, one query set -> one text-tower
+    // run; another query set -> a second.
+    let e2e = "owlvit_clip_vocab_e2e";
+    let path = dir.join("e2e.safetensors");
+    let (cfg, ckpt) = (fx.join(format!("{e2e}.config.json")), fx.join(format!("{e2e}.checkpoint.safetensors")));
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&path)]);
+    let m = wgvision::Model::load(&path, m.gpu().clone()).unwrap();
+    let det = wgvision::detect::Detector::new(&m, &tok).unwrap();
+    let qs = vec!["a photo of a cat".to_string(), "a remote control".to_string()];
+    let img2 = image::RgbImage::from_fn(50, 70, |x, y| image::Rgb([y as u8 * 3, 20, x as u8 * 4]));
+    let d1 = det.detect(&img, &qs, &opts).unwrap();
+    let d2 = det.detect(&img2, &qs, &opts).unwrap();
+    assert_eq!(det.text_runs(), 1, "the query set is embedded once");
+    assert!(!d1.is_empty() && !d2.is_empty());
+    det.detect(&img, &qs[..1], &opts).unwrap();
+    assert_eq!(det.text_runs(), 2);
+}

@@ -69,8 +69,16 @@ impl ModelConfig {
     }
 
     /// The graph for a run's input shapes (by input name). Image models need only
-    /// `pixel_values`; detectors also take `input_ids` [B*Q, L] (and `attention_mask`).
+    /// `pixel_values`; detectors also take `input_ids` [B*Q, L] and `attention_mask`
+    /// (whole detector), only `input_ids` + `attention_mask` (text tower), or
+    /// `pixel_values` + `input_ids` + `query_embeds` (image tower and heads).
     pub fn build_for_inputs(&self, shapes: &std::collections::HashMap<String, Vec<usize>>) -> Result<Graph> {
+        if let (ModelConfig::Owl(c), None) = (self, shapes.get("pixel_values")) {
+            return match shapes.get("input_ids").map(Vec::as_slice) {
+                Some([n, l]) => c.build_text(*n, *l),
+                _ => Err(GraphError::Config("the text tower needs input_ids [N, L] and attention_mask [N, L]".into())),
+            };
+        }
         let (name, want) = self.image_input(1);
         let batch = match shapes.get(&name) {
             Some(s) if s.len() == 4 && s[1..] == want[1..] && s[0] > 0 => s[0],
@@ -81,6 +89,7 @@ impl ModelConfig {
             ModelConfig::Owl(c) => {
                 let ids = shapes.get("input_ids").ok_or_else(|| GraphError::Config("missing input input_ids [B*Q, L]".into()))?;
                 match ids.as_slice() {
+                    [n, l] if *n > 0 && n % batch == 0 && shapes.contains_key("query_embeds") => c.build_image(batch, n / batch, *l),
                     [n, l] if *n > 0 && n % batch == 0 => c.build_for(batch, n / batch, *l),
                     _ => Err(GraphError::Config(format!("input_ids must be [B*Q, L] with B = {batch}, got {ids:?}"))),
                 }

@@ -142,12 +142,7 @@ impl OwlConfig {
     /// length `seq` (inputs pixel_values, input_ids, attention_mask).
     pub fn build_for(&self, batch: usize, queries: usize, seq: usize) -> Result<Graph> {
         self.check()?;
-        if seq == 0 || seq > self.max_position_embeddings || queries == 0 {
-            return Err(GraphError::Config(format!(
-                "input_ids must be [batch x queries, L] with 1 <= L <= {} and at least one query",
-                self.max_position_embeddings
-            )));
-        }
+        self.check_seq(queries, seq)?;
         let mut g = Graph::builder();
         let pixels = g.input("pixel_values", &[batch, 3, self.image_size, self.image_size])?;
         let ids = g.input("input_ids", &[batch * queries, seq])?;
@@ -155,6 +150,42 @@ impl OwlConfig {
         let q = self.text_tower(&mut g, ids, mask)?;
         self.image_tower_and_heads(&mut g, batch, pixels, q, ids)?;
         Ok(g.finish())
+    }
+
+    /// The text tower alone: input_ids, attention_mask [N, L] -> `query_embeds` [N, D]
+    /// (embedded once per query set, then reused across images).
+    pub fn build_text(&self, n: usize, seq: usize) -> Result<Graph> {
+        self.check()?;
+        self.check_seq(n, seq)?;
+        let mut g = Graph::builder();
+        let ids = g.input("input_ids", &[n, seq])?;
+        let mask = g.input("attention_mask", &[n, seq])?;
+        let q = self.text_tower(&mut g, ids, mask)?;
+        g.output(q, "query_embeds")?;
+        Ok(g.finish())
+    }
+
+    /// Image tower and heads on precomputed `query_embeds` [B*Q, D] (input_ids [B*Q, L]
+    /// only mark padding queries).
+    pub fn build_image(&self, batch: usize, queries: usize, seq: usize) -> Result<Graph> {
+        self.check()?;
+        self.check_seq(queries, seq)?;
+        let mut g = Graph::builder();
+        let pixels = g.input("pixel_values", &[batch, 3, self.image_size, self.image_size])?;
+        let ids = g.input("input_ids", &[batch * queries, seq])?;
+        let q = g.input("query_embeds", &[batch * queries, self.projection_dim])?;
+        self.image_tower_and_heads(&mut g, batch, pixels, q, ids)?;
+        Ok(g.finish())
+    }
+
+    fn check_seq(&self, queries: usize, seq: usize) -> Result<()> {
+        if seq == 0 || seq > self.max_position_embeddings || queries == 0 {
+            return Err(GraphError::Config(format!(
+                "input_ids must be [batch x queries, L] with 1 <= L <= {} and at least one query",
+                self.max_position_embeddings
+            )));
+        }
+        Ok(())
     }
 
     /// One image and one query of full length (weights enumeration, inspect, bench).

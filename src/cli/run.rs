@@ -121,7 +121,8 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
     let config = file.config.clone();
     let m = Model::from_weights(gpu, config, |n| file.get(n))?;
     drop(file);
-    let dets = detect::detect(&m, &tok, &img, &d.queries, &detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou })?;
+    let detector = detect::Detector::new(&m, &tok)?;
+    let dets = detector.detect(&img, &d.queries, &detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou })?;
     if let Some(path) = &d.draw {
         let drawn = detect::draw(&img, &dets);
         let tmp = path.with_file_name(format!(".{}.tmp{}", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
