@@ -109,6 +109,11 @@ impl Model {
         self.compiled_for(shapes, false)
     }
 
+    /// The graph for these named input shapes (see `ModelConfig::build_for_inputs`).
+    pub fn compiled_for_inputs(&self, shapes: Vec<(String, Vec<usize>)>) -> Result<Arc<Compiled>> {
+        self.compiled_for(shapes, false)
+    }
+
     /// The graph compiled for these input shapes (compiled once, then cached).
     fn compiled_for(&self, mut shapes: Vec<(String, Vec<usize>)>, routing: bool) -> Result<Arc<Compiled>> {
         shapes.sort();

@@ -24,21 +24,38 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         None => Model::load(path, gpu.clone())?,
         Some(config) => Model::synthetic(gpu.clone(), config, if f16 { DType::F16 } else { DType::F32 })?,
     };
-    let compiled = m.compiled(batch)?;
     let (name, shape) = m.config.image_input(batch);
     let n: usize = shape.iter().product();
     let pixels: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
-    let inputs = [(name.as_str(), pixels.as_slice())];
-    for _ in 0..warmup {
-        compiled.run(&inputs)?;
+    let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(name.clone(), shape.clone(), pixels)];
+    // Detectors: the image tower and heads on one precomputed query per image; the text
+    // tower is timed separately, per query.
+    let owl = match &m.config {
+        wgvision::ModelConfig::Owl(c) => Some(c.clone()),
+        _ => None,
+    };
+    if let Some(c) = &owl {
+        let l = c.max_position_embeddings;
+        let ids: Vec<f32> = (0..batch * l).map(|i| if i % l == 0 { 1.0 } else { 0.0 }).collect();
+        named.push(("input_ids".into(), vec![batch, l], ids));
+        named.push(("query_embeds".into(), vec![batch, c.projection_dim], vec![0.05; batch * c.projection_dim]));
     }
-    let mut times = Vec::with_capacity(iters);
-    for _ in 0..iters {
-        let t = Instant::now();
-        compiled.run(&inputs)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(|a, b| a.total_cmp(b));
+    let compiled = m.compiled_for_inputs(named.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect())?;
+    let inputs: Vec<(&str, &[f32])> = named.iter().map(|(n, _, d)| (n.as_str(), d.as_slice())).collect();
+    let times = time_runs(&compiled, &inputs, warmup, iters)?;
+    let text_ms_per_query = match &owl {
+        Some(c) => {
+            const QUERIES: usize = 8;
+            let l = c.max_position_embeddings;
+            let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, (c.vocab_size - 1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
+            let mask: Vec<f32> = (0..QUERIES * l).map(|i| if i % l < 4 { 1.0 } else { 0.0 }).collect();
+            let shapes = vec![("input_ids".to_string(), vec![QUERIES, l]), ("attention_mask".to_string(), vec![QUERIES, l])];
+            let text = m.compiled_for_inputs(shapes)?;
+            let t = time_runs(&text, &[("input_ids", &ids), ("attention_mask", &mask)], warmup, iters)?;
+            Some(t[t.len() / 2] / QUERIES as f64)
+        }
+        None => None,
+    };
     let median = times[times.len() / 2];
     let min = times[0];
     let flops = compiled.flops as f64;
@@ -62,6 +79,9 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
             "memory": compiled.memory,
             "weight_bytes": m.weight_bytes(),
         });
+        if let Some(t) = text_ms_per_query {
+            v["text_ms_per_query"] = t.into();
+        }
         if let Some(p) = &profile {
             v["per_op"] = serde_json::to_value(p)?;
             if let Some((moe, routing)) = moe_split(p) {
@@ -75,6 +95,9 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     out!("model    {}  batch {batch}  ({} weights)", m.config.name(), if f16 { "f16" } else { "f32" });
     out!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
     out!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs");
+    if let Some(t) = text_ms_per_query {
+        out!("text     {t:.2} ms per query (text tower, 8 queries per run; embedded once per query set)");
+    }
     out!("through  {ips:.2} images/s   {gflops:.2} GFLOP/s ({:.2} GFLOP per batch)", flops / 1e9);
     let mem = &compiled.memory;
     out!(
@@ -128,4 +151,19 @@ fn moe_split(p: &[wgvision::engine::NodeTime]) -> Option<(f64, f64)> {
     let total: f64 = moe.iter().map(|t| t.ms).sum();
     let experts: f64 = moe.iter().filter(|t| t.op == "expert_matmul").map(|t| t.ms).sum();
     Some((total, total - experts))
+}
+
+/// Wall-clock milliseconds of `iters` runs after `warmup`, sorted.
+fn time_runs(c: &wgvision::Compiled, inputs: &[(&str, &[f32])], warmup: usize, iters: usize) -> Result<Vec<f64>, Box<dyn std::error::Error>> {
+    for _ in 0..warmup {
+        c.run(inputs)?;
+    }
+    let mut times = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        c.run(inputs)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times)
 }

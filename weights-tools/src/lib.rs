@@ -62,12 +62,16 @@ pub fn hf_config(json: &serde_json::Value) -> Result<wgvision_graphs::ModelConfi
     }
 }
 
-/// A built-in benchmark preset: a timm model name, or a V-MoE preset (`vmoe_*`).
+/// A built-in benchmark preset: a timm model name, a V-MoE preset (`vmoe_*`), or an OWL
+/// preset (`owlvit-base-patch32`, `owlv2-base-patch16`).
 pub fn preset_config(name: &str) -> Result<wgvision_graphs::ModelConfig> {
-    match vmoe::preset(name) {
-        Some(json) => Ok(wgvision_graphs::ModelConfig::Vmoe(vmoe::config(&json)?)),
-        None => timm_config(name, &[]),
+    if let Some(json) = vmoe::preset(name) {
+        return Ok(wgvision_graphs::ModelConfig::Vmoe(vmoe::config(&json)?));
     }
+    if let Some(json) = owl::preset(name) {
+        return Ok(wgvision_graphs::ModelConfig::Owl(owl::hf_config(&json)?));
+    }
+    timm_config(name, &[])
 }
 
 /// Every timm model name `timm_config` accepts.

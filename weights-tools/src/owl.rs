@@ -193,3 +193,20 @@ pub fn convert(c: &OwlConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
     })?;
     Ok((ModelConfig::Owl(c.clone()), out))
 }
+
+/// Built-in benchmark presets (synthetic weights) with the published base models' sizes.
+pub fn preset(name: &str) -> Option<Value> {
+    let (model_type, image_size, patch_size) = match name {
+        "owlvit-base-patch32" => ("owlvit", 768, 32),
+        "owlvit-base-patch16" => ("owlvit", 768, 16),
+        "owlv2-base-patch16" => ("owlv2", 960, 16),
+        _ => return None,
+    };
+    Some(serde_json::json!({
+        "_name_or_path": name, "model_type": model_type, "projection_dim": 512,
+        "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
+            "vocab_size": 49408, "max_position_embeddings": 16, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5},
+        "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "image_size": image_size, "patch_size": patch_size, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}
+    }))
+}
