@@ -65,6 +65,20 @@ impl std::fmt::Debug for Gpu {
 }
 
 impl Gpu {
+    /// Block until the device has finished all submitted work. wgpu's wait gives up after
+    /// a fixed time, but one forward pass of a large model on a software adapter can take
+    /// minutes: keep waiting while the device is merely busy.
+    pub fn wait_idle(&self) -> crate::error::Result<()> {
+        let start = std::time::Instant::now();
+        // wgpu 25's only poll error is its wait timeout.
+        while let Err(e) = self.device.poll(wgpu::PollType::Wait) {
+            if start.elapsed() > std::time::Duration::from_secs(3600) {
+                return Err(crate::error::EngineError::Gpu(format!("device still busy after an hour: {e}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one.
     pub fn new(backend: Option<Backend>) -> Result<Arc<Gpu>> {
         let backend = match backend {

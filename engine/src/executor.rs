@@ -295,7 +295,7 @@ impl Compiled {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.gpu.device.poll(wgpu::PollType::Wait).map_err(|e| EngineError::Gpu(e.to_string()))?;
+        self.gpu.wait_idle()?;
         rx.recv()
             .map_err(|e| EngineError::Gpu(e.to_string()))?
             .map_err(|e| EngineError::Gpu(e.to_string()))?;
