@@ -65,6 +65,16 @@ pub fn owl_pixels(img: &RgbImage, model: &ModelConfig) -> Result<Vec<f32>> {
     Ok(out)
 }
 
+/// Generalized IoU: IoU minus the enclosing box's share not covered by the union.
+fn generalized_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let union = area(a) + area(b) - iw * ih;
+    let enclosing = (a[2].max(b[2]) - a[0].min(b[0])) * (a[3].max(b[3]) - a[1].min(b[1]));
+    iou(a, b) - (enclosing - union) / enclosing.max(1e-12)
+}
+
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
@@ -89,14 +99,15 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
 /// embeddings for every image detected with the same queries.
 pub struct Detector<'a> {
     model: &'a Model,
-    tok: &'a ClipTokenizer,
+    /// Needed for text queries only.
+    tok: Option<&'a ClipTokenizer>,
     /// queries -> (ids [Q, L] as f32, query embeddings [Q, D]).
     cache: Mutex<HashMap<Vec<String>, Arc<(Vec<f32>, Vec<f32>)>>>,
     text_runs: AtomicUsize,
 }
 
 impl<'a> Detector<'a> {
-    pub fn new(model: &'a Model, tok: &'a ClipTokenizer) -> Result<Detector<'a>> {
+    pub fn new(model: &'a Model, tok: Option<&'a ClipTokenizer>) -> Result<Detector<'a>> {
         if !matches!(model.config, ModelConfig::Owl(_)) {
             return Err(Error::Input { tensor: "model".into(), message: "text queries need an OWL-ViT / OWLv2 model".into() });
         }
@@ -113,9 +124,10 @@ impl<'a> Detector<'a> {
         if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(queries) {
             return Ok(hit.clone());
         }
+        let tok = self.tok.ok_or_else(|| Error::Input { tensor: "query".into(), message: "text queries need a tokenizer".into() })?;
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
         for q in queries {
-            let (i, m) = self.tok.encode_padded(q, l);
+            let (i, m) = tok.encode_padded(q, l);
             ids.extend(i.iter().map(|&v| v as f32));
             mask.extend(m.iter().map(|&v| v as f32));
         }
@@ -128,22 +140,76 @@ impl<'a> Detector<'a> {
         Ok(entry)
     }
 
+    fn config(&self) -> &wgvision_graphs::owl::OwlConfig {
+        match &self.model.config {
+            ModelConfig::Owl(c) => c,
+            _ => unreachable!("checked in new"),
+        }
+    }
+
+    /// The image tower and heads on one preprocessed image [1, 3, S, S] with query
+    /// embeddings [Q, D] (`ids` [Q, L] only mark padding queries).
+    pub fn run_image(&self, pixels: &[f32], ids: &[f32], embeds: &[f32]) -> Result<Vec<crate::Tensor>> {
+        let cfg = self.config();
+        let (s, l, d) = (cfg.image_size, cfg.max_position_embeddings, cfg.projection_dim);
+        let qn = embeds.len() / d.max(1);
+        self.model.run_inputs(&[("pixel_values", pixels, &[1, 3, s, s]), ("input_ids", ids, &[qn, l]), ("query_embeds", embeds, &[qn, d])])
+    }
+
+    /// transformers' `embed_image_query`: among the query image's predicted boxes whose
+    /// IoU with the whole image is within 80% of the best (generalized IoU if none
+    /// overlaps), the class embedding least similar to the image's mean embedding.
+    pub fn image_query_embedding(&self, query_pixels: &[f32]) -> Result<Vec<f32>> {
+        let cfg = self.config();
+        let (l, d) = (cfg.max_position_embeddings, cfg.projection_dim);
+        let mut ids = vec![0.0; l];
+        ids[0] = 1.0;
+        let out = self.run_image(query_pixels, &ids, &vec![0.0; d])?;
+        let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
+        let (emb, boxes) = (find("class_embeds")?, find("pred_boxes")?);
+        let p = cfg.patches();
+        let corners: Vec<[f32; 4]> = boxes.data.chunks_exact(4).map(|b| [b[0] - b[2] / 2.0, b[1] - b[3] / 2.0, b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]).collect();
+        let whole = [0.0, 0.0, 1.0, 1.0];
+        let mut ious: Vec<f32> = corners.iter().map(|c| iou(&whole, c)).collect();
+        if ious.iter().all(|&v| v == 0.0) {
+            ious = corners.iter().map(|c| generalized_iou(&whole, c)).collect();
+        }
+        let best = ious.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let selected: Vec<usize> = (0..p).filter(|&i| ious[i] >= best * 0.8).collect();
+        if selected.is_empty() {
+            return Err(Error::Input { tensor: "query image".into(), message: "no predicted box covers the query image".into() });
+        }
+        let dt = emb.data.len() / p;
+        let mean: Vec<f32> = (0..dt).map(|c| (0..p).map(|i| emb.data[i * dt + c]).sum::<f32>() / p as f32).collect();
+        let sim = |i: usize| -> f32 { (0..dt).map(|c| mean[c] * emb.data[i * dt + c]).sum() };
+        let pick = selected.iter().copied().fold(selected[0], |b, i| if sim(i) < sim(b) { i } else { b });
+        Ok(emb.data[pick * dt..(pick + 1) * dt].to_vec())
+    }
+
+    /// Image-guided detection: boxes in `img` that look like the object in `query_img`.
+    pub fn detect_image_query(&self, img: &RgbImage, query_img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>> {
+        let q = self.image_query_embedding(&owl_pixels(query_img, &self.model.config)?)?;
+        let mut ids = vec![0.0; self.config().max_position_embeddings];
+        ids[0] = 1.0;
+        let out = self.run_image(&owl_pixels(img, &self.model.config)?, &ids, &q)?;
+        self.post_process(&out, img, &["query image".to_string()], opts)
+    }
+
     /// Detect `queries` in one image.
     pub fn detect(&self, img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
-        let ModelConfig::Owl(cfg) = &self.model.config else { unreachable!("checked in new") };
         if queries.is_empty() {
             return Err(Error::Input { tensor: "query".into(), message: "give at least one --query".into() });
         }
-        let l = cfg.max_position_embeddings;
+        let text = self.embed(queries, self.config().max_position_embeddings)?;
+        let out = self.run_image(&owl_pixels(img, &self.model.config)?, &text.0, &text.1)?;
+        self.post_process(&out, img, queries, opts)
+    }
+
+    /// transformers' post-processing (best query per patch, sigmoid score, boxes to
+    /// pixel corners), threshold, per-label NMS.
+    fn post_process(&self, out: &[crate::Tensor], img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
+        let cfg = self.config();
         let qn = queries.len();
-        let text = self.embed(queries, l)?;
-        let pixels = owl_pixels(img, &self.model.config)?;
-        let s = cfg.image_size;
-        let out = self.model.run_inputs(&[
-            ("pixel_values", &pixels, &[1, 3, s, s]),
-            ("input_ids", &text.0, &[qn, l]),
-            ("query_embeds", &text.1, &[qn, cfg.projection_dim]),
-        ])?;
         let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
         let (logits, boxes) = (find("logits")?, find("pred_boxes")?);
         let (w, h) = img.dimensions();

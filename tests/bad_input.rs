@@ -297,3 +297,42 @@ fn vmoe_checkpoint_and_config_errors() {
     let res = dir.join("out.safetensors");
     expect_failure(&["run", out_s, "--input", input.to_str().unwrap(), "-o", res.to_str().unwrap()], &["group_size 32"], Some(&res));
 }
+
+#[test]
+fn owl_input_and_option_errors() {
+    let dir = temp_dir("bad_owl");
+    let fx = fixtures().join("owl");
+    let name = "owlvit_patch16_batch2_pad_query";
+    let model = dir.join("model.safetensors");
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let (cfg, ckpt, io) = (fx.join(format!("{name}.config.json")), fx.join(format!("{name}.checkpoint.safetensors")), fx.join(format!("{name}.io.safetensors")));
+    // An OWLv2 checkpoint under an OWL-ViT config: the objectness head is left over.
+    let v2 = fx.join("owlv2_patch16_batch2_pad_query.checkpoint.safetensors");
+    let out = dir.join("wrong.safetensors");
+    expect_failure(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&v2), "-o", &s(&out)], &["owlv2"], Some(&out));
+    // --tokenizer on a model that is not a detector.
+    let swin = fixtures().join("swin");
+    let tok = fixtures().join("clip_tokenizer/tokenizer.json");
+    let swin_cfg = swin.join("hf_model_features.config.json");
+    let swin_ckpt = swin.join("hf_model_features.checkpoint.safetensors");
+    expect_failure(&["convert", "--from", "hf", "--config", &s(&swin_cfg), &s(&swin_ckpt), "-o", &s(&out), "--tokenizer", &s(&tok)], &["--tokenizer"], Some(&out));
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&model)]);
+    // Token ids beyond the vocabulary, and a missing input_ids.
+    let bad = dir.join("bad_ids.safetensors");
+    rewrite(&io, &bad, |m| {
+        let t = m.get_mut("input_ids").unwrap();
+        t.2[0..8].copy_from_slice(&100_000i64.to_le_bytes());
+    });
+    let res = dir.join("out.safetensors");
+    expect_failure(&["run", &s(&model), "--input", &s(&bad), "-o", &s(&res)], &["input_ids", "vocabulary"], Some(&res));
+    rewrite(&io, &bad, |m| {
+        m.remove("input_ids");
+    });
+    expect_failure(&["run", &s(&model), "--input", &s(&bad), "-o", &s(&res)], &["input_ids"], Some(&res));
+    // --query on an image classifier.
+    let vit_model = dir.join("swin.safetensors");
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&swin_cfg), &s(&swin_ckpt), "-o", &s(&vit_model)]);
+    let img = dir.join("img.png");
+    image::RgbImage::new(16, 16).save(&img).unwrap();
+    expect_failure(&["run", &s(&vit_model), "--image", &s(&img), "--query", "a cat"], &["--query"], None);
+}

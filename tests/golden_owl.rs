@@ -126,7 +126,7 @@ fn owl_text_tower_split_and_cached() {
     }
     // Token ids beyond this model's 300-token vocabulary are refused before running.
     let tok = wgvision::tokenizer::ClipTokenizer::load(&fixtures().join("clip_tokenizer/tokenizer.json")).unwrap();
-    let det = wgvision::detect::Detector::new(&m, &tok).unwrap();
+    let det = wgvision::detect::Detector::new(&m, Some(&tok)).unwrap();
     let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
     let opts = wgvision::detect::DetectOptions { threshold: 0.0, nms_iou: 0.3 };
     let err = det.detect(&img, &["a cat".to_string()], &opts).err().expect("ids beyond the vocabulary");
@@ -139,7 +139,7 @@ fn owl_text_tower_split_and_cached() {
     let (cfg, ckpt) = (fx.join(format!("{e2e}.config.json")), fx.join(format!("{e2e}.checkpoint.safetensors")));
     wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&path)]);
     let m = wgvision::Model::load(&path, m.gpu().clone()).unwrap();
-    let det = wgvision::detect::Detector::new(&m, &tok).unwrap();
+    let det = wgvision::detect::Detector::new(&m, Some(&tok)).unwrap();
     let qs = vec!["a photo of a cat".to_string(), "a remote control".to_string()];
     let img2 = image::RgbImage::from_fn(50, 70, |x, y| image::Rgb([y as u8 * 3, 20, x as u8 * 4]));
     let d1 = det.detect(&img, &qs, &opts).unwrap();
@@ -148,4 +148,39 @@ fn owl_text_tower_split_and_cached() {
     assert!(!d1.is_empty() && !d2.is_empty());
     det.detect(&img, &qs[..1], &opts).unwrap();
     assert_eq!(det.text_runs(), 2);
+}
+
+/// Image-guided (one-shot) detection: the query embedding chosen from the query image's
+/// boxes and the target image's logits and boxes match transformers'
+/// `image_guided_detection`.
+#[test]
+fn owl_image_guided_matches_transformers() {
+    let fx = fixtures().join("owl");
+    let dir = temp_dir("owl_image_guided");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let name = "owlvit_image_guided";
+    let model_path = dir.join("model.safetensors");
+    let (cfg, ckpt, io) = (fx.join(format!("{name}.config.json")), fx.join(format!("{name}.checkpoint.safetensors")), fx.join(format!("{name}.io.safetensors")));
+    wgvision_ok(&["convert", "--from", "hf", "--config", &s(&cfg), &s(&ckpt), "-o", &s(&model_path)]);
+    let m = wgvision::Model::load(&model_path, wgvision::Gpu::new(None).unwrap()).unwrap();
+    let det = wgvision::detect::Detector::new(&m, None).unwrap();
+    let f32s = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+    let pixels = f32s(read_tensor(&io, "pixel_values").1);
+    let query = f32s(read_tensor(&io, "query_pixel_values").1);
+    let q = det.image_query_embedding(&query).unwrap();
+    let mut ids = vec![0.0; 16];
+    ids[0] = 1.0;
+    let out = det.run_image(&pixels, &ids, &q).unwrap();
+    for (ours, theirs) in [("logits", "logits"), ("pred_boxes", "target_pred_boxes")] {
+        let got: Vec<f64> = out.iter().find(|t| t.name == ours).unwrap().data.iter().map(|&v| v as f64).collect();
+        let (_, want) = read_tensor(&io, theirs);
+        let e = rel_l2(&got, &want);
+        eprintln!("{name:<36} {ours:<18} rel-L2 {e:.2e}");
+        assert!(e <= 1e-4, "{ours}: relative L2 {e:e} > 1e-4");
+    }
+    // Text queries without a tokenizer are a clear error.
+    let img = image::RgbImage::new(8, 8);
+    let opts = wgvision::detect::DetectOptions { threshold: 0.1, nms_iou: 0.3 };
+    let err = det.detect(&img, &["a cat".to_string()], &opts).err().unwrap();
+    assert!(err.to_string().contains("tokenizer"), "{err}");
 }

@@ -121,6 +121,8 @@ impl OwlConfig {
         let feats = layer_norm(g, feats, "layer_norm", d, self.vision.layer_norm_eps)?;
         // Class head.
         let img_class = linear(g, feats, "class_head.dense0", (d, self.text.hidden_size), true, Activation::None, None)?;
+        // Per-patch class embeddings: image-guided queries take one of a query image's.
+        g.output(img_class, "class_embeds")?;
         let shift_scale = linear(g, feats, "class_head.shift_scale", (d, 2), true, Activation::None, None)?; // (B, P, 2)
         let logits = g.node("class_head.logits", Op::OwlClassLogits, &[img_class, shift_scale, queries, ids])?; // (B, P, Q)
         g.output(logits, "logits")?;

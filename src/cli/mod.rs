@@ -91,6 +91,10 @@ enum Cmd {
         /// CLIP tokenizer for --query, if the model file has none stored
         #[arg(long)]
         tokenizer: Option<PathBuf>,
+        /// OWL-ViT / OWLv2 with --image: find objects like the one in this image
+        /// (image-guided, one-shot detection) instead of text queries
+        #[arg(long, conflicts_with = "queries")]
+        query_image: Option<PathBuf>,
         /// Detections below this score (sigmoid of the best query's logit) are dropped
         #[arg(long, default_value_t = 0.1)]
         threshold: f32,
@@ -150,8 +154,8 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Convert { from, model, sets, config, list_models, input, output, dtype, tokenizer } => {
             convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16, tokenizer)
         }
-        Cmd::Run { model, input, output, image, top, routing_stats, queries, tokenizer, threshold, nms_iou, json, draw, backend } => {
-            let detect = run::DetectArgs { queries, tokenizer, threshold, nms_iou, json, draw };
+        Cmd::Run { model, input, output, image, top, routing_stats, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
+            let detect = run::DetectArgs { queries, tokenizer, query_image, threshold, nms_iou, json, draw };
             run::run(model, input, output, image, top, routing_stats, detect, backend)
         }
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),

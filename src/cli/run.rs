@@ -9,6 +9,7 @@ use wgvision::{image_input, softmax, top_k, Model};
 pub struct DetectArgs {
     pub queries: Vec<String>,
     pub tokenizer: Option<PathBuf>,
+    pub query_image: Option<PathBuf>,
     pub threshold: f32,
     pub nms_iou: f32,
     pub json: bool,
@@ -38,8 +39,8 @@ pub fn run(
         let image = image.ok_or("give --image FILE with --query TEXT")?;
         return run_detect(file, &image, detect, backend);
     }
-    if !detect.queries.is_empty() {
-        return Err("--query applies to OWL-ViT / OWLv2 model files".into());
+    if !detect.queries.is_empty() || detect.query_image.is_some() {
+        return Err("--query / --query-image apply to OWL-ViT / OWLv2 model files".into());
     }
     let (name, _) = file.config.image_input(1);
     let image_pixels = match &image {
@@ -108,21 +109,27 @@ pub fn run(
 fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs, backend: Option<String>) -> CliResult {
     use wgvision::detect;
     use wgvision::tokenizer::ClipTokenizer;
-    if d.queries.is_empty() {
-        return Err("a detector needs at least one --query TEXT".into());
+    if d.queries.is_empty() && d.query_image.is_none() {
+        return Err("a detector needs at least one --query TEXT (or --query-image FILE)".into());
     }
     let tok = match &d.tokenizer {
-        Some(p) => ClipTokenizer::load(p)?,
-        None if !file.files.is_empty() => ClipTokenizer::from_files(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?,
+        _ if d.query_image.is_some() => None,
+        Some(p) => Some(ClipTokenizer::load(p)?),
+        None if !file.files.is_empty() => Some(ClipTokenizer::from_files(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?),
         None => return Err("no tokenizer: pass --tokenizer tokenizer.json (or store one with `convert --tokenizer`)".into()),
     };
     let img = detect::open_rgb(image)?;
+    let query_img = d.query_image.as_deref().map(detect::open_rgb).transpose()?;
     let gpu = open_gpu(backend.as_deref())?;
     let config = file.config.clone();
     let m = Model::from_weights(gpu, config, |n| file.get(n))?;
     drop(file);
-    let detector = detect::Detector::new(&m, &tok)?;
-    let dets = detector.detect(&img, &d.queries, &detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou })?;
+    let detector = detect::Detector::new(&m, tok.as_ref())?;
+    let opts = detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou };
+    let dets = match &query_img {
+        Some(q) => detector.detect_image_query(&img, q, &opts)?,
+        None => detector.detect(&img, &d.queries, &opts)?,
+    };
     if let Some(path) = &d.draw {
         let drawn = detect::draw(&img, &dets);
         let tmp = path.with_file_name(format!(".{}.tmp{}", path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));

@@ -109,6 +109,27 @@ def main():
     index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": 1, "queries": texts,
                   "outputs": ["logits", "pred_boxes"], "out_shape": list(out.logits.shape)})
     print(f"{name}: logits {tuple(out.logits.shape)}")
+    # Image-guided (one-shot) detection: transformers' image_guided_detection on a target
+    # and a query image with the first OWL-ViT case's model.
+    name = "owlvit_image_guided"
+    torch.manual_seed(6200)
+    gen = torch.Generator().manual_seed(6200)
+    config = configs(OwlViTConfig, 64, 16)
+    model = OwlViTForObjectDetection(config).eval()
+    perturb(model, gen)
+    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
+              os.path.join(OUT, f"{name}.checkpoint.safetensors"))
+    with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
+        f.write(config.to_json_string())
+    x = torch.randn(1, 3, 64, 64, generator=gen).float()
+    qx = torch.randn(1, 3, 64, 64, generator=gen).float()
+    torch.set_default_dtype(torch.float64)
+    with torch.no_grad():
+        out = model.double().image_guided_detection(pixel_values=x.double(), query_pixel_values=qx.double())
+    torch.set_default_dtype(torch.float32)
+    save_file({"pixel_values": x, "query_pixel_values": qx, "logits": out.logits.contiguous(),
+               "target_pred_boxes": out.target_pred_boxes.contiguous()}, os.path.join(OUT, f"{name}.io.safetensors"))
+    print(f"{name}: logits {tuple(out.logits.shape)}")
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__,
                    "cases": index}, f, indent=1)

@@ -102,6 +102,12 @@ fn shape_hint(name: &str, _got: &[usize]) -> String {
 pub fn convert(c: &OwlConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
     let mut src = Source::new(tensors, shape_hint);
     let m = if c.v2 { "owlv2" } else { "owlvit" };
+    let other = if c.v2 { "owlvit" } else { "owlv2" };
+    if !src.contains(&format!("{m}.text_model.final_layer_norm.weight")) && src.contains(&format!("{other}.text_model.final_layer_norm.weight")) {
+        return Err(WeightsError::Unsupported(format!(
+            "the checkpoint holds {other}.* tensors but config.json says model_type '{m}': use the checkpoint's own config.json"
+        )));
+    }
     // Not used by detection: the CLIP image projection and contrastive temperature.
     src.discard(|k| k == format!("{m}.visual_projection.weight") || k == format!("{m}.logit_scale") || k.ends_with("position_ids"));
     let mut out = Converted::new();
