@@ -50,20 +50,25 @@ CASES = [
 ]
 
 
+def save_model(name, cls, config, seed):
+    """A perturbed random model saved with its config; returns it and its generator."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = cls(config).eval()
+    perturb(model, gen)
+    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
+              os.path.join(OUT, f"{name}.checkpoint.safetensors"))
+    with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
+        f.write(config.to_json_string())
+    return model, gen
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     index = []
     for i, (name, cls, cfg_cls, image, patch, batch, q, lengths, pad_query) in enumerate(CASES):
-        torch.manual_seed(6000 + i)
-        gen = torch.Generator().manual_seed(6000 + i)
         rng = np.random.default_rng(6000 + i)
-        config = configs(cfg_cls, image, patch)
-        model = cls(config).eval()
-        perturb(model, gen)
-        state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, os.path.join(OUT, f"{name}.checkpoint.safetensors"))
-        with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
-            f.write(config.to_json_string())
+        model, gen = save_model(name, cls, configs(cfg_cls, image, patch), 6000 + i)
         x = torch.randn(batch, 3, image, image, generator=gen).float()
         ids, mask = queries(rng, batch, q, lengths, pad_query)
         torch.set_default_dtype(torch.float64)  # transformers builds the causal mask in the default dtype
@@ -87,15 +92,7 @@ def main():
     tok = CLIPTokenizerFast(vocab_file=os.path.join(tok_dir, "vocab.json"), merges_file=os.path.join(tok_dir, "merges.txt"),
                             pad_token="!", model_max_length=MAXLEN)
     name = "owlvit_clip_vocab_e2e"
-    torch.manual_seed(6100)
-    gen = torch.Generator().manual_seed(6100)
-    config = configs(OwlViTConfig, 64, 16, vocab=len(tok))
-    model = OwlViTForObjectDetection(config).eval()
-    perturb(model, gen)
-    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
-              os.path.join(OUT, f"{name}.checkpoint.safetensors"))
-    with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
-        f.write(config.to_json_string())
+    model, gen = save_model(name, OwlViTForObjectDetection, configs(OwlViTConfig, 64, 16, vocab=len(tok)), 6100)
     texts = ["a photo of a cat", "a remote control", "hello, world!"]
     enc = tok(texts, padding="max_length", truncation=True, max_length=MAXLEN, return_tensors="pt")
     x = torch.randn(1, 3, 64, 64, generator=gen).float()
@@ -112,15 +109,7 @@ def main():
     # Image-guided (one-shot) detection: transformers' image_guided_detection on a target
     # and a query image with the first OWL-ViT case's model.
     name = "owlvit_image_guided"
-    torch.manual_seed(6200)
-    gen = torch.Generator().manual_seed(6200)
-    config = configs(OwlViTConfig, 64, 16)
-    model = OwlViTForObjectDetection(config).eval()
-    perturb(model, gen)
-    save_file({k: v.detach().float().contiguous() for k, v in model.state_dict().items()},
-              os.path.join(OUT, f"{name}.checkpoint.safetensors"))
-    with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:
-        f.write(config.to_json_string())
+    model, gen = save_model(name, OwlViTForObjectDetection, configs(OwlViTConfig, 64, 16), 6200)
     x = torch.randn(1, 3, 64, 64, generator=gen).float()
     qx = torch.randn(1, 3, 64, 64, generator=gen).float()
     torch.set_default_dtype(torch.float64)
