@@ -5,8 +5,9 @@
 //! characters, and merged by BPE rank with `</w>` marking each word's end; then
 //! `<|startoftext|>` ... `<|endoftext|>`, truncated and padded to the model's length.
 //!
-//! Vocabulary: a `tokenizer.json`, or `vocab.json` + `merges.txt` (then the specials are
-//! CLIP's two plus OWL-ViT's pad token "!", as its tokenizer config declares).
+//! Vocabulary: a `tokenizer.json`, `vocab.json` + `merges.txt`, or OpenAI's merges file
+//! alone (then the specials are CLIP's two plus OWL-ViT's pad token "!", as its tokenizer
+//! config declares).
 use regex::Regex;
 use std::collections::HashMap;
 use std::path::Path;
@@ -68,12 +69,16 @@ impl ClipTokenizer {
         if json_path.is_file() && json_path.extension().is_some_and(|e| e == "json") && !json_path.ends_with("vocab.json") {
             return Ok(vec![("tokenizer.json".into(), read(&json_path)?)]);
         }
+        // OpenAI's merges file alone (bpe_simple_vocab_16e6.txt, decompressed).
+        if path.is_file() && path.extension().is_some_and(|e| e == "txt") && !path.ends_with("merges.txt") {
+            return Ok(vec![("clip_merges.txt".into(), read(path)?)]);
+        }
         let dir = if path.is_dir() { path.to_path_buf() } else { path.parent().unwrap_or(Path::new(".")).to_path_buf() };
         let (vp, mp) = (dir.join("vocab.json"), dir.join("merges.txt"));
-        if !vp.is_file() || !mp.is_file() {
-            return Err(err("expected tokenizer.json, or a directory with vocab.json and merges.txt".into()));
+        if vp.is_file() && mp.is_file() {
+            return Ok(vec![("vocab.json".into(), read(&vp)?), ("merges.txt".into(), read(&mp)?)]);
         }
-        Ok(vec![("vocab.json".into(), read(&vp)?), ("merges.txt".into(), read(&mp)?)])
+        Err(err("expected tokenizer.json, a directory with vocab.json and merges.txt, or CLIP's merges .txt".into()))
     }
 
     /// From the texts `read_files` returns.
@@ -106,6 +111,9 @@ impl ClipTokenizer {
                 .unwrap_or_default();
             return Self::new(vocab, merges, added);
         }
+        if let Some(text) = get("clip_merges.txt") {
+            return Self::from_clip_merges(text);
+        }
         let (Some(vocab), Some(merges)) = (get("vocab.json"), get("merges.txt")) else {
             return Err("expected tokenizer.json, or vocab.json and merges.txt".into());
         };
@@ -116,6 +124,29 @@ impl ClipTokenizer {
             .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
             .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
             .collect();
+        let added = ["!", BOS, EOS].iter().filter_map(|t| vocab.get(*t).map(|&id| (t.to_string(), id, *t != "!"))).collect();
+        Self::new(vocab, merges, added)
+    }
+
+    /// From OpenAI CLIP's merges file alone (`bpe_simple_vocab_16e6.txt`, optionally with
+    /// its `#version` line): the vocabulary is built as CLIP builds it (the 256 byte
+    /// symbols, the same with `</w>`, one token per merge, then the two special tokens).
+    pub fn from_clip_merges(text: &str) -> Result<ClipTokenizer, String> {
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with("#version")).collect();
+        let n = 49152 - 256 - 2;
+        let merges: Vec<(String, String)> = lines
+            .iter()
+            .take(n)
+            .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+            .collect();
+        let table = bytes_to_unicode();
+        let printable = |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+        let order: Vec<char> = (0..256u32).filter(|&b| printable(b)).chain((0..256u32).filter(|&b| !printable(b))).map(|b| table[b as usize]).collect();
+        let mut tokens: Vec<String> = order.iter().map(|c| c.to_string()).collect();
+        tokens.extend(order.iter().map(|c| format!("{c}</w>")));
+        tokens.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
+        tokens.extend([BOS.to_string(), EOS.to_string()]);
+        let vocab: HashMap<String, u32> = tokens.into_iter().enumerate().map(|(i, t)| (t, i as u32)).collect();
         let added = ["!", BOS, EOS].iter().filter_map(|t| vocab.get(*t).map(|&id| (t.to_string(), id, *t != "!"))).collect();
         Self::new(vocab, merges, added)
     }

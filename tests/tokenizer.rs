@@ -8,7 +8,11 @@ use common::*;
 use wgvision::tokenizer::ClipTokenizer;
 
 fn check(tok: &ClipTokenizer) {
-    let text = std::fs::read_to_string(fixtures().join("clip_tokenizer/cases.json")).unwrap();
+    check_cases(tok, "cases.json");
+}
+
+fn check_cases(tok: &ClipTokenizer, file: &str) {
+    let text = std::fs::read_to_string(fixtures().join("clip_tokenizer").join(file)).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let max_len = v["max_length"].as_u64().unwrap() as usize;
     assert_eq!(tok.pad_id() as u64, v["pad_id"].as_u64().unwrap());
@@ -36,6 +40,19 @@ fn clip_bpe_matches_transformers_from_vocab_and_merges() {
         std::fs::copy(fixtures().join("clip_tokenizer").join(f), dir.join(f)).unwrap();
     }
     check(&ClipTokenizer::load(&dir).unwrap());
+}
+
+/// OpenAI CLIP's full vocabulary, rebuilt from its merges file: the well-known ids
+/// ("a photo of a cat" -> 49406 320 1125 539 320 2368 49407) and the same 14 strings.
+#[test]
+fn clip_bpe_full_vocabulary_from_openai_merges() {
+    let merges = std::fs::read_to_string(fixtures().join("clip_tokenizer/clip_merges.txt")).unwrap();
+    let tok = ClipTokenizer::from_clip_merges(&merges).unwrap();
+    assert_eq!(tok.encode("a photo of a cat"), vec![49406, 320, 1125, 539, 320, 2368, 49407]);
+    check_cases(&tok, "cases_full_vocab.json");
+    // The same through `load` on the .txt file.
+    let loaded = ClipTokenizer::load(&fixtures().join("clip_tokenizer/clip_merges.txt")).unwrap();
+    check_cases(&loaded, "cases_full_vocab.json");
 }
 
 #[test]

@@ -77,6 +77,28 @@ def main():
         json.dump({"max_length": MAX_LEN, "pad_id": tok.pad_token_id, "cases": cases}, f, ensure_ascii=False, indent=1)
     for c in cases:
         print(repr(c["text"])[:40], [t for t, m in zip(c["tokens"], c["attention_mask"]) if m])
+    # The full CLIP vocabulary: OpenAI's merges (the part CLIP uses) are committed, the
+    # vocabulary is rebuilt from them, and the same strings are tokenized.
+    full = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
+    with open(os.path.join(OUT, "clip_merges.txt"), "w") as f:
+        # The header line matters: transformers' CLIP tokenizer skips the first line.
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in full) + "\n")
+    vocab = list(bytes_to_unicode().values())
+    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in full] + ["<|startoftext|>", "<|endoftext|>"]
+    tmp_vocab = os.path.join(OUT, ".full_vocab.json")
+    with open(tmp_vocab, "w") as f:
+        json.dump({v: i for i, v in enumerate(vocab)}, f, ensure_ascii=False)
+    full_tok = CLIPTokenizerFast(vocab_file=tmp_vocab, merges_file=os.path.join(OUT, "clip_merges.txt"), pad_token="!",
+                                 model_max_length=MAX_LEN)
+    os.remove(tmp_vocab)
+    full_cases = []
+    for s in STRINGS:
+        enc = full_tok(s, padding="max_length", truncation=True, max_length=MAX_LEN)
+        full_cases.append({"text": s, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                           "tokens": full_tok.convert_ids_to_tokens(enc["input_ids"])})
+    with open(os.path.join(OUT, "cases_full_vocab.json"), "w") as f:
+        json.dump({"max_length": MAX_LEN, "pad_id": full_tok.pad_token_id, "cases": full_cases}, f, ensure_ascii=False, indent=1)
+    print("full vocab:", full_cases[0]["input_ids"][:8], full_cases[3]["tokens"][:12])
 
 
 if __name__ == "__main__":
