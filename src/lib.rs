@@ -58,9 +58,16 @@ impl Model {
     }
 
     /// Build from a config and any source of weights (used by bench presets).
-    pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
+    pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, mut lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
         let graph = config.build(config.min_batch())?;
-        let weights = GpuWeights::upload(&gpu, &graph, lookup)?;
+        // Constants of the config (e.g. OWL's box bias) are computed here, not stored.
+        let weights = GpuWeights::upload(&gpu, &graph, |name| match config.constant(name) {
+            Some(v) => {
+                let shape = graph.weights().find(|w| w.name == name).map(|w| w.shape.clone()).unwrap_or_default();
+                Some(WeightData { dtype: DType::F32, shape, bytes: bytemuck::cast_slice(&v).to_vec().into() })
+            }
+            None => lookup(name),
+        })?;
         Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()) })
     }
 

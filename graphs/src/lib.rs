@@ -106,6 +106,15 @@ impl ModelConfig {
         }
     }
 
+    /// A graph weight that is computed from the config rather than stored (e.g. OWL's box
+    /// bias); the loader supplies it, the converter does not write it.
+    pub fn constant(&self, name: &str) -> Option<Vec<f32>> {
+        match self {
+            ModelConfig::Owl(c) => c.constant(name),
+            _ => None,
+        }
+    }
+
     /// The smallest batch the graph can be built for (V-MoE token routing needs whole
     /// routing groups); any model's weights are enumerated from this graph.
     pub fn min_batch(&self) -> usize {

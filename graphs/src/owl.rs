@@ -12,6 +12,9 @@ use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId};
 
+/// The grid's box bias, computed from the config when the model loads.
+pub const BOX_BIAS: &str = "box_bias";
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Tower {
     pub hidden_size: usize,
@@ -128,7 +131,7 @@ impl OwlConfig {
         g.output(logits, "logits")?;
         // Box head: MLP, plus the grid's box bias, sigmoid.
         let boxes = self.mlp_head(g, feats, "box_head", 4)?;
-        let bias = g.weight("box_bias", &[np, 4])?;
+        let bias = g.weight(BOX_BIAS, &[np, 4])?; // a constant: see `constant`
         let boxes = g.node("box_head.bias", Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[boxes, bias])?;
         let boxes = g.node("box_head.sigmoid", Op::Unary { act: Activation::Sigmoid }, &[boxes])?;
         g.output(boxes, "pred_boxes")?;
@@ -190,8 +193,28 @@ impl OwlConfig {
         Ok(())
     }
 
+    /// Graph weights that are constants of the config, not checkpoint tensors.
+    pub fn constant(&self, name: &str) -> Option<Vec<f32>> {
+        (name == BOX_BIAS).then(|| box_bias(self.grid()))
+    }
+
     /// One image and one query of full length (weights enumeration, inspect, bench).
     pub fn build(&self, batch: usize) -> Result<Graph> {
         self.build_for(batch, 1, self.max_position_embeddings)
     }
+}
+
+/// transformers' box bias: logit of each patch's normalised corner coordinate and of the
+/// patch size, [P, 4] in (x, y, w, h) order, patches row-major.
+pub fn box_bias(grid: usize) -> Vec<f32> {
+    let logit = |v: f64| (v + 1e-4).ln() - (-v + 1e-4).ln_1p();
+    let size = logit(1.0 / grid as f64);
+    let mut out = Vec::with_capacity(grid * grid * 4);
+    for row in 0..grid {
+        for col in 0..grid {
+            let (x, y) = ((col + 1) as f64 / grid as f64, (row + 1) as f64 / grid as f64);
+            out.extend([logit(x.clamp(0.0, 1.0)) as f32, logit(y.clamp(0.0, 1.0)) as f32, size as f32, size as f32]);
+        }
+    }
+    out
 }

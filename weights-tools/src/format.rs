@@ -113,7 +113,7 @@ pub fn write_model_with_files(
         .collect();
     let mut tensors = tensors;
     let mut out = Vec::new();
-    for w in graph.weights() {
+    for w in graph.weights().filter(|w| config.constant(&w.name).is_none()) {
         let (shape, data) = tensors
             .remove(&w.name)
             .ok_or_else(|| WeightsError::MissingTensor { tensor: w.name.clone(), hint: " (after conversion)".into() })?;

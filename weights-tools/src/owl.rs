@@ -1,8 +1,7 @@
 //! transformers OWL-ViT / OWLv2 detection checkpoints (`OwlViTForObjectDetection`,
 //! `Owlv2ForObjectDetection`) and their config.json -> wgvision model files. q/k/v are
-//! fused, Linear weights transposed, the logit shift and scale heads stacked into one
-//! [D, 2] matmul, and the patch grid's box bias is computed here (a constant of the
-//! config, as transformers computes it at init).
+//! fused, Linear weights transposed, and the logit shift and scale heads stacked into one
+//! [D, 2] matmul. (The box bias is a constant of the config, computed at load.)
 use crate::kwargs::{bad_option, Kwargs};
 use crate::source::{linear_t, Converted, Source};
 use crate::st::Tensor;
@@ -73,21 +72,6 @@ pub fn hf_config(json: &Value) -> Result<OwlConfig> {
     };
     c.check()?;
     Ok(c)
-}
-
-/// transformers' box bias: logit of each patch's normalised corner coordinate and of the
-/// patch size, [P, 4] in (x, y, w, h) order, patches row-major.
-pub fn box_bias(grid: usize) -> Vec<f32> {
-    let logit = |v: f64| (v + 1e-4).ln() - (-v + 1e-4).ln_1p();
-    let size = logit(1.0 / grid as f64);
-    let mut out = Vec::with_capacity(grid * grid * 4);
-    for row in 0..grid {
-        for col in 0..grid {
-            let (x, y) = ((col + 1) as f64 / grid as f64, (row + 1) as f64 / grid as f64);
-            out.extend([logit(x.clamp(0.0, 1.0)) as f32, logit(y.clamp(0.0, 1.0)) as f32, size as f32, size as f32]);
-        }
-    }
-    out
 }
 
 fn shape_hint(name: &str, _got: &[usize]) -> String {
@@ -189,7 +173,6 @@ pub fn convert(c: &OwlConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
         linear(&mut src, &mut put, &format!("{h}.dense1"), &format!("{h}.dense1"), (dv, dv), true)?;
         linear(&mut src, &mut put, &format!("{h}.dense2"), &format!("{h}.dense2"), (dv, o), true)?;
     }
-    put("box_bias", vec![np, 4], box_bias(c.grid()));
     src.finish(|name| {
         if name.starts_with("objectness_head") {
             "; this is an OWLv2 checkpoint: use its config.json (model_type 'owlv2')".into()
