@@ -2,7 +2,10 @@
 // Entry points (chosen per adapter in ops/matmul.rs): `main_vec4` for CPU adapters when K
 // and N are multiples of 4 (4x4 register tile per lane, vec4 loads; fastest measured on
 // lavapipe), `main_cols8` for CPU adapters otherwise (uniform weight loads), `main_rows`
-// (one column, TM rows per lane), `main_tiled` for GPUs (workgroup-shared 64x64 tiles).
+// (one column, TM rows per lane), `main_tiled` for GPUs (workgroup-shared 64x64 tiles),
+// `main_tex` (TEX) for CPU adapters: A and W read through rgba32float textures, 8x8 tile
+// per lane; lavapipe fetches texels with gathers where every storage-buffer load is a
+// per-lane loop, so this is ~6x the vec4 kernel there.
 #include "common/act.wgsl"
 #include "common/index.wgsl"
 
@@ -14,6 +17,11 @@ struct MatmulParams {
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
+#ifdef TEX
+// A: K/4 x M texels (texel (k4, row) = A[row, 4k4..4k4+4]); W: N/4 x K texels.
+@group(0) @binding(1) var a_tex: texture_2d<f32>;
+@group(0) @binding(2) var w_tex: texture_2d<f32>;
+#else
 #ifdef VEC4
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
@@ -25,6 +33,7 @@ struct MatmulParams {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 #endif
 #endif
+#endif
 #ifdef BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 #endif
@@ -34,7 +43,9 @@ struct MatmulParams {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 #ifndef VEC4
+#ifndef TEX
 #include "common/weights.wgsl"
+#endif
 #endif
 
 fn epilogue(row: u32, col: u32, acc: f32) {
@@ -52,6 +63,53 @@ fn epilogue(row: u32, col: u32, acc: f32) {
 override WG: u32 = 64u;
 override TR: u32 = 1u;  // rows per lane in main_cols8 (1 or 2)
 
+#ifdef TEX
+const TEX_ROWS: u32 = 8u;
+const TEX_COLS4: u32 = 2u;
+
+@compute @workgroup_size(WG)
+fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n4 = p.n / 4u;
+    let tiles_n = (n4 + TEX_COLS4 - 1u) / TEX_COLS4;
+    let idx = linear_workgroup(wid, nwg) * WG + lid.x;
+    let row0 = (idx / tiles_n) * TEX_ROWS;
+    let c40 = (idx % tiles_n) * TEX_COLS4;
+    if (row0 >= p.m) {
+        return;
+    }
+    var acc: array<vec4<f32>, 16>;
+    for (var k4 = 0u; k4 < p.k / 4u; k4++) {
+        var av: array<vec4<f32>, TEX_ROWS>;
+        for (var i = 0u; i < TEX_ROWS; i++) {
+            av[i] = textureLoad(a_tex, vec2<u32>(k4, min(row0 + i, p.m - 1u)), 0);
+        }
+        for (var h = 0u; h < TEX_COLS4; h++) {
+            let c4 = min(c40 + h, n4 - 1u);
+            let w0 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4), 0);
+            let w1 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 1u), 0);
+            let w2 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 2u), 0);
+            let w3 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 3u), 0);
+            for (var i = 0u; i < TEX_ROWS; i++) {
+                acc[i * TEX_COLS4 + h] += av[i].x * w0 + av[i].y * w1 + av[i].z * w2 + av[i].w * w3;
+            }
+        }
+    }
+    for (var i = 0u; i < TEX_ROWS; i++) {
+        if (row0 + i >= p.m) {
+            break;
+        }
+        for (var h = 0u; h < TEX_COLS4; h++) {
+            if (c40 + h < n4) {
+                for (var j = 0u; j < 4u; j++) {
+                    epilogue(row0 + i, (c40 + h) * 4u + j, acc[i * TEX_COLS4 + h][j]);
+                }
+            }
+        }
+    }
+}
+#else
 #ifndef VEC4
 @compute @workgroup_size(WG)
 fn main_rows(@builtin(local_invocation_id) lid: vec3<u32>,
@@ -272,4 +330,5 @@ fn main_vec4(@builtin(local_invocation_id) lid: vec3<u32>,
         if (row0 + 3u < p.m) { epilogue(row0 + 3u, col + j, c3[j]); }
     }
 }
+#endif
 #endif

@@ -21,6 +21,9 @@ pub struct WeightData<'a> {
 /// Weights resident on the device, shared by every compiled batch size of a model.
 pub struct GpuWeights {
     buffers: HashMap<String, (wgpu::Buffer, DType)>,
+    /// CPU adapters: f32 matmul weights [K, N] (N a multiple of 4) also as rgba32float
+    /// textures [N/4 x K], for the texture matmul kernel.
+    textures: HashMap<String, wgpu::TextureView>,
     pub bytes: u64,
 }
 
@@ -41,6 +44,7 @@ impl GpuWeights {
             .map(|n| n.inputs[1])
             .collect();
         let mut buffers = HashMap::new();
+        let mut textures = HashMap::new();
         let mut total = 0;
         for (id, t) in graph.tensors.iter().enumerate() {
             if t.kind != TensorKind::Weight {
@@ -62,16 +66,60 @@ impl GpuWeights {
                 usage: wgpu::BufferUsages::STORAGE,
             });
             total += bytes.len() as u64;
+            let max_tex = gpu.limits.max_texture_dimension_2d as usize;
+            if let (true, DType::F32, true, [k, n]) = (gpu.caps.cpu, dtype, packed.contains(&id), t.shape.as_slice()) {
+                if n % 4 == 0 && n / 4 <= max_tex && *k <= max_tex {
+                    let tex = gpu.device.create_texture_with_data(
+                        &gpu.queue,
+                        &wgpu::TextureDescriptor {
+                            label: Some(&t.name),
+                            size: wgpu::Extent3d { width: (n / 4) as u32, height: *k as u32, depth_or_array_layers: 1 },
+                            mip_level_count: 1,
+                            sample_count: 1,
+                            dimension: wgpu::TextureDimension::D2,
+                            format: wgpu::TextureFormat::Rgba32Float,
+                            usage: wgpu::TextureUsages::TEXTURE_BINDING,
+                            view_formats: &[],
+                        },
+                        wgpu::util::TextureDataOrder::LayerMajor,
+                        &bytes[..k * n * 4],
+                    );
+                    total += (k * n * 4) as u64;
+                    textures.insert(t.name.clone(), tex.create_view(&Default::default()));
+                }
+            }
             buffers.insert(t.name.clone(), (buf, dtype));
         }
         gpu.take_uncaptured()?;
-        Ok(GpuWeights { buffers, bytes: total })
+        Ok(GpuWeights { buffers, textures, bytes: total })
+    }
+}
+
+/// Copy an activation buffer into a texture (K/4 x M texels) before a texture matmul.
+struct TexCopy {
+    buffer: wgpu::Buffer,
+    texture: Arc<wgpu::Texture>,
+    width: u32,
+    height: u32,
+}
+
+impl TexCopy {
+    fn encode(&self, enc: &mut wgpu::CommandEncoder) {
+        enc.copy_buffer_to_texture(
+            wgpu::TexelCopyBufferInfo {
+                buffer: &self.buffer,
+                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(self.width * 16), rows_per_image: Some(self.height) },
+            },
+            wgpu::TexelCopyTextureInfo { texture: &self.texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+            wgpu::Extent3d { width: self.width, height: self.height, depth_or_array_layers: 1 },
+        );
     }
 }
 
 struct Step {
     node: String,
     op: &'static str,
+    pre_copy: Option<TexCopy>,
     label: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
@@ -155,7 +203,7 @@ impl Compiled {
             let d = &graph.tensors[t];
             let bytes = d.numel() as u64 * 4;
             io_bytes += bytes;
-            let buf = storage(&gpu, &d.name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST)?;
+            let buf = storage(&gpu, &d.name, bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC)?;
             inputs.push(Io { name: d.name.clone(), shape: d.shape.clone(), buffer: buf.clone() });
             own.insert(t, buf);
         }
@@ -196,7 +244,15 @@ impl Compiled {
         for node in &graph.nodes {
             let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
             let bufs: Vec<(wgpu::Buffer, DType)> = node.inputs.iter().map(|&i| buffer_of(i)).collect::<Result<_>>()?;
-            let ctx = PlanCtx { caps: gpu.caps, input_dtypes: bufs.iter().map(|b| b.1).collect(), variant };
+            let w_texture = matches!(node.op, Op::MatMul { .. })
+                && node.inputs.get(1).is_some_and(|&w| weights.textures.contains_key(&graph.tensors[w].name));
+            let ctx = PlanCtx {
+                caps: gpu.caps,
+                input_dtypes: bufs.iter().map(|b| b.1).collect(),
+                variant,
+                w_texture,
+                max_texture_dim: gpu.limits.max_texture_dimension_2d,
+            };
             let kp = node
                 .op
                 .plan(&shapes, graph.shape(node.output), &ctx)
@@ -212,9 +268,43 @@ impl Compiled {
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let mut steps = Vec::new();
+        // Activation textures, shared by every node with the same [K/4, M] shape (each is
+        // filled right before its node runs).
+        let mut act_textures: HashMap<(u32, u32), Arc<wgpu::Texture>> = HashMap::new();
         for (node, kp, bufs, offset) in planned {
             let pipeline = gpu.pipeline(&kp.key)?;
             let out_buf = buffer_of(node.output)?.0;
+            let mut pre_copy = None;
+            let mut views: HashMap<usize, wgpu::TextureView> = HashMap::new();
+            for (_, arg) in &kp.bindings {
+                let Arg::InputTexture(i) = arg else { continue };
+                let t = node.inputs[*i];
+                let desc = &graph.tensors[t];
+                if let Some(v) = weights.textures.get(&desc.name) {
+                    views.insert(*i, v.clone());
+                    continue;
+                }
+                let k = *desc.shape.last().unwrap_or(&0);
+                let m = desc.numel() / k.max(1);
+                let (width, height) = ((k / 4) as u32, m as u32);
+                let texture = act_textures
+                    .entry((width, height))
+                    .or_insert_with(|| {
+                        Arc::new(gpu.device.create_texture(&wgpu::TextureDescriptor {
+                            label: Some("activation texture"),
+                            size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
+                            mip_level_count: 1,
+                            sample_count: 1,
+                            dimension: wgpu::TextureDimension::D2,
+                            format: wgpu::TextureFormat::Rgba32Float,
+                            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                            view_formats: &[],
+                        }))
+                    })
+                    .clone();
+                views.insert(*i, texture.create_view(&Default::default()));
+                pre_copy = Some(TexCopy { buffer: bufs[*i].0.clone(), texture, width, height });
+            }
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -224,11 +314,12 @@ impl Compiled {
                 }),
             }];
             for (binding, arg) in &kp.bindings {
-                let buffer = match arg {
-                    Arg::Input(i) => &bufs[*i].0,
-                    Arg::Output => &out_buf,
+                let resource = match arg {
+                    Arg::Input(i) => bufs[*i].0.as_entire_binding(),
+                    Arg::InputTexture(i) => wgpu::BindingResource::TextureView(&views[i]),
+                    Arg::Output => out_buf.as_entire_binding(),
                 };
-                entries.push(wgpu::BindGroupEntry { binding: *binding, resource: buffer.as_entire_binding() });
+                entries.push(wgpu::BindGroupEntry { binding: *binding, resource });
             }
             let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(&node.name),
@@ -236,7 +327,7 @@ impl Compiled {
                 entries: &entries,
             });
             let dispatch = split_dispatch(kp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
-            steps.push(Step { node: node.name.clone(), op: node.op.name(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
+            steps.push(Step { node: node.name.clone(), op: node.op.name(), pre_copy, label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
         }
         gpu.take_uncaptured()?;
         let mut tensor_buffers = vec![None; graph.tensors.len()];
@@ -324,13 +415,21 @@ impl Compiled {
     pub fn run(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
         self.upload(inputs)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        {
+        // One compute pass per run of steps; a texture matmul's input copy splits them.
+        let mut start = 0;
+        while start < self.steps.len() {
+            if let Some(c) = &self.steps[start].pre_copy {
+                c.encode(&mut enc);
+            }
+            let end = (start + 1..self.steps.len()).find(|&i| self.steps[i].pre_copy.is_some()).unwrap_or(self.steps.len());
             let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in &self.steps {
+            for s in &self.steps[start..end] {
                 pass.set_pipeline(&s.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
                 pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
             }
+            drop(pass);
+            start = end;
         }
         self.copy_outputs(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
@@ -351,6 +450,9 @@ impl Compiled {
             let count = 2 * chunk.len() as u32;
             let qs = dev.create_query_set(&wgpu::QuerySetDescriptor { label: Some("timestamps"), ty: wgpu::QueryType::Timestamp, count });
             for (i, s) in chunk.iter().enumerate() {
+                if let Some(c) = &s.pre_copy {
+                    c.encode(&mut enc);
+                }
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&s.node),
                     timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -410,6 +512,9 @@ impl Compiled {
                 mapped_at_creation: false,
             });
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            if let Some(c) = &s.pre_copy {
+                c.encode(&mut enc);
+            }
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&s.pipeline);

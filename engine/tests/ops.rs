@@ -51,9 +51,12 @@ const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);
 
 #[test]
 fn matmul_all_variants_ragged_shapes() {
-    let shapes: &[(usize, usize, usize)] = &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67), (7, 12, 20), (257, 36, 4)];
+    // K a multiple of 64 with N a multiple of 4 runs the texture kernel (8x8 tiles: rows
+    // and columns that do not fill a tile are clamped and masked).
+    let shapes: &[(usize, usize, usize)] =
+        &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67), (7, 12, 20), (257, 36, 4), (257, 128, 36), (9, 64, 4), (1, 192, 12)];
     for &(m, k, n) in shapes {
-        for variant in ["rows", "tiled", "cols8", "cols8x2", "vec4"] {
+        for variant in ["rows", "tiled", "cols8", "cols8x2", "vec4", "tex"] {
             for (bias, residual, act) in [
                 (false, false, Activation::None),
                 (true, false, Activation::Gelu),
@@ -442,4 +445,30 @@ fn owl_ops_against_reference() {
     check_exact_inputs(Op::OwlClassLogits, &shapes, &[&img, &ss, &text, &ids]);
     let want = Op::OwlClassLogits.reference(&[&img, &ss, &text, &ids], &shapes, &[b, p, q]);
     assert_eq!(want[p * q + 1], f32::MIN as f64); // image 1, patch 0, query 1 = row 4: padding
+}
+
+#[test]
+fn matmul_texture_kernel_runs_on_cpu_adapters() {
+    // On a CPU adapter, an f32 weight with N % 4 == 0 and K % 64 == 0 takes the texture
+    // kernel by default (on a GPU the tiled kernel); either way the result is checked.
+    let gpu = gpu();
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[2, 33, 128]).unwrap();
+    let w = b.weight("w1", &[128, 40]).unwrap();
+    let y = b.node("mm", Op::MatMul { act: Activation::Gelu, bias: false, residual: false }, &[x, w]).unwrap();
+    b.output(y, "y").unwrap();
+    let g = b.finish();
+    let wd = rand_vec(128 * 40, 3);
+    let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![128, 40], bytes: Cow::Owned(bytemuck::cast_slice(&wd).to_vec()) })).unwrap();
+    let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let kernels = c.kernels();
+    if gpu.caps.cpu {
+        assert!(kernels.iter().any(|(_, k)| k.contains("main_tex")), "{kernels:?}");
+    }
+    let xd = rand_vec(2 * 33 * 128, 4);
+    let got = c.run(&[("x0", &xd)]).unwrap();
+    let xs: Vec<f64> = xd.iter().map(|&v| v as f64).collect();
+    let ws: Vec<f64> = wd.iter().map(|&v| v as f64).collect();
+    let want = Op::MatMul { act: Activation::Gelu, bias: false, residual: false }.reference(&[&xs, &ws], &[&[2, 33, 128], &[128, 40]], &[2, 33, 40]);
+    assert_close("texture matmul", &got[0].data, &want, 2e-4, 1e-4, 1e-5);
 }

@@ -11,6 +11,7 @@ const WG_ROWS: u32 = 64;
 /// Lanes per workgroup in the cols8 CPU variant.
 const COLS_WG: u32 = 16;
 const VEC4_WG: u32 = 64;
+const TEX_WG: u32 = 64;
 
 pub fn infer(a: &[usize], w: &[usize], bias: Option<&[usize]>, residual: Option<&[usize]>) -> Result<Vec<usize>, String> {
     let (Some(&k), [wk, n]) = (a.last(), w) else {
@@ -50,6 +51,13 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
 
 pub fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
+    for bias in [false, true] {
+        for res in [false, true] {
+            let mut d = defines(false, bias, res);
+            d.push(Define::Flag("TEX"));
+            v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+        }
+    }
     for entry in ["main_rows", "main_tiled", "main_cols8", "main_vec4"] {
         for f16 in [false, true] {
             for bias in [false, true] {
@@ -75,9 +83,15 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     let n = s[1][1];
     let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
     let vec4_ok = !w_f16 && k % 4 == 0 && n % 4 == 0;
+    // Textures: the weight has one (made at upload for CPU adapters), and A can be copied
+    // into one (rows of K*4 bytes must be a multiple of 256 for a buffer-to-texture copy).
+    let max_tex = ctx.max_texture_dim as usize;
+    let tex_ok = ctx.w_texture && vec4_ok && k % 64 == 0 && k / 4 <= max_tex && m <= max_tex;
     let variant = match ctx.variant {
         Some("vec4") if !vec4_ok => "cols8x2",
+        Some("tex") if !tex_ok => if vec4_ok { "vec4" } else { "cols8x2" },
         Some(v) => v,
+        None if ctx.caps.cpu && tex_ok => "tex",
         None if ctx.caps.cpu && vec4_ok => "vec4",
         None if ctx.caps.cpu => "cols8x2",
         None => "tiled",
@@ -94,6 +108,10 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
             let rows_per_wg = (COLS_WG * tr) as usize;
             ("main_cols8", vec![("TR", tr), ("WG", COLS_WG)], (m.div_ceil(rows_per_wg) * n.div_ceil(8)) as u64)
         }
+        "tex" => {
+            defs.push(Define::Flag("TEX"));
+            ("main_tex", vec![("WG", TEX_WG)], (m.div_ceil(8) * (n / 4).div_ceil(2)).div_ceil(TEX_WG as usize) as u64)
+        }
         "vec4" => {
             defs.push(Define::Flag("VEC4"));
             ("main_vec4", vec![("WG", VEC4_WG)], (m.div_ceil(4) * (n / 4)).div_ceil(VEC4_WG as usize) as u64)
@@ -101,7 +119,11 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
         v => return Err(format!("unknown matmul variant {v}")),
     };
     let params = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: act.code() };
-    let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1))];
+    let mut bindings = if variant == "tex" {
+        vec![(1, Arg::InputTexture(0)), (2, Arg::InputTexture(1))]
+    } else {
+        vec![(1, Arg::Input(0)), (2, Arg::Input(1))]
+    };
     if bias {
         bindings.push((3, Arg::Input(2)));
     }

@@ -205,12 +205,19 @@ pub struct PlanCtx {
     pub input_dtypes: Vec<DType>,
     /// Force a named variant (op tests exercise every variant on every adapter).
     pub variant: Option<&'static str>,
+    /// Input 1 (a matmul weight) also exists as an rgba32float texture.
+    pub w_texture: bool,
+    /// The adapter's max_texture_dimension_2d.
+    pub max_texture_dim: u32,
 }
 
 /// A node's binding slot: one of its inputs, or its output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arg {
     Input(usize),
+    /// An input read as an rgba32float texture (4 consecutive row values per texel): a
+    /// weight's texture made at upload, or an activation copied into one before the node.
+    InputTexture(usize),
     Output,
 }
 
