@@ -96,15 +96,16 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
             }
         }
     }
-    for (var i = 0u; i < TEX_ROWS; i++) {
-        if (row0 + i >= p.m) {
-            break;
-        }
-        for (var h = 0u; h < TEX_COLS4; h++) {
-            if (c40 + h < n4) {
-                for (var j = 0u; j < 4u; j++) {
-                    epilogue(row0 + i, (c40 + h) * 4u + j, acc[i * TEX_COLS4 + h][j]);
-                }
+    // The epilogue indexes its copy, so `acc` keeps only constant indices (after
+    // unrolling) and stays in registers through the k loop.
+    var res = acc;
+    for (var t = 0u; t < TEX_ROWS * TEX_COLS4; t++) {
+        let i = t / TEX_COLS4;
+        let h = t % TEX_COLS4;
+        if (row0 + i < p.m && c40 + h < n4) {
+            let v = res[t];
+            for (var j = 0u; j < 4u; j++) {
+                epilogue(row0 + i, (c40 + h) * 4u + j, v[j]);
             }
         }
     }

@@ -79,7 +79,7 @@ fn src_tiled(tr: u32, tc: u32) -> String {
     format!(r#"
 @group(0) @binding(0) var a: texture_2d<f32>;
 @group(0) @binding(1) var b: texture_2d<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<uniform> dims: vec4<u32>;
 const TR: u32 = {tr}u;
 const TC: u32 = {tc}u;
@@ -108,7 +108,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {{
     }}
     for (var i = 0u; i < TR; i++) {{
         for (var h = 0u; h < TC; h++) {{
-            out[(r0 + i) * n4 + ct * TC + h] = acc[i * TC + h];
+            let v = acc[i * TC + h];
+            let o = ((r0 + i) * n4 + ct * TC + h) * 4u;
+            out[o] = v.x; out[o + 1u] = v.y; out[o + 2u] = v.z; out[o + 3u] = v.w;
         }}
     }}
 }}
@@ -142,18 +144,37 @@ fn main() {
     let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: None, bind_group_layouts: &[&bgl], push_constant_ranges: &[] });
     let tr: u32 = std::env::var("TR").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let tc: u32 = std::env::var("TC").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let src = src_tiled(tr, tc);
+    let engine = std::env::var("ENGINE").is_ok();
+    let src = if engine {
+        use wgvision_engine::kernels::{preprocess, Define};
+        let s = preprocess("matmul.wgsl", &[Define::Value("TM", 4), Define::Flag("TEX")]).unwrap();
+        s.replace("override WG: u32 = 64u;", "const WG: u32 = 64u;")
+    } else {
+        src_tiled(tr, tc)
+    };
     let _ = (SRC, SRC8);
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
-    let pipe = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: Some(&pl), module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
+    let pipe = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: if engine { None } else { Some(&pl) }, module: &module, entry_point: Some(if engine { "main_tex" } else { "main" }), compilation_options: Default::default(), cache: None });
     let va = ta.create_view(&Default::default());
     let vb = tb.create_view(&Default::default());
-    let bg = device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &[
-        wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&va) },
-        wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&vb) },
-        wgpu::BindGroupEntry { binding: 2, resource: out.as_entire_binding() },
-        wgpu::BindGroupEntry { binding: 3, resource: dims.as_entire_binding() },
-    ]});
+    let ebgl = pipe.get_bind_group_layout(0);
+    let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytemuck::cast_slice(&[m, n, k, 0u32]), usage: wgpu::BufferUsages::UNIFORM });
+    let bg = if engine {
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &ebgl, entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&va) },
+            wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&vb) },
+            wgpu::BindGroupEntry { binding: 5, resource: out.as_entire_binding() },
+        ]})
+    } else {
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &[
+            wgpu::BindGroupEntry { binding: 0, resource: wgpu::BindingResource::TextureView(&va) },
+            wgpu::BindGroupEntry { binding: 1, resource: wgpu::BindingResource::TextureView(&vb) },
+            wgpu::BindGroupEntry { binding: 2, resource: out.as_entire_binding() },
+            wgpu::BindGroupEntry { binding: 3, resource: dims.as_entire_binding() },
+        ]})
+    };
+    let (tr, tc) = if engine { (8, 2) } else { (tr, tc) };
     let tiles = (m / tr) * (n / (4 * tc));
     println!("tile {tr} rows x {} cols", 4 * tc);
     let run = || {
