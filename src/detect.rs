@@ -95,14 +95,16 @@ pub fn nms(mut dets: Vec<Detection>, iou_threshold: f32) -> Vec<Detection> {
     keep
 }
 
+/// A query set's (ids [Q, L] as f32, query embeddings [Q, D]).
+type Embedded = (Vec<f32>, Vec<f32>);
+
 /// A detector that embeds each query set once (the text tower) and reuses the
 /// embeddings for every image detected with the same queries.
 pub struct Detector<'a> {
     model: &'a Model,
     /// Needed for text queries only.
     tok: Option<&'a ClipTokenizer>,
-    /// queries -> (ids [Q, L] as f32, query embeddings [Q, D]).
-    cache: Mutex<HashMap<Vec<String>, Arc<(Vec<f32>, Vec<f32>)>>>,
+    cache: Mutex<HashMap<Vec<String>, Arc<Embedded>>>,
     text_runs: AtomicUsize,
 }
 
@@ -120,7 +122,7 @@ impl<'a> Detector<'a> {
     }
 
     /// (ids, embeddings) of a query set, from the cache or one text-tower run.
-    fn embed(&self, queries: &[String], l: usize) -> Result<Arc<(Vec<f32>, Vec<f32>)>> {
+    fn embed(&self, queries: &[String], l: usize) -> Result<Arc<Embedded>> {
         if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(queries) {
             return Ok(hit.clone());
         }

@@ -129,7 +129,7 @@ fn owl_text_tower_split_and_cached() {
     let det = wgvision::detect::Detector::new(&m, Some(&tok)).unwrap();
     let img = image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 90]));
     let opts = wgvision::detect::DetectOptions { threshold: 0.0, nms_iou: 0.3 };
-    let err = det.detect(&img, &["a cat".to_string()], &opts).err().expect("ids beyond the vocabulary");
+    let err = det.detect(&img, &["a cat".to_string()], &opts).expect_err("ids beyond the vocabulary");
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");
     assert_eq!(det.text_runs(), 0);
     // A model with the tokenizer's vocabulary: two images, one query set -> one text-tower

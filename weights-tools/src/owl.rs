@@ -74,6 +74,9 @@ pub fn hf_config(json: &Value) -> Result<OwlConfig> {
     Ok(c)
 }
 
+/// Stores one converted tensor (name, shape, data).
+type Put<'a> = dyn FnMut(&str, Vec<usize>, Vec<f32>) + 'a;
+
 fn shape_hint(name: &str, _got: &[usize]) -> String {
     if name.contains("position_embedding") {
         "; the checkpoint was trained at another image_size / patch_size / max_position_embeddings: use its config.json".into()
@@ -98,7 +101,7 @@ pub fn convert(c: &OwlConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
     let mut put = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
         out.insert(name.to_string(), (shape, data));
     };
-    let linear = |src: &mut Source, put: &mut dyn FnMut(&str, Vec<usize>, Vec<f32>), from: &str, to: &str, (i, o): (usize, usize), bias: bool| -> Result<()> {
+    let linear = |src: &mut Source, put: &mut Put, from: &str, to: &str, (i, o): (usize, usize), bias: bool| -> Result<()> {
         let w = src.take(&format!("{from}.weight"), &[o, i])?;
         put(&format!("{to}.weight"), vec![i, o], linear_t(&w, o, i, None));
         if bias {
@@ -106,12 +109,12 @@ pub fn convert(c: &OwlConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
         }
         Ok(())
     };
-    let norm = |src: &mut Source, put: &mut dyn FnMut(&str, Vec<usize>, Vec<f32>), from: &str, to: &str, d: usize| -> Result<()> {
+    let norm = |src: &mut Source, put: &mut Put, from: &str, to: &str, d: usize| -> Result<()> {
         put(&format!("{to}.weight"), vec![d], src.take(&format!("{from}.weight"), &[d])?);
         put(&format!("{to}.bias"), vec![d], src.take(&format!("{from}.bias"), &[d])?);
         Ok(())
     };
-    let encoder = |src: &mut Source, put: &mut dyn FnMut(&str, Vec<usize>, Vec<f32>), from: &str, to: &str, t: &Tower| -> Result<()> {
+    let encoder = |src: &mut Source, put: &mut Put, from: &str, to: &str, t: &Tower| -> Result<()> {
         let (d, f) = (t.hidden_size, t.intermediate_size);
         for i in 0..t.num_layers {
             let (a, b) = (format!("{from}.encoder.layers.{i}"), format!("{to}.layers.{i}"));
