@@ -95,31 +95,9 @@ impl GpuWeights {
     }
 }
 
-/// Copy an activation buffer into a texture (K/4 x M texels) before a texture matmul.
-struct TexCopy {
-    buffer: wgpu::Buffer,
-    texture: Arc<wgpu::Texture>,
-    width: u32,
-    height: u32,
-}
-
-impl TexCopy {
-    fn encode(&self, enc: &mut wgpu::CommandEncoder) {
-        enc.copy_buffer_to_texture(
-            wgpu::TexelCopyBufferInfo {
-                buffer: &self.buffer,
-                layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(self.width * 16), rows_per_image: Some(self.height) },
-            },
-            wgpu::TexelCopyTextureInfo { texture: &self.texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
-            wgpu::Extent3d { width: self.width, height: self.height, depth_or_array_layers: 1 },
-        );
-    }
-}
-
 struct Step {
     node: String,
     op: &'static str,
-    pre_copy: Option<TexCopy>,
     label: String,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
@@ -274,7 +252,7 @@ impl Compiled {
         for (node, kp, bufs, offset) in planned {
             let pipeline = gpu.pipeline(&kp.key)?;
             let out_buf = buffer_of(node.output)?.0;
-            let mut pre_copy = None;
+            let mut to_texture = None;
             let mut views: HashMap<usize, wgpu::TextureView> = HashMap::new();
             for (_, arg) in &kp.bindings {
                 let Arg::InputTexture(i) = arg else { continue };
@@ -297,13 +275,36 @@ impl Compiled {
                             sample_count: 1,
                             dimension: wgpu::TextureDimension::D2,
                             format: wgpu::TextureFormat::Rgba32Float,
-                            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
                             view_formats: &[],
                         }))
                     })
                     .clone();
                 views.insert(*i, texture.create_view(&Default::default()));
-                pre_copy = Some(TexCopy { buffer: bufs[*i].0.clone(), texture, width, height });
+                to_texture = Some((t, bufs[*i].0.clone(), texture, width, height));
+            }
+            // The activation goes into its texture in a step of its own, right before.
+            if let Some((t, buffer, texture, width, height)) = to_texture {
+                let key = crate::ops::to_texture::key();
+                let pipeline = gpu.pipeline(&key)?;
+                let params = crate::ops::to_texture::ToTextureParams { rows: height, k4: width, ..Default::default() };
+                let params = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("to_texture params"),
+                    contents: bytemuck::bytes_of(&params),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                });
+                let view = texture.create_view(&Default::default());
+                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&node.name),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &[
+                        wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 1, resource: buffer.as_entire_binding() },
+                        wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&view) },
+                    ],
+                });
+                let dispatch = split_dispatch((width as u64 * height as u64).div_ceil(64), gpu.limits.max_compute_workgroups_per_dimension)?;
+                steps.push(Step { node: format!("{}.to_texture", node.name), op: "to_texture", label: key.label(), pipeline, bind_group, dispatch, output: t });
             }
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -327,7 +328,7 @@ impl Compiled {
                 entries: &entries,
             });
             let dispatch = split_dispatch(kp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
-            steps.push(Step { node: node.name.clone(), op: node.op.name(), pre_copy, label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
+            steps.push(Step { node: node.name.clone(), op: node.op.name(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
         }
         gpu.take_uncaptured()?;
         let mut tensor_buffers = vec![None; graph.tensors.len()];
@@ -415,21 +416,13 @@ impl Compiled {
     pub fn run(&self, inputs: &[(&str, &[f32])]) -> Result<Vec<Tensor>> {
         self.upload(inputs)?;
         let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-        // One compute pass per run of steps; a texture matmul's input copy splits them.
-        let mut start = 0;
-        while start < self.steps.len() {
-            if let Some(c) = &self.steps[start].pre_copy {
-                c.encode(&mut enc);
-            }
-            let end = (start + 1..self.steps.len()).find(|&i| self.steps[i].pre_copy.is_some()).unwrap_or(self.steps.len());
+        {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            for s in &self.steps[start..end] {
+            for s in &self.steps {
                 pass.set_pipeline(&s.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
                 pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
             }
-            drop(pass);
-            start = end;
         }
         self.copy_outputs(&mut enc);
         self.gpu.queue.submit([enc.finish()]);
@@ -450,9 +443,6 @@ impl Compiled {
             let count = 2 * chunk.len() as u32;
             let qs = dev.create_query_set(&wgpu::QuerySetDescriptor { label: Some("timestamps"), ty: wgpu::QueryType::Timestamp, count });
             for (i, s) in chunk.iter().enumerate() {
-                if let Some(c) = &s.pre_copy {
-                    c.encode(&mut enc);
-                }
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some(&s.node),
                     timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
@@ -512,9 +502,6 @@ impl Compiled {
                 mapped_at_creation: false,
             });
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
-            if let Some(c) = &s.pre_copy {
-                c.encode(&mut enc);
-            }
             {
                 let mut pass = enc.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&s.pipeline);

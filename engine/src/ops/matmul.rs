@@ -83,10 +83,10 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     let n = s[1][1];
     let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
     let vec4_ok = !w_f16 && k % 4 == 0 && n % 4 == 0;
-    // Textures: the weight has one (made at upload for CPU adapters), and A can be copied
-    // into one (rows of K*4 bytes must be a multiple of 256 for a buffer-to-texture copy).
+    // Textures: the weight has one (made at upload for CPU adapters), and A is written
+    // into one by the executor's to_texture step.
     let max_tex = ctx.max_texture_dim as usize;
-    let tex_ok = ctx.w_texture && vec4_ok && k % 64 == 0 && k / 4 <= max_tex && m <= max_tex;
+    let tex_ok = ctx.w_texture && vec4_ok && k / 4 <= max_tex && m <= max_tex;
     let variant = match ctx.variant {
         Some("vec4") if !vec4_ok => "cols8x2",
         Some("tex") if !tex_ok => if vec4_ok { "vec4" } else { "cols8x2" },

@@ -22,6 +22,7 @@ pub mod patchify;
 pub mod patch_merge;
 pub mod pool;
 pub mod softmax;
+pub mod to_texture;
 pub mod token_embed;
 pub mod unary;
 pub mod window_attention;
@@ -275,6 +276,7 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<embed_tokens::EmbedTokensParams>(),
         one::<eos_pool::EosPoolParams>(),
         one::<owl_class_logits::OwlClassLogitsParams>(),
+        one::<to_texture::ToTextureParams>(),
         one::<moe_route::MoeRouteParams>(),
         one::<moe_dispatch::MoeDispatchParams>(),
         one::<expert_matmul::ExpertMatmulParams>(),
@@ -301,6 +303,7 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(embed_tokens::variants());
     v.extend(eos_pool::variants());
     v.extend(owl_class_logits::variants());
+    v.extend(to_texture::variants());
     v.extend(moe_route::variants());
     v.extend(moe_dispatch::variants());
     v.extend(expert_matmul::variants());
