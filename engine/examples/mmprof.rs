@@ -22,6 +22,7 @@ fn main() {
         let (_, prof) = c.run_profiled(&[("x", &xd)]).unwrap();
         let wall = t.elapsed().as_secs_f64() * 1e3;
         let ms: f64 = prof.iter().map(|p| p.ms).sum();
-        println!("{:?}: kernel {ms:.1} ms = {:.2} GFLOP/s (wall {wall:.1} ms)", prof[0].kernel, 2.0 * (m * n * k) as f64 / (ms / 1e3) / 1e9);
+        let parts: Vec<String> = prof.iter().map(|p| format!("{} {:.1} ms", p.op, p.ms)).collect();
+        println!("{parts:?}: total {ms:.1} ms = {:.2} GFLOP/s (wall {wall:.1} ms)", 2.0 * (m * n * k) as f64 / (ms / 1e3) / 1e9);
     }
 }
