@@ -67,8 +67,13 @@ impl GpuWeights {
             });
             total += bytes.len() as u64;
             let max_tex = gpu.limits.max_texture_dimension_2d as usize;
-            if let (true, DType::F32, true, [k, n]) = (gpu.caps.cpu, dtype, packed.contains(&id), t.shape.as_slice()) {
+            if let (true, true, [k, n]) = (gpu.caps.cpu, packed.contains(&id), t.shape.as_slice()) {
                 if n % 4 == 0 && n / 4 <= max_tex && *k <= max_tex {
+                    // f16 weights stay f16 in an rgba16float texture (texel loads widen them).
+                    let (format, elem) = match dtype {
+                        DType::F16 => (wgpu::TextureFormat::Rgba16Float, 2),
+                        DType::F32 => (wgpu::TextureFormat::Rgba32Float, 4),
+                    };
                     let tex = gpu.device.create_texture_with_data(
                         &gpu.queue,
                         &wgpu::TextureDescriptor {
@@ -77,14 +82,14 @@ impl GpuWeights {
                             mip_level_count: 1,
                             sample_count: 1,
                             dimension: wgpu::TextureDimension::D2,
-                            format: wgpu::TextureFormat::Rgba32Float,
+                            format,
                             usage: wgpu::TextureUsages::TEXTURE_BINDING,
                             view_formats: &[],
                         },
                         wgpu::util::TextureDataOrder::LayerMajor,
-                        &bytes[..k * n * 4],
+                        &bytes[..k * n * elem],
                     );
-                    total += (k * n * 4) as u64;
+                    total += (k * n * elem) as u64;
                     textures.insert(t.name.clone(), tex.create_view(&Default::default()));
                 }
             }

@@ -51,11 +51,13 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
 
 pub fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
-    for bias in [false, true] {
-        for res in [false, true] {
-            let mut d = defines(false, bias, res);
-            d.push(Define::Flag("TEX"));
-            v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+    for f16 in [false, true] {
+        for bias in [false, true] {
+            for res in [false, true] {
+                let mut d = defines(f16, bias, res);
+                d.push(Define::Flag("TEX"));
+                v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+            }
         }
     }
     for entry in ["main_rows", "main_tiled", "main_cols8", "main_vec4"] {
@@ -86,7 +88,8 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     // Textures: the weight has one (made at upload for CPU adapters), and A is written
     // into one by the executor's to_texture step.
     let max_tex = ctx.max_texture_dim as usize;
-    let tex_ok = ctx.w_texture && vec4_ok && k / 4 <= max_tex && m <= max_tex;
+    // (f16 weights have an rgba16float texture: the same kernel reads them widened.)
+    let tex_ok = ctx.w_texture && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && m <= max_tex;
     let variant = match ctx.variant {
         Some("vec4") if !vec4_ok => "cols8x2",
         Some("tex") if !tex_ok => if vec4_ok { "vec4" } else { "cols8x2" },
