@@ -16,13 +16,74 @@ struct ExpertMatmulParams {
 }
 
 @group(0) @binding(0) var<uniform> p: ExpertMatmulParams;
+#ifdef TEX
+// CPU adapters: A as K/4 x (E*R) texels, W as N/4 x (E*K) texels (expert e's rows from e*K).
+@group(0) @binding(1) var a_tex: texture_2d<f32>;
+@group(0) @binding(2) var w_tex: texture_2d<f32>;
+#else
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
+#endif
 #ifdef BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 #endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+fn store(row: u32, col: u32, e: u32, acc: f32) {
+    var v = acc;
+#ifdef BIAS
+    v += bias[e * p.n + col];
+#endif
+    out[row * p.n + col] = apply_act(p.act, v);
+}
+
+#ifdef TEX
+// 4 rows (of one expert: rows per expert are a multiple of 4) x 8 columns per lane.
+@compute @workgroup_size(64)
+fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = linear_workgroup(wid, nwg) * 64u + lid.x;
+    let n4 = p.n / 4u;
+    let tiles_n = (n4 + 1u) / 2u;
+    let row0 = (idx / tiles_n) * 4u;
+    let c40 = (idx % tiles_n) * 2u;
+    if (row0 >= p.experts * p.rows) {
+        return;
+    }
+    let e = row0 / p.rows;
+    var acc: array<vec4<f32>, 8>;
+    for (var k4 = 0u; k4 < p.k / 4u; k4++) {
+        var av: array<vec4<f32>, 4>;
+        for (var i = 0u; i < 4u; i++) {
+            av[i] = textureLoad(a_tex, vec2<u32>(k4, row0 + i), 0);
+        }
+        for (var h = 0u; h < 2u; h++) {
+            let c4 = min(c40 + h, n4 - 1u);
+            let wr = e * p.k + 4u * k4;
+            let w0 = textureLoad(w_tex, vec2<u32>(c4, wr), 0);
+            let w1 = textureLoad(w_tex, vec2<u32>(c4, wr + 1u), 0);
+            let w2 = textureLoad(w_tex, vec2<u32>(c4, wr + 2u), 0);
+            let w3 = textureLoad(w_tex, vec2<u32>(c4, wr + 3u), 0);
+            for (var i = 0u; i < 4u; i++) {
+                acc[i * 2u + h] += av[i].x * w0 + av[i].y * w1 + av[i].z * w2 + av[i].w * w3;
+            }
+        }
+    }
+    // Dynamic indices only into a copy, so `acc` stays in registers.
+    var res = acc;
+    for (var t = 0u; t < 8u; t++) {
+        let i = t / 2u;
+        let h = t % 2u;
+        if (c40 + h < n4) {
+            let v = res[t];
+            for (var j = 0u; j < 4u; j++) {
+                store(row0 + i, (c40 + h) * 4u + j, e, v[j]);
+            }
+        }
+    }
+}
+#else
 @compute @workgroup_size(64)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -48,15 +109,14 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             acc[i] += a[(row0 + i) * p.k + kk] * wv;
         }
     }
+    var res = acc;  // dynamic indices only into the copy: `acc` stays in registers
     for (var i = 0u; i < 4u; i++) {
+        let v = res[i];
         for (var j = 0u; j < 4u; j++) {
             if (col0 + j < p.n) {
-                var v = acc[i][j];
-#ifdef BIAS
-                v += bias[e * p.n + col0 + j];
-#endif
-                out[(row0 + i) * p.n + col0 + j] = apply_act(p.act, v);
+                store(row0 + i, col0 + j, e, v[j]);
             }
         }
     }
 }
+#endif

@@ -43,6 +43,7 @@ impl GpuWeights {
             .filter(|n| matches!(n.op, Op::MatMul { .. }))
             .map(|n| n.inputs[1])
             .collect();
+        let experts: Vec<usize> = graph.nodes.iter().filter(|n| matches!(n.op, Op::ExpertMatMul { .. })).map(|n| n.inputs[1]).collect();
         let mut buffers = HashMap::new();
         let mut textures = HashMap::new();
         let mut total = 0;
@@ -67,7 +68,14 @@ impl GpuWeights {
             });
             total += bytes.len() as u64;
             let max_tex = gpu.limits.max_texture_dimension_2d as usize;
-            if let (true, true, [k, n]) = (gpu.caps.cpu, packed.contains(&id), t.shape.as_slice()) {
+            // Expert weights [E, K, N] become one tall texture: expert e's rows from e*K.
+            let rows_cols = match t.shape.as_slice() {
+                [k, n] if packed.contains(&id) => Some((*k, *n)),
+                [e, k, n] if experts.contains(&id) => Some((e * k, *n)),
+                _ => None,
+            };
+            if let (true, Some((k, n))) = (gpu.caps.cpu, rows_cols) {
+                let (k, n) = (&k, n);
                 if n % 4 == 0 && n / 4 <= max_tex && *k <= max_tex {
                     // f16 weights stay f16 in an rgba16float texture (texel loads widen them).
                     let (format, elem) = match dtype {
@@ -227,7 +235,7 @@ impl Compiled {
         for node in &graph.nodes {
             let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
             let bufs: Vec<(wgpu::Buffer, DType)> = node.inputs.iter().map(|&i| buffer_of(i)).collect::<Result<_>>()?;
-            let w_texture = matches!(node.op, Op::MatMul { .. })
+            let w_texture = matches!(node.op, Op::MatMul { .. } | Op::ExpertMatMul { .. })
                 && node.inputs.get(1).is_some_and(|&w| weights.textures.contains_key(&graph.tensors[w].name));
             let ctx = PlanCtx {
                 caps: gpu.caps,
@@ -434,8 +442,36 @@ impl Compiled {
         self.read_outputs()
     }
 
+    /// CPU adapters: wall time per node, one submit and wait per node. (lavapipe's pass
+    /// timestamps stopped matching the work once kernels read textures.)
+    fn run_timed_steps(&self, inputs: &[(&str, &[f32])]) -> Result<(Vec<Tensor>, Vec<NodeTime>)> {
+        self.upload(inputs)?;
+        self.gpu.wait_idle()?;
+        let mut times = Vec::with_capacity(self.steps.len());
+        for s in &self.steps {
+            let t = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.dispatch.0, s.dispatch.1, 1);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.wait_idle()?;
+            times.push(NodeTime { node: s.node.clone(), op: s.op, kernel: s.label.clone(), ms: t.elapsed().as_secs_f64() * 1e3 });
+        }
+        let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+        self.copy_outputs(&mut enc);
+        self.gpu.queue.submit([enc.finish()]);
+        Ok((self.read_outputs()?, times))
+    }
+
     /// Run with a timestamp pair around every node (one pass per node): GPU time per op.
     pub fn run_profiled(&self, inputs: &[(&str, &[f32])]) -> Result<(Vec<Tensor>, Vec<NodeTime>)> {
+        if self.gpu.caps.cpu {
+            return self.run_timed_steps(inputs);
+        }
         if !self.gpu.caps.timestamp {
             return Err(EngineError::Gpu(format!("adapter {} has no TIMESTAMP_QUERY: per-op timing is unavailable", self.gpu.info.name)));
         }

@@ -411,9 +411,13 @@ fn moe_dispatch_expert_matmul_combine() {
         let y: Vec<f64> = rand_vec(e * r * d, 6).iter().map(|&v| v as f64).collect();
         check_exact_inputs(Op::MoeCombine, &[&[e, r, d], &[t, k, 3], &[t, d]], &[&y, &route, &x]);
     }
-    for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1)] {
-        check(Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[e, r, kk], &[e, kk, n], &[e, n]], None, false, F32_TOL);
-        check(Op::ExpertMatMul { act: Activation::None, bias: false }, &[&[e, r, kk], &[e, kk, n]], None, false, F32_TOL);
+    // K and N multiples of 4 take the texture kernel on CPU adapters; "buffers" forces
+    // the storage-buffer kernel.
+    for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1), (4, 8, 12, 16), (2, 4, 64, 12)] {
+        for variant in [None, Some("buffers")] {
+            check(Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[e, r, kk], &[e, kk, n], &[e, n]], variant, false, F32_TOL);
+            check(Op::ExpertMatMul { act: Activation::None, bias: false }, &[&[e, r, kk], &[e, kk, n]], variant, false, F32_TOL);
+        }
     }
 }
 

@@ -149,7 +149,8 @@ fn moe_split(p: &[wgvision::engine::NodeTime]) -> Option<(f64, f64)> {
         return None;
     }
     let total: f64 = moe.iter().map(|t| t.ms).sum();
-    let experts: f64 = moe.iter().filter(|t| t.op == "expert_matmul").map(|t| t.ms).sum();
+    // The expert matmuls include writing their inputs into textures (CPU adapters).
+    let experts: f64 = moe.iter().filter(|t| t.op == "expert_matmul" || t.op == "to_texture").map(|t| t.ms).sum();
     Some((total, total - experts))
 }
 

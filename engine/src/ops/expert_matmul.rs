@@ -1,6 +1,6 @@
 //! Grouped expert matmul: out[e] = act(a[e] @ w[e] + bias[e]) for all E experts in one
 //! dispatch (no per-expert dispatch loop).
-use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("expert_matmul.wgsl", ExpertMatmulParams {
@@ -14,17 +14,23 @@ pub fn infer(s: &[&[usize]], bias: bool) -> Result<Vec<usize>, String> {
     }
 }
 
-fn key(bias: bool) -> KernelKey {
-    let defines = if bias { vec![Define::Flag("BIAS")] } else { vec![] };
-    KernelKey { shader: "expert_matmul.wgsl", entry: "main", defines, constants: vec![] }
+fn key(bias: bool, tex: bool) -> KernelKey {
+    let mut defines = if bias { vec![Define::Flag("BIAS")] } else { vec![] };
+    if tex {
+        defines.push(Define::Flag("TEX"));
+    }
+    KernelKey { shader: "expert_matmul.wgsl", entry: if tex { "main_tex" } else { "main" }, defines, constants: vec![] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    vec![key(false), key(true)]
+    vec![key(false, false), key(true, false), key(false, true), key(true, true)]
 }
 
-pub fn plan(s: &[&[usize]], act: Activation, bias: bool) -> Result<KernelPlan, String> {
+pub fn plan(s: &[&[usize]], act: Activation, bias: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
     let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
+    // CPU adapters: both operands through textures when the weights have one (see matmul).
+    let max_tex = ctx.max_texture_dim as usize;
+    let tex = ctx.caps.cpu && ctx.w_texture && ctx.variant != Some("buffers") && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
     let params = ExpertMatmulParams {
         experts: u32_of(e, "experts")?,
         rows: u32_of(r, "rows")?,
@@ -33,16 +39,16 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool) -> Result<KernelPlan, S
         act: act.code(),
         ..Default::default()
     };
-    let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (4, Arg::Output)];
+    let mut bindings = if tex {
+        vec![(1, Arg::InputTexture(0)), (2, Arg::InputTexture(1)), (4, Arg::Output)]
+    } else {
+        vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (4, Arg::Output)]
+    };
     if bias {
         bindings.push((3, Arg::Input(2)));
     }
-    Ok(KernelPlan {
-        key: key(bias),
-        params: bytemuck::bytes_of(&params).to_vec(),
-        bindings,
-        workgroups: ((e * r / 4) * n.div_ceil(4)).div_ceil(64) as u64,
-    })
+    let workgroups = if tex { ((e * r / 4) * (n / 4).div_ceil(2)).div_ceil(64) } else { ((e * r / 4) * n.div_ceil(4)).div_ceil(64) };
+    Ok(KernelPlan { key: key(bias, tex), params: bytemuck::bytes_of(&params).to_vec(), bindings, workgroups: workgroups as u64 })
 }
 
 pub fn reference(x: &[&[f64]], s: &[&[usize]], act: Activation, bias: bool) -> Vec<f64> {

@@ -474,7 +474,7 @@ impl Op {
             Op::OwlClassLogits => owl_class_logits::plan(s, out),
             Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], s[1], *k, routing),
             Op::MoeDispatch { routing, .. } => moe_dispatch::plan(s[0], s[1], out, routing),
-            Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias),
+            Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias, ctx),
             Op::MoeCombine => moe_combine::plan(s[1], out),
         }
     }
