@@ -75,6 +75,11 @@ fn generalized_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     iou(a, b) - (enclosing - union) / enclosing.max(1e-12)
 }
 
+/// A named model output.
+fn output<'t>(out: &'t [crate::Tensor], name: &str) -> Result<&'t crate::Tensor> {
+    out.iter().find(|t| t.name == name).ok_or_else(|| Error::Input { tensor: name.into(), message: "missing model output".into() })
+}
+
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
@@ -167,8 +172,7 @@ impl<'a> Detector<'a> {
         let mut ids = vec![0.0; l];
         ids[0] = 1.0;
         let out = self.run_image(query_pixels, &ids, &vec![0.0; d])?;
-        let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
-        let (emb, boxes) = (find("class_embeds")?, find("pred_boxes")?);
+        let (emb, boxes) = (output(&out, "class_embeds")?, output(&out, "pred_boxes")?);
         let p = cfg.patches();
         let corners: Vec<[f32; 4]> = boxes.data.chunks_exact(4).map(|b| [b[0] - b[2] / 2.0, b[1] - b[3] / 2.0, b[0] + b[2] / 2.0, b[1] + b[3] / 2.0]).collect();
         let whole = [0.0, 0.0, 1.0, 1.0];
@@ -212,8 +216,7 @@ impl<'a> Detector<'a> {
     fn post_process(&self, out: &[crate::Tensor], img: &RgbImage, queries: &[String], opts: &DetectOptions) -> Result<Vec<Detection>> {
         let cfg = self.config();
         let qn = queries.len();
-        let find = |n: &str| out.iter().find(|t| t.name == n).ok_or_else(|| Error::Input { tensor: n.into(), message: "missing model output".into() });
-        let (logits, boxes) = (find("logits")?, find("pred_boxes")?);
+        let (logits, boxes) = (output(out, "logits")?, output(out, "pred_boxes")?);
         let (w, h) = img.dimensions();
         // OWLv2 boxes are relative to the padded square.
         let (sx, sy) = if cfg.v2 { (w.max(h) as f32, w.max(h) as f32) } else { (w as f32, h as f32) };

@@ -108,12 +108,8 @@ impl Model {
         if batch == 0 {
             return Err(Error::Input { tensor: "pixel_values".into(), message: "batch size must be at least 1".into() });
         }
-        let (name, shape) = self.config.image_input(batch);
-        let mut shapes = vec![(name, shape)];
-        if let ModelConfig::Owl(c) = &self.config {
-            shapes.push(("input_ids".into(), vec![batch, c.max_position_embeddings]));
-        }
-        self.compiled_for(shapes, false)
+        // Detectors also take text inputs: use `compiled_for_inputs` with their shapes.
+        self.compiled_for(vec![self.config.image_input(batch)], false)
     }
 
     /// The graph for these named input shapes (see `ModelConfig::build_for_inputs`).

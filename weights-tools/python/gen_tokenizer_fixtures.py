@@ -49,6 +49,31 @@ def bytes_to_unicode():
     return dict(zip(bs, map(chr, cs)))
 
 
+def clip_vocab(merges):
+    """CLIP's vocabulary for a merges list: byte symbols, the same with </w>, one token per
+    merge, the two special tokens."""
+    vocab = list(bytes_to_unicode().values())
+    return vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
+
+
+def write_merges(path, merges):
+    # The header line matters: transformers' CLIP tokenizer skips the first line.
+    with open(path, "w") as f:
+        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+
+
+def write_cases(tok, path):
+    """OWL-ViT's tokenizer settings on every string; returns the cases."""
+    cases = []
+    for s in STRINGS:
+        enc = tok(s, padding="max_length", truncation=True, max_length=MAX_LEN)
+        cases.append({"text": s, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
+                      "tokens": tok.convert_ids_to_tokens(enc["input_ids"])})
+    with open(path, "w") as f:
+        json.dump({"max_length": MAX_LEN, "pad_id": tok.pad_token_id, "cases": cases}, f, ensure_ascii=False, indent=1)
+    return cases
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     # open_clip ships OpenAI's merges file; read it without importing open_clip (ftfy).
@@ -56,48 +81,27 @@ def main():
     bpe = os.path.join(os.path.dirname(spec.origin), "bpe_simple_vocab_16e6.txt.gz")
     lines = gzip.open(bpe).read().decode("utf-8").split("\n")
     merges = [tuple(m.split()) for m in lines[1:1 + N_MERGES]]
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab]
-    vocab += ["".join(m) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    ids = {v: i for i, v in enumerate(vocab)}
+    ids = {v: i for i, v in enumerate(clip_vocab(merges))}
     vocab_path, merges_path = os.path.join(OUT, "vocab.json"), os.path.join(OUT, "merges.txt")
     with open(vocab_path, "w") as f:
         json.dump(ids, f, ensure_ascii=False)
-    with open(merges_path, "w") as f:
-        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+    write_merges(merges_path, merges)
     tok = CLIPTokenizerFast(vocab_file=vocab_path, merges_file=merges_path, pad_token="!", model_max_length=MAX_LEN)
     tok.backend_tokenizer.save(os.path.join(OUT, "tokenizer.json"))
-    cases = []
-    for s in STRINGS:
-        enc = tok(s, padding="max_length", truncation=True, max_length=MAX_LEN)
-        cases.append({"text": s, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                      "tokens": tok.convert_ids_to_tokens(enc["input_ids"])})
-    with open(os.path.join(OUT, "cases.json"), "w") as f:
-        json.dump({"max_length": MAX_LEN, "pad_id": tok.pad_token_id, "cases": cases}, f, ensure_ascii=False, indent=1)
+    cases = write_cases(tok, os.path.join(OUT, "cases.json"))
     for c in cases:
         print(repr(c["text"])[:40], [t for t, m in zip(c["tokens"], c["attention_mask"]) if m])
     # The full CLIP vocabulary: OpenAI's merges (the part CLIP uses) are committed, the
     # vocabulary is rebuilt from them, and the same strings are tokenized.
     full = [tuple(m.split()) for m in lines[1:49152 - 256 - 2 + 1]]
-    with open(os.path.join(OUT, "clip_merges.txt"), "w") as f:
-        # The header line matters: transformers' CLIP tokenizer skips the first line.
-        f.write("#version: 0.2\n" + "\n".join(" ".join(m) for m in full) + "\n")
-    vocab = list(bytes_to_unicode().values())
-    vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in full] + ["<|startoftext|>", "<|endoftext|>"]
+    write_merges(os.path.join(OUT, "clip_merges.txt"), full)
     tmp_vocab = os.path.join(OUT, ".full_vocab.json")
     with open(tmp_vocab, "w") as f:
-        json.dump({v: i for i, v in enumerate(vocab)}, f, ensure_ascii=False)
+        json.dump({v: i for i, v in enumerate(clip_vocab(full))}, f, ensure_ascii=False)
     full_tok = CLIPTokenizerFast(vocab_file=tmp_vocab, merges_file=os.path.join(OUT, "clip_merges.txt"), pad_token="!",
                                  model_max_length=MAX_LEN)
     os.remove(tmp_vocab)
-    full_cases = []
-    for s in STRINGS:
-        enc = full_tok(s, padding="max_length", truncation=True, max_length=MAX_LEN)
-        full_cases.append({"text": s, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                           "tokens": full_tok.convert_ids_to_tokens(enc["input_ids"])})
-    with open(os.path.join(OUT, "cases_full_vocab.json"), "w") as f:
-        json.dump({"max_length": MAX_LEN, "pad_id": full_tok.pad_token_id, "cases": full_cases}, f, ensure_ascii=False, indent=1)
+    full_cases = write_cases(full_tok, os.path.join(OUT, "cases_full_vocab.json"))
     print("full vocab:", full_cases[0]["input_ids"][:8], full_cases[3]["tokens"][:12])
 
 
