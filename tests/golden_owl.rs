@@ -184,3 +184,21 @@ fn owl_image_guided_matches_transformers() {
     let err = det.detect(&img, &["a cat".to_string()], &opts).err().unwrap();
     assert!(err.to_string().contains("tokenizer"), "{err}");
 }
+
+/// OWL-ViT preprocessing against transformers' OwlViTImageProcessor on a non-square
+/// image. The resize filters differ (PIL bicubic vs Catmull-Rom), so the bound is loose:
+/// measured relative L2 6.3e-3, largest difference 0.029 (about 2 gray levels).
+#[test]
+fn owl_vit_preprocessing_matches_transformers_processor() {
+    let fx = fixtures().join("owl");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("owlvit_patch16_batch2_pad_query.config.json")).unwrap()).unwrap();
+    let config = wgvision::graphs::ModelConfig::Owl(wgvision::weights::owl::hf_config(&cfg).unwrap());
+    let img = wgvision::detect::open_rgb(&fx.join("preprocess_input.png")).unwrap();
+    let got: Vec<f64> = wgvision::detect::owl_pixels(&img, &config).unwrap().iter().map(|&v| v as f64).collect();
+    let (shape, want) = read_tensor(&fx.join("preprocess_owlvit.safetensors"), "pixel_values");
+    assert_eq!(shape, [1, 3, 64, 64]);
+    let e = rel_l2(&got, &want);
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    eprintln!("OWL-ViT preprocessing: rel-L2 {e:.2e}, max |diff| {max:.3}");
+    assert!(e <= 1e-2 && max <= 0.05, "rel-L2 {e:e}, max {max}");
+}

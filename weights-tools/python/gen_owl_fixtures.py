@@ -1,4 +1,5 @@
-"""Golden fixtures for OWL-ViT and OWLv2 detection from transformers: small random models
+"""Golden fixtures for OWL-ViT and OWLv2 detection from transformers (and OWL-ViT's
+image preprocessing): small random models
 (perturbed so no bias or norm sits at 0/1), their config.json and state dict under
 transformers' names, and float64 outputs (logits, pred_boxes, OWLv2's objectness_logits)
 on float32 pixels and int64 input_ids / attention_mask. Several queries of different
@@ -12,7 +13,8 @@ import numpy as np
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import CLIPTokenizerFast, OwlViTConfig, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
+from PIL import Image
+from transformers import CLIPTokenizerFast, OwlViTConfig, OwlViTImageProcessor, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
 
 from gen_vit_fixtures import perturb
 
@@ -119,6 +121,17 @@ def main():
     save_file({"pixel_values": x, "query_pixel_values": qx, "logits": out.logits.contiguous(),
                "target_pred_boxes": out.target_pred_boxes.contiguous()}, os.path.join(OUT, f"{name}.io.safetensors"))
     print(f"{name}: logits {tuple(out.logits.shape)}")
+    # Preprocessing: OwlViTImageProcessor (resize to 64x64, PIL bicubic; crop to the same
+    # size; CLIP mean/std) on a non-square image, for `detect::owl_pixels`.
+    rng = np.random.default_rng(6300)
+    gx, gy = np.linspace(0, 1, 90)[None, :, None], np.linspace(0, 1, 70)[:, None, None]
+    ramp = np.concatenate([gx * np.ones_like(gy), gy * np.ones_like(gx), gx * gy], axis=2)
+    img = (255 * np.clip(ramp + 0.05 * rng.standard_normal((70, 90, 3)), 0, 1)).astype(np.uint8)
+    png = os.path.join(OUT, "preprocess_input.png")
+    Image.fromarray(img).save(png)
+    proc = OwlViTImageProcessor(size={"height": 64, "width": 64}, crop_size={"height": 64, "width": 64})
+    pix = proc(images=Image.open(png), return_tensors="pt")["pixel_values"].float()
+    save_file({"pixel_values": pix.contiguous()}, os.path.join(OUT, "preprocess_owlvit.safetensors"))
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__,
                    "cases": index}, f, indent=1)
