@@ -202,3 +202,20 @@ fn owl_vit_preprocessing_matches_transformers_processor() {
     eprintln!("OWL-ViT preprocessing: rel-L2 {e:.2e}, max |diff| {max:.3}");
     assert!(e <= 1e-2 && max <= 0.05, "rel-L2 {e:e}, max {max}");
 }
+
+/// OWLv2 preprocessing against transformers' Owlv2ImageProcessor: pad to a square with
+/// gray, Gaussian anti-aliasing, bilinear zoom, clip, on a non-square image.
+#[test]
+fn owlv2_preprocessing_matches_transformers_processor() {
+    let fx = fixtures().join("owl");
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("owlv2_patch16_batch2_pad_query.config.json")).unwrap()).unwrap();
+    let config = wgvision::graphs::ModelConfig::Owl(wgvision::weights::owl::hf_config(&cfg).unwrap());
+    let img = wgvision::detect::open_rgb(&fx.join("preprocess_input.png")).unwrap();
+    let got: Vec<f64> = wgvision::detect::owl_pixels(&img, &config).unwrap().iter().map(|&v| v as f64).collect();
+    let (shape, want) = read_tensor(&fx.join("preprocess_owlv2.safetensors"), "pixel_values");
+    assert_eq!(shape, [1, 3, 64, 64]);
+    let e = rel_l2(&got, &want);
+    let max = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    eprintln!("OWLv2 preprocessing: rel-L2 {e:.2e}, max |diff| {max:.2e}");
+    assert!(e <= 1e-4, "rel-L2 {e:e}, max {max}");
+}

@@ -14,7 +14,7 @@ import torch
 import transformers
 from safetensors.torch import save_file
 from PIL import Image
-from transformers import CLIPTokenizerFast, OwlViTConfig, OwlViTImageProcessor, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
+from transformers import CLIPTokenizerFast, OwlViTConfig, OwlViTImageProcessor, Owlv2ImageProcessor, OwlViTForObjectDetection, Owlv2Config, Owlv2ForObjectDetection
 
 from gen_vit_fixtures import perturb
 
@@ -122,7 +122,8 @@ def main():
                "target_pred_boxes": out.target_pred_boxes.contiguous()}, os.path.join(OUT, f"{name}.io.safetensors"))
     print(f"{name}: logits {tuple(out.logits.shape)}")
     # Preprocessing: OwlViTImageProcessor (resize to 64x64, PIL bicubic; crop to the same
-    # size; CLIP mean/std) on a non-square image, for `detect::owl_pixels`.
+    # size; CLIP mean/std) and Owlv2ImageProcessor on a non-square image, for
+    # `detect::owl_pixels`.
     rng = np.random.default_rng(6300)
     gx, gy = np.linspace(0, 1, 90)[None, :, None], np.linspace(0, 1, 70)[:, None, None]
     ramp = np.concatenate([gx * np.ones_like(gy), gy * np.ones_like(gx), gx * gy], axis=2)
@@ -132,6 +133,10 @@ def main():
     proc = OwlViTImageProcessor(size={"height": 64, "width": 64}, crop_size={"height": 64, "width": 64})
     pix = proc(images=Image.open(png), return_tensors="pt")["pixel_values"].float()
     save_file({"pixel_values": pix.contiguous()}, os.path.join(OUT, "preprocess_owlvit.safetensors"))
+    # Owlv2ImageProcessor (needs scipy): pad to a square with 0.5, anti-aliased resize.
+    proc2 = Owlv2ImageProcessor(size={"height": 64, "width": 64})
+    pix2 = proc2(images=Image.open(png), return_tensors="pt")["pixel_values"].float()
+    save_file({"pixel_values": pix2.contiguous()}, os.path.join(OUT, "preprocess_owlv2.safetensors"))
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__,
                    "cases": index}, f, indent=1)
