@@ -1,7 +1,13 @@
 // Fused multi-head attention over a packed qkv tensor [B, N, 3*D] (columns ordered
 // (3, heads, head_dim) as timm's qkv Linear emits them) -> out [B, N, D].
 // One lane per query row, keys streamed in blocks with an online softmax: the scores
-// never leave registers. K and V addresses are uniform across a workgroup, so SIMD
+// never leave registers.
+// Loop shape matters on llvmpipe/lavapipe (Mesa's gallivm): every loop of an invocation
+// shares ONE limiter of 65535 back-edges (LP_MAX_TGSI_LOOP_ITERATIONS); once spent, every
+// loop exits after its first pass and the result is silently wrong. So the per-key work
+// (the head-dim dot product and the V update, over VEC4 lanes) and the keys of a block
+// are loops with constant trip counts, which NIR unrolls: the only loop that iterates at
+// run time is the one over key blocks, N / KB back-edges. K and V addresses are uniform across a workgroup, so SIMD
 // CPU adapters broadcast them and GPUs serve them from cache. Optional masking (CLIP's
 // text tower): `causal` keeps keys j <= i; with KEY_MASK, keys whose mask [B, N] entry is
 // 0 (padding) get probability 0.
@@ -19,7 +25,11 @@ struct AttentionParams {
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
+#ifdef VEC4
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 #ifdef KEY_MASK
 @group(0) @binding(3) var<storage, read> key_mask: array<f32>;
@@ -34,6 +44,94 @@ fn key_allowed(b: u32, i: u32, j: u32) -> bool {
 }
 
 override WG: u32 = 32u;
+
+#ifdef VEC4
+// DH4 vec4 lanes of head dim (the bucket; the head's own dim hd4 <= DH4 is a uniform)
+// and KB keys per block are preprocessor constants so both loops unroll.
+const DH4: u32 = DH / 4u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let q_blocks = (p.tokens + WG - 1u) / WG;
+    let tile = linear_workgroup(wid, nwg);
+    let bh = tile / q_blocks;
+    if (bh >= p.batch * p.heads) {
+        return;
+    }
+    let b = bh / p.heads;
+    let h = bh % p.heads;
+    let i = (tile % q_blocks) * WG + lid.x;
+    let qi = min(i, p.tokens - 1u);
+    let hd4 = p.head_dim / 4u;
+    let d_model4 = p.heads * hd4;
+    let row4 = 3u * d_model4;
+    let batch_base = b * p.tokens * row4;
+    let q_base = batch_base + qi * row4 + h * hd4;
+    let k_off = batch_base + d_model4 + h * hd4;
+    let v_off = batch_base + 2u * d_model4 + h * hd4;
+
+    // Lanes past the head's dim hold q = 0 and read a clamped (valid) column, so they
+    // add nothing to the dot product; their acc lanes are never stored.
+    var q: array<vec4<f32>, DH4>;
+    var acc: array<vec4<f32>, DH4>;
+    for (var d = 0u; d < DH4; d++) {
+        q[d] = select(vec4<f32>(0.0), qkv[q_base + min(d, hd4 - 1u)] * p.scale, d < hd4);
+        acc[d] = vec4<f32>(0.0);
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j0 = 0u; j0 < p.tokens; j0 += KB) {
+        var s: array<f32, KB>;
+        var ok: array<bool, KB>;
+        var bmax = m;
+        for (var jj = 0u; jj < KB; jj++) {
+            let j = min(j0 + jj, p.tokens - 1u);
+            let kr = k_off + j * row4;
+            var dot4 = vec4<f32>(0.0);
+            for (var d = 0u; d < DH4; d++) {
+                dot4 += q[d] * qkv[kr + min(d, hd4 - 1u)];
+            }
+            let dot = dot4.x + dot4.y + dot4.z + dot4.w;
+            s[jj] = dot;
+            ok[jj] = j0 + jj < p.tokens && key_allowed(b, qi, j);
+            if (ok[jj]) {
+                bmax = max(bmax, dot);
+            }
+        }
+        let corr = exp(m - bmax);
+        l *= corr;
+        for (var d = 0u; d < DH4; d++) {
+            acc[d] *= corr;
+        }
+        for (var jj = 0u; jj < KB; jj++) {
+            let pj = select(0.0, exp(s[jj] - bmax), ok[jj]);
+            l += pj;
+            let vr = v_off + min(j0 + jj, p.tokens - 1u) * row4;
+            for (var d = 0u; d < DH4; d++) {
+                acc[d] += pj * qkv[vr + min(d, hd4 - 1u)];
+            }
+        }
+        m = bmax;
+    }
+    if (i < p.tokens) {
+        let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                let v = acc[d] * inv;
+                out[o + 4u * d] = v.x;
+                out[o + 4u * d + 1u] = v.y;
+                out[o + 4u * d + 2u] = v.z;
+                out[o + 4u * d + 3u] = v.w;
+            }
+        }
+    }
+}
+#else
+// Scalar fallback for head dims that are not a multiple of 4. Its head-dim loops run at
+// run time, so ops/attention.rs refuses shapes that would spend lavapipe's loop limiter.
 const KB: u32 = 16u;  // keys per softmax block
 
 @compute @workgroup_size(WG)
@@ -103,3 +201,4 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#endif

@@ -476,3 +476,50 @@ fn matmul_texture_kernel_runs_on_cpu_adapters() {
     let want = Op::MatMul { act: Activation::Gelu, bias: false, residual: false }.reference(&[&xs, &ws], &[&[2, 33, 128], &[128, 40]], &[2, 33, 40]);
     assert_close("texture matmul", &got[0].data, &want, 2e-4, 1e-4, 1e-5);
 }
+
+/// Regression (issue 10): lavapipe's shared loop limiter (65535 back-edges per invocation)
+/// cut the attention loops short past ~480 tokens at head dim 64, silently. The grid covers
+/// the token counts of released checkpoints (197 ViT-B/16 224, 443 / 577 at 336 / 384,
+/// 1025, 1374 DINOv2 518 + registers, 2305 OWL-ViT B/16, 3601 OWLv2 960), every head
+/// count {1, 3, 12, 16}, head dim {32, 64, 80, 128} and batch 1 to 4.
+#[test]
+fn attention_released_token_counts() {
+    let cases: &[(usize, usize, usize, usize, bool)] = &[
+        (1, 1, 1, 32, false),
+        (2, 7, 3, 80, true),
+        (4, 197, 12, 64, false),
+        (3, 443, 16, 32, false),
+        (1, 480, 1, 64, false),
+        (1, 577, 12, 64, true),
+        (2, 1025, 3, 128, false),
+        (1, 1374, 1, 80, false),
+        (1, 2305, 1, 64, true),
+        (1, 3601, 1, 128, false),
+        (1, 3601, 3, 32, false),
+    ];
+    for &(b, n, heads, hd, causal) in cases {
+        let scale = 1.0 / (hd as f32).sqrt();
+        check(Op::Attention { heads, scale, causal, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+    }
+}
+
+/// The scalar kernel (head dims that are not a multiple of 4) on shapes within the loop
+/// limit, and a clear refusal, not a wrong answer, beyond it on CPU adapters.
+#[test]
+fn attention_scalar_kernel_and_loop_limit() {
+    for (b, n, heads, hd) in [(2, 7, 3, 80), (4, 197, 12, 64), (1, 443, 1, 64), (1, 50, 2, 6)] {
+        let scale = 1.0 / (hd as f32).sqrt();
+        check(Op::Attention { heads, scale, causal: false, key_mask: false }, &[&[b, n, 3 * heads * hd]], Some("scalar"), false, F32_TOL);
+    }
+    let gpu = gpu();
+    if gpu.caps.cpu {
+        let mut b = Graph::builder();
+        let x = b.input("x0", &[1, 5000, 3 * 6]).unwrap();
+        let y = b.node("attn", Op::Attention { heads: 1, scale: 0.4, causal: false, key_mask: false }, &[x]).unwrap();
+        b.output(y, "y").unwrap();
+        let g = b.finish();
+        let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+        let err = Compiled::new(gpu.clone(), &g, &w).err().expect("refused").to_string();
+        assert!(err.contains("5000 tokens") && err.contains("65535"), "{err}");
+    }
+}

@@ -7,7 +7,33 @@ uniform!("attention.wgsl", AttentionParams {
 });
 
 /// Private-array sizes the kernel is compiled for; a head dim uses the smallest that fits.
-const HEAD_DIM_BUCKETS: [u32; 4] = [32, 64, 128, 256];
+const HEAD_DIM_BUCKETS: [u32; 6] = [32, 64, 80, 96, 128, 256];
+
+/// Mesa's llvmpipe / lavapipe (gallivm) gives each shader invocation one loop limiter of
+/// 65535 back-edges shared by all its loops; past it every loop silently runs once.
+/// Kernels whose run-time loop count could exceed this refuse the shape on CPU adapters.
+pub const CPU_LOOP_LIMIT: u64 = 65535;
+
+const VEC4_MAX_BUCKET: u32 = 128;
+
+/// Keys per softmax block in the vec4 kernel: the block's keys and head dims are
+/// unrolled, so a smaller block for wide heads keeps the unrolled body a fair size.
+fn keys_per_block(bucket: u32) -> u32 {
+    match bucket {
+        0..=64 => 16,
+        _ => 4,
+    }
+}
+
+/// Run-time loop back-edges one invocation takes: the vec4 kernel loops only over key
+/// blocks; the scalar kernel also loops over the head dim for every key.
+fn loop_iterations(tokens: u64, head_dim: u64, vec4: bool, kb: u64) -> u64 {
+    if vec4 {
+        tokens.div_ceil(kb) + 1
+    } else {
+        tokens * (2 * head_dim + 2) + tokens.div_ceil(16) * (head_dim + 2) + 2 * head_dim
+    }
+}
 
 pub fn infer(qkv: &[usize], heads: usize) -> Result<Vec<usize>, String> {
     let [b, n, d3] = qkv else {
@@ -23,8 +49,12 @@ pub fn infer(qkv: &[usize], heads: usize) -> Result<Vec<usize>, String> {
     Ok(vec![*b, *n, d3 / 3])
 }
 
-fn key(bucket: u32, wg: u32, key_mask: bool) -> KernelKey {
+fn key(bucket: u32, wg: u32, vec4: bool, key_mask: bool) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
+    if vec4 {
+        defines.push(Define::Value("KB", keys_per_block(bucket)));
+        defines.push(Define::Flag("VEC4"));
+    }
     if key_mask {
         defines.push(Define::Flag("KEY_MASK"));
     }
@@ -37,7 +67,15 @@ fn key(bucket: u32, wg: u32, key_mask: bool) -> KernelKey {
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, 32, false), key(b, 32, true)]).collect()
+    let mut v = Vec::new();
+    for &b in &HEAD_DIM_BUCKETS {
+        for vec4 in [false, true].into_iter().filter(|&v| !v || b <= VEC4_MAX_BUCKET) {
+            for mask in [false, true] {
+                v.push(key(b, 32, vec4, mask));
+            }
+        }
+    }
+    v
 }
 
 pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
@@ -46,6 +84,16 @@ pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: boo
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
+    // vec4 needs whole vec4 columns; the op tests force the scalar kernel with "scalar".
+    // (NIR does not unroll the 64-trip loops of the 256 bucket: it takes the scalar kernel.)
+    let vec4 = hd % 4 == 0 && bucket <= VEC4_MAX_BUCKET && ctx.variant != Some("scalar");
+    let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64);
+    if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
+        return Err(format!(
+            "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \
+             this CPU adapter's shader loops stop after {CPU_LOOP_LIMIT} (use a head_dim that is a multiple of 4)"
+        ));
+    }
     let params = AttentionParams {
         batch: u32_of(b, "batch")?,
         tokens: u32_of(n, "tokens")?,
@@ -60,7 +108,7 @@ pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: boo
         bindings.push((3, Arg::Input(1)));
     }
     Ok(KernelPlan {
-        key: key(bucket, wg, key_mask),
+        key: key(bucket, wg, vec4, key_mask),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups: (b * heads * n.div_ceil(wg as usize)) as u64,
