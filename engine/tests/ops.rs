@@ -348,7 +348,8 @@ fn moe_slot_assignment_hand_worked() {
     // Token order. Rank 1: e0 <- t0 (0), t1 (1), t3 dropped (full); e1 <- t2 (0), t5 (1);
     // e2 <- t4 (0). Rank 2: t0 -> e1 full, dropped; t1 -> e2 (1); t2 -> e0 full; t3 -> e1
     // full; t4 -> e1 full; t5 -> e0 full.
-    let pos = assign_slots(&gates, &experts, 2, false);
+    let top1: Vec<f64> = gates.iter().zip(&experts).map(|(g, e)| g[e[0]]).collect();
+    let pos = assign_slots(&top1, &experts, 3, 2, false);
     let want = vec![
         vec![Some(0), None], vec![Some(1), Some(1)], vec![Some(0), None],
         vec![None, None], vec![Some(0), None], vec![Some(1), None],
@@ -358,40 +359,68 @@ fn moe_slot_assignment_hand_worked() {
     // t1 (.6), t5 (.6), t0 (.5). Rank 1: e0 <- t3 (0), t1 (1), t0 dropped; e1 <- t2 (0),
     // t5 (1); e2 <- t4 (0). Rank 2: t3 -> e1 full; t2 -> e0 full; t4 -> e1 full;
     // t1 -> e2 (1); t5 -> e0 full; t0 -> e1 full.
-    let pos = assign_slots(&gates, &experts, 2, true);
+    let pos = assign_slots(&top1, &experts, 3, 2, true);
     let want = vec![
         vec![None, None], vec![Some(1), Some(1)], vec![Some(0), None],
         vec![Some(0), None], vec![Some(0), None], vec![Some(1), None],
     ];
     assert_eq!(pos, want);
     // Capacity large enough: nothing dropped; 2nd choices queue behind all 1st choices.
-    let pos = assign_slots(&gates, &experts, 8, false);
+    let pos = assign_slots(&top1, &experts, 3, 8, false);
     assert_eq!(pos[0], vec![Some(0), Some(2)]); // e1 holds t2, t5 from rank 1
     assert!(pos.iter().flatten().all(Option::is_some));
     assert_eq!(wgvision_engine::ops::moe_route::capacity(17, 2, 0.5, 8), 4); // ceil(2.125) = 3 -> 4
     assert_eq!(wgvision_engine::ops::moe_route::capacity(32, 1, 0.5, 4), 4);
 }
 
-#[test]
-fn moe_route_token_and_image_on_gpu() {
-    use wgvision_engine::Routing;
+/// Gate, then slots: the reference gate table feeds moe_route, so routing decisions are
+/// compared exactly (no f32 ties move a token).
+fn gate_then_route(rows_in: usize, e: usize, d: usize, k: usize, routing: wgvision_engine::Routing, seed: u64) {
     // Router weights = identity over the first E of D channels: the tokens' first E values
     // are the logits (distinct, from `logits`), so routing decisions are not f32 ties.
-    let route = |rows: usize, e: usize, d: usize, k: usize, routing: Routing, seed: u64| {
-        let l = logits(rows, e, seed);
-        let x: Vec<f64> = (0..rows).flat_map(|r| (0..d).map(move |j| (j, r))).map(|(j, r)| if j < e { l[r][j] } else { 0.25 }).collect();
-        let w: Vec<f64> = (0..d * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
-        check_exact_inputs(Op::MoeRoute { experts: e, k, routing }, &[&[rows, d], &[d, e]], &[&x, &w]);
-    };
-    for (t, e, k, group, cap, bpr) in [(16, 4, 1, 8, 4, false), (34, 8, 2, 17, 4, true), (64, 4, 2, 64, 8, false), (20, 3, 2, 5, 4, true)] {
-        route(t, e, 11, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 40 + t as u64);
+    let l = logits(rows_in, e, seed);
+    let x: Vec<f64> = (0..rows_in).flat_map(|r| (0..d).map(move |j| (j, r))).map(|(j, r)| if j < e { l[r][j] } else { 0.25 }).collect();
+    let w: Vec<f64> = (0..d * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
+    let gate = Op::MoeGate { experts: e, k, routing: routing.clone() };
+    check_exact_inputs(gate.clone(), &[&[rows_in, d], &[d, e]], &[&x, &w]);
+    if matches!(routing, wgvision_engine::Routing::Token { .. }) {
+        let t = routing.tokens(rows_in);
+        let table = gate.reference(&[&x, &w], &[&[rows_in, d], &[d, e]], &[t, k, 3]);
+        check_exact_inputs(Op::MoeRoute { routing }, &[&[t, k, 3]], &[&table]);
     }
-    route(3, 5, 7, 2, Routing::Image { tokens: 7 }, 9);
-    // A real matmul in the router: ragged D, random weights.
+}
+
+#[test]
+fn moe_gate_and_route_token_and_image_on_gpu() {
+    use wgvision_engine::Routing;
+    for (t, e, k, group, cap, bpr) in [(16, 4, 1, 8, 4, false), (34, 8, 2, 17, 4, true), (64, 4, 2, 64, 8, false), (20, 3, 2, 5, 4, true), (40, 64, 8, 20, 4, true)] {
+        gate_then_route(t, e, 11, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 40 + t as u64);
+    }
+    gate_then_route(3, 5, 7, 2, Routing::Image { tokens: 7 }, 9);
+    // A real matmul in the router: ragged D and E, random weights.
     let x: Vec<f64> = rand_vec(24 * 37, 3).iter().map(|&v| v as f64).collect();
     let w: Vec<f64> = rand_vec(37 * 6, 4).iter().map(|&v| 4.0 * v as f64).collect();
-    let op = Op::MoeRoute { experts: 6, k: 2, routing: Routing::Token { group: 12, capacity: 4, batch_priority: true } };
+    let op = Op::MoeGate { experts: 6, k: 2, routing: Routing::Token { group: 12, capacity: 4, batch_priority: true } };
     check_exact_inputs(op, &[&[24, 37], &[37, 6]], &[&x, &w]);
+}
+
+/// Regression (issue 10): V-MoE B/16 at 384 routes groups of 8 images x 577 tokens (4616)
+/// with E = 8, K = 2 and a 768-wide router. One workgroup per group looped over
+/// group/64 tokens per lane and the whole group per token, far past lavapipe's
+/// 65535-back-edge loop limiter.
+#[test]
+fn moe_routing_at_released_group_size() {
+    use wgvision_engine::Routing;
+    let (group, e, k, d) = (8 * 577, 8, 2, 768);
+    let cap = wgvision_engine::ops::moe_route::capacity(group, k, 1.05, e);
+    for bpr in [false, true] {
+        gate_then_route(group, e, d, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 5);
+    }
+    // The router matmul itself at that width, random weights.
+    let x: Vec<f64> = rand_vec(group * d, 13).iter().map(|&v| v as f64).collect();
+    let w: Vec<f64> = rand_vec(d * e, 14).iter().map(|&v| 0.2 * v as f64).collect();
+    let op = Op::MoeGate { experts: e, k, routing: Routing::Token { group, capacity: cap, batch_priority: true } };
+    check_exact_inputs(op, &[&[group, d], &[d, e]], &[&x, &w]);
 }
 
 #[test]
@@ -403,7 +432,8 @@ fn moe_dispatch_expert_matmul_combine() {
         let rows_in = if matches!(routing, Routing::Image { .. }) { t / 6 } else { t };
         let l: Vec<f64> = logits(rows_in, e, 77).concat();
         let eye: Vec<f64> = (0..e * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
-        let route = Op::MoeRoute { experts: e, k, routing: routing.clone() }.reference(&[&l, &eye], &[&[rows_in, e], &[e, e]], &[t, k, 3]);
+        let gates = Op::MoeGate { experts: e, k, routing: routing.clone() }.reference(&[&l, &eye], &[&[rows_in, e], &[e, e]], &[t, k, 3]);
+        let route = Op::MoeRoute { routing: routing.clone() }.reference(&[&gates], &[&[t, k, 3]], &[t, k, 3]);
         let r = routing.rows_per_expert(t);
         let x: Vec<f64> = rand_vec(t * d, 5).iter().map(|&v| v as f64).collect();
         let disp = Op::MoeDispatch { experts: e, routing: routing.clone() };

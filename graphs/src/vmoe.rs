@@ -204,8 +204,12 @@ impl VmoeConfig {
             RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?, // (B, D)
         };
         let router = g.weight(&format!("{b}.moe.router.weight"), &[d, e])?;
-        let op = Op::MoeRoute { experts: e, k: cfg.num_selected_experts, routing: routing.clone() };
-        let table = g.node(&format!("{b}.moe.route"), op, &[router_in, router])?;
+        let op = Op::MoeGate { experts: e, k: cfg.num_selected_experts, routing: routing.clone() };
+        let gates = g.node(&format!("{b}.moe.gate"), op, &[router_in, router])?; // (T, K, 3)
+        let table = match routing {
+            Routing::Token { .. } => g.node(&format!("{b}.moe.route"), Op::MoeRoute { routing: routing.clone() }, &[gates])?, // (T, K, 3)
+            Routing::Image { .. } => gates,
+        };
         let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch { experts: e, routing }, &[h, table])?; // (E, R, D)
         let w1 = g.weight(&format!("{b}.moe.fc1.weight"), &[e, d, m])?;
         let b1 = g.weight(&format!("{b}.moe.fc1.bias"), &[e, m])?;

@@ -16,6 +16,7 @@ pub mod layernorm;
 pub mod matmul;
 pub mod moe_combine;
 pub mod moe_dispatch;
+pub mod moe_gate;
 pub mod moe_route;
 pub mod owl_class_logits;
 pub mod patchify;
@@ -189,8 +190,12 @@ pub enum Op {
     /// ids [B*Q, L] -> logits [B, P, Q].
     OwlClassLogits,
     /// inputs: tokens [.., D] (token routing) or mean tokens [B, D] (image routing), router
-    /// weights [D, E] -> routing table [T, K, 3] (dispatch row or -1, gate, expert).
-    MoeRoute { experts: usize, k: usize, routing: Routing },
+    /// weights [D, E] -> gate table [T, K, 3] (dispatch row: -1 for token routing, final
+    /// for image routing; gate; expert).
+    MoeGate { experts: usize, k: usize, routing: Routing },
+    /// inputs: gate table [T, K, 3] -> routing table [T, K, 3] with each choice's dispatch
+    /// row under capacity (or -1 when dropped). Token routing only.
+    MoeRoute { routing: Routing },
     /// inputs: x [.., D] (T rows), routing table [T, K, 3] -> [E, rows, D].
     MoeDispatch { experts: usize, routing: Routing },
     /// inputs: a [E, R, K], w [E, K, N], bias [E, N] if `bias` -> [E, R, N].
@@ -277,6 +282,7 @@ pub fn uniform_layouts() -> Vec<(&'static str, &'static str, usize, Vec<(&'stati
         one::<eos_pool::EosPoolParams>(),
         one::<owl_class_logits::OwlClassLogitsParams>(),
         one::<to_texture::ToTextureParams>(),
+        one::<moe_gate::MoeGateParams>(),
         one::<moe_route::MoeRouteParams>(),
         one::<moe_dispatch::MoeDispatchParams>(),
         one::<expert_matmul::ExpertMatmulParams>(),
@@ -304,6 +310,7 @@ pub fn all_variants() -> Vec<KernelKey> {
     v.extend(eos_pool::variants());
     v.extend(owl_class_logits::variants());
     v.extend(to_texture::variants());
+    v.extend(moe_gate::variants());
     v.extend(moe_route::variants());
     v.extend(moe_dispatch::variants());
     v.extend(expert_matmul::variants());
@@ -344,6 +351,7 @@ impl Op {
             Op::EmbedTokens => "embed_tokens",
             Op::EosPool => "eos_pool",
             Op::OwlClassLogits => "owl_class_logits",
+            Op::MoeGate { .. } => "moe_gate",
             Op::MoeRoute { .. } => "moe_route",
             Op::MoeDispatch { .. } => "moe_dispatch",
             Op::ExpertMatMul { .. } => "expert_matmul",
@@ -432,9 +440,13 @@ impl Op {
                 expect_inputs(s, 4)?;
                 owl_class_logits::infer(s)
             }
-            Op::MoeRoute { experts, k, routing } => {
+            Op::MoeGate { experts, k, routing } => {
                 expect_inputs(s, 2)?;
-                moe_route::infer(s[0], s[1], *experts, *k, routing)
+                moe_gate::infer(s[0], s[1], *experts, *k, routing)
+            }
+            Op::MoeRoute { routing } => {
+                expect_inputs(s, 1)?;
+                moe_route::infer(s[0], routing)
             }
             Op::MoeDispatch { experts, routing } => {
                 expect_inputs(s, 2)?;
@@ -472,7 +484,8 @@ impl Op {
             Op::EmbedTokens => embed_tokens::plan(s, out),
             Op::EosPool => eos_pool::plan(s[0]),
             Op::OwlClassLogits => owl_class_logits::plan(s, out),
-            Op::MoeRoute { k, routing, .. } => moe_route::plan(s[0], s[1], *k, routing),
+            Op::MoeGate { k, routing, .. } => moe_gate::plan(s[0], s[1], *k, routing),
+            Op::MoeRoute { routing } => moe_route::plan(s[0], routing),
             Op::MoeDispatch { routing, .. } => moe_dispatch::plan(s[0], s[1], out, routing),
             Op::ExpertMatMul { act, bias } => expert_matmul::plan(s, *act, *bias, ctx),
             Op::MoeCombine => moe_combine::plan(s[1], out),
@@ -504,7 +517,8 @@ impl Op {
             Op::EmbedTokens => embed_tokens::reference(x, s),
             Op::EosPool => eos_pool::reference(x[0], x[1], s[0]),
             Op::OwlClassLogits => owl_class_logits::reference(x, s, out),
-            Op::MoeRoute { k, routing, .. } => moe_route::reference(x[0], x[1], s[0], *k, routing),
+            Op::MoeGate { k, routing, .. } => moe_gate::reference(x[0], x[1], s[0], *k, routing),
+            Op::MoeRoute { routing } => moe_route::reference(x[0], s[0], routing),
             Op::MoeDispatch { .. } => moe_dispatch::reference(x[0], x[1], s[0], out),
             Op::ExpertMatMul { act, bias } => expert_matmul::reference(x, s, *act, *bias),
             Op::MoeCombine => moe_combine::reference(x[0], x[1], x[2], s[1][1]),
@@ -529,6 +543,7 @@ impl Op {
                 let [hp, wp] = [layout.map[0].div_ceil(layout.window[0]) * layout.window[0], layout.map[1].div_ceil(layout.window[1]) * layout.window[1]];
                 4 * b * (hp * wp) as u64 * layout.tokens() as u64 * d
             }
+            Op::MoeGate { .. } => moe_gate::flops(s[0], s[1]),
             Op::ExpertMatMul { .. } => 2 * s[0][2] as u64 * out.iter().product::<usize>() as u64,
             Op::DepthwiseConv { geometry, .. } => 2 * (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
             Op::AvgPool { geometry } => (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
