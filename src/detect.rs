@@ -30,14 +30,7 @@ pub struct DetectOptions {
 
 /// Decode an image file to RGB.
 pub fn open_rgb(path: &Path) -> Result<RgbImage> {
-    let err = |message: String| Error::Image { path: path.display().to_string(), message };
-    Ok(image::ImageReader::open(path)
-        .map_err(|e| err(e.to_string()))?
-        .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?
-        .decode()
-        .map_err(|e| err(e.to_string()))?
-        .to_rgb8())
+    crate::image_input::decode_rgb(path)
 }
 
 /// Pixels [1, 3, S, S] as transformers' processors make them. OWL-ViT: resize to S x S

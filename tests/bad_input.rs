@@ -336,3 +336,106 @@ fn owl_input_and_option_errors() {
     image::RgbImage::new(16, 16).save(&img).unwrap();
     expect_failure(&["run", &s(&vit_model), "--image", &s(&img), "--query", "a cat"], &["--query"], None);
 }
+
+/// Issue 10 gauntlet: huge counts, files that must not be destroyed, unbounded reads.
+#[test]
+fn sizes_and_counts_are_bounded() {
+    let max = u64::MAX.to_string();
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--batch", &max], &["--batch", "at most 4096"], None);
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--iters", &max], &["--iters", "at most"], None);
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--batch", "100000"], &["at most 4096"], None);
+    expect_failure(&["bench", "vit_tiny_patch16_224", "--iters", "100000000000"], &["at most"], None);
+    let s = setup("bad_sizes");
+    let o = s.dir.join("out.safetensors");
+    let (m, os) = (s.model.to_str().unwrap(), o.to_str().unwrap());
+    expect_failure(&["run", m, "--input", "/dev/zero", "-o", os], &["/dev/zero", "not a regular file"], Some(&o));
+    expect_failure(&["bench", m, "--dtype", "f16"], &["--dtype applies to presets"], None);
+}
+
+#[test]
+fn outputs_never_replace_inputs_links_or_devices() {
+    let s = setup("bad_outputs");
+    let io_copy = s.dir.join("in.safetensors");
+    std::fs::copy(&s.io, &io_copy).unwrap();
+    let (m, i) = (s.model.to_str().unwrap(), io_copy.to_str().unwrap());
+    let before_model = std::fs::read(&s.model).unwrap();
+    let before_in = std::fs::read(&io_copy).unwrap();
+    expect_failure(&["run", m, "--input", i, "-o", m], &["is the input"], None);
+    expect_failure(&["run", m, "--input", i, "-o", i], &["is the input"], None);
+    // The same file under another spelling.
+    let other = format!("{}/./in.safetensors", s.dir.display());
+    expect_failure(&["run", m, "--input", i, "-o", &other], &["is the input"], None);
+    let ckpt_copy = s.dir.join("ckpt.safetensors");
+    std::fs::copy(&s.ckpt, &ckpt_copy).unwrap();
+    let before_ckpt = std::fs::read(&ckpt_copy).unwrap();
+    let c = ckpt_copy.to_str().unwrap();
+    expect_failure(&convert_args(c, c), &["is the input"], None);
+    assert_eq!(std::fs::read(&s.model).unwrap(), before_model, "model file changed");
+    assert_eq!(std::fs::read(&io_copy).unwrap(), before_in, "input changed");
+    assert_eq!(std::fs::read(&ckpt_copy).unwrap(), before_ckpt, "checkpoint changed");
+    // A symlink target and a device are refused, and stay what they were.
+    let target = s.dir.join("target.txt");
+    std::fs::write(&target, b"keep").unwrap();
+    let link = s.dir.join("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    expect_failure(&["run", m, "--input", i, "-o", link.to_str().unwrap()], &["symbolic link"], None);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+    expect_failure(&["run", m, "--input", i, "-o", "/dev/null"], &["not a regular file"], None);
+    // A missing output directory is reported before any work.
+    expect_failure(&["run", m, "--input", i, "-o", "/nonexistent-dir/out.safetensors"], &["/nonexistent-dir", "does not exist"], None);
+}
+
+#[test]
+fn images_truncated_huge_or_thin() {
+    let s = setup("bad_images");
+    let m = s.model.to_str().unwrap();
+    // A 1 x 60000 PNG: the resize keeps only the rows under the crop (bounded memory).
+    let thin = s.dir.join("thin.png");
+    image::RgbImage::from_fn(1, 60000, |_, y| image::Rgb([(y % 251) as u8, 9, 200])).save(&thin).unwrap();
+    let t = std::time::Instant::now();
+    let out = wgvision_ok(&["run", m, "--image", thin.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("top-5"));
+    assert!(t.elapsed().as_secs() < 20, "thin image took {:?}", t.elapsed());
+    // Larger than the decoder accepts: refused from the header, before decoding.
+    let huge = s.dir.join("huge.png");
+    image::GrayImage::new(70000, 1).save(&huge).unwrap();
+    expect_failure(&["run", m, "--image", huge.to_str().unwrap()], &["70000x1", "larger than wgvision decodes"], None);
+    // A JPEG cut in half decodes to grey rows in `image`; PIL refuses it, and so do we.
+    let jpg = s.dir.join("photo.jpg");
+    image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 77])).save(&jpg).unwrap();
+    let bytes = std::fs::read(&jpg).unwrap();
+    let cut = s.dir.join("cut.jpg");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    wgvision_ok(&["run", m, "--image", jpg.to_str().unwrap()]);
+    expect_failure(&["run", m, "--image", cut.to_str().unwrap()], &["cut.jpg", "truncated"], None);
+}
+
+#[test]
+fn run_options_and_inputs() {
+    let s = setup("bad_run_opts");
+    let m = s.model.to_str().unwrap();
+    expect_failure(&["run", m, "--image", "x.png", "--threshold", "NaN"], &["--threshold NaN"], None);
+    expect_failure(&["run", m, "--image", "x.png", "--nms-iou", "2"], &["--nms-iou 2"], None);
+    // --image with -o writes the outputs there.
+    let png = s.dir.join("img.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8 * 5, y as u8 * 7, 3])).save(&png).unwrap();
+    let o = s.dir.join("img_out.safetensors");
+    wgvision_ok(&["run", m, "--image", png.to_str().unwrap(), "-o", o.to_str().unwrap()]);
+    let (shape, _) = read_tensor(&o, "logits");
+    assert_eq!(shape, vec![1, 10]);
+    // Extra tensors of dtypes no input has (U8, BOOL) are ignored, not fatal.
+    let extra = s.dir.join("extra.safetensors");
+    rewrite(&s.io, &extra, |t| {
+        t.insert("thumbnail".into(), (Dtype::U8, vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        t.insert("flags".into(), (Dtype::BOOL, vec![2], vec![1, 0]));
+    });
+    let o2 = s.dir.join("extra_out.safetensors");
+    wgvision_ok(&["run", m, "--input", extra.to_str().unwrap(), "-o", o2.to_str().unwrap()]);
+    // safetensors' own error names are translated.
+    let big = s.dir.join("bigheader.safetensors");
+    std::fs::write(&big, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, b'{', b'}']).unwrap();
+    expect_failure(&["run", big.to_str().unwrap(), "--input", extra.to_str().unwrap(), "-o", o2.to_str().unwrap()], &["header length"], None);
+    let out = wgvision(&["run", big.to_str().unwrap(), "--input", extra.to_str().unwrap(), "-o", o2.to_str().unwrap()]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("HeaderTooLarge"));
+}

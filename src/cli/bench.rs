@@ -11,6 +11,14 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     if batch == 0 || iters == 0 {
         return Err("--batch and --iters must be at least 1".into());
     }
+    const MAX_BATCH: usize = 4096;
+    const MAX_ITERS: usize = 1_000_000;
+    if batch > MAX_BATCH {
+        return Err(format!("--batch {batch}: at most {MAX_BATCH}").into());
+    }
+    if iters > MAX_ITERS || warmup > MAX_ITERS {
+        return Err(format!("--iters / --warmup: at most {MAX_ITERS}").into());
+    }
     let path = Path::new(model);
     let preset = if path.exists() {
         None
@@ -19,13 +27,22 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     } else {
         Some(weights::preset_config(model)?)
     };
+    if f16 && preset.is_none() {
+        return Err("--dtype applies to presets; a model file keeps the weights it was converted with (convert --dtype f16)".into());
+    }
+    let weights_label = match (preset.is_none(), f16) {
+        (true, _) => "the file's",
+        (false, true) => "f16",
+        (false, false) => "f32",
+    };
     let gpu = open_gpu(backend.as_deref())?;
     let m = match preset {
         None => Model::load(path, gpu.clone())?,
         Some(config) => Model::synthetic(gpu.clone(), config, if f16 { DType::F16 } else { DType::F32 })?,
     };
     let (name, shape) = m.config.image_input(batch);
-    let n: usize = shape.iter().product();
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("--batch: the input size overflows")?;
+    weights::st::check_host_bytes(&format!("the input pixels {shape:?}"), (n as u64).checked_mul(4))?;
     let pixels: Vec<f32> = (0..n).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(name.clone(), shape.clone(), pixels)];
     // Detectors: the image tower and heads on one precomputed query per image; the text
@@ -69,7 +86,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
             "adapter": gpu.info.name,
             "backend": gpu.backend_name(),
             "device_type": format!("{:?}", gpu.info.device_type),
-            "weights": if f16 { "f16" } else { "f32" },
+            "weights": weights_label,
             "iters": iters,
             "median_ms": median,
             "min_ms": min,
@@ -92,7 +109,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    out!("model    {}  batch {batch}  ({} weights)", m.config.name(), if f16 { "f16" } else { "f32" });
+    out!("model    {}  batch {batch}  ({weights_label} weights)", m.config.name());
     out!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
     out!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs");
     if let Some(t) = text_ms_per_query {

@@ -25,6 +25,8 @@ pub fn convert(
     }
     let input = input.ok_or("missing the input checkpoint (IN.safetensors)")?;
     let output = output.ok_or("missing -o OUT.safetensors")?;
+    let ins: Vec<&std::path::Path> = [Some(&input), config.as_ref(), tokenizer.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect();
+    st::check_output(&output, &ins)?;
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
     let (name, model_cfg) = match from {
         From::Timm => {
@@ -72,7 +74,8 @@ pub fn convert(
 }
 
 fn read_json(path: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = st::read_file(path)?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
     Ok(serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?)
 }
 

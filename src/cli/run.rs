@@ -33,10 +33,27 @@ pub fn run(
     if input.is_some() && output.is_none() {
         return Err("--input needs -o OUT.safetensors".into());
     }
+    for (flag, v) in [("--threshold", detect.threshold), ("--nms-iou", detect.nms_iou)] {
+        if !(0.0..=1.0).contains(&v) {
+            return Err(format!("{flag} {v}: must be a number in [0, 1]").into());
+        }
+    }
+    // Every output is checked before any work: never an input, never a non-regular file.
+    let ins: Vec<&std::path::Path> = [Some(&model), input.as_ref(), image.as_ref(), detect.query_image.as_ref(), detect.tokenizer.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|p| p.as_path())
+        .collect();
+    for out in [output.as_ref(), routing_stats.as_ref(), detect.draw.as_ref()].into_iter().flatten() {
+        st::check_output(out, &ins)?;
+    }
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
     if matches!(file.config, wgvision::graphs::ModelConfig::Owl(_)) && input.is_none() {
         let image = image.ok_or("give --image FILE with --query TEXT")?;
+        if output.is_some() {
+            return Err("-o applies to --input runs and classifiers; for detections use --json (stdout) or --draw OUT.png".into());
+        }
         return run_detect(file, &image, detect, backend);
     }
     if !detect.queries.is_empty() || detect.query_image.is_some() {
@@ -50,7 +67,7 @@ pub fn run(
     let detector = matches!(file.config, wgvision::graphs::ModelConfig::Owl(_));
     let pixels = match &input {
         Some(input) => {
-            let (_, tensors) = st::load(input)?;
+            let (_, tensors) = st::load_inputs(input)?;
             let mut tensors: HashMap<String, st::Tensor> = tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
             let t = tensors.remove(&name).ok_or_else(|| format!("{}: no tensor '{name}'", input.display()))?;
             if t.dtype != safetensors::Dtype::F32 {
@@ -79,6 +96,10 @@ pub fn run(
         let (img, pixels) = (image.unwrap_or_default(), image_pixels.unwrap_or_default());
         let (_, shape) = m.config.image_input(1);
         let out = m.run(&pixels, &shape)?;
+        if let Some(path) = &output {
+            let tensors: Vec<OutTensor> = out.iter().map(|t| OutTensor { name: t.name.clone(), shape: t.shape.clone(), f16: false, data: t.data.clone() }).collect();
+            st::write(path, &tensors, HashMap::new())?;
+        }
         let logits = &out[0].data;
         let probs = softmax(logits);
         out!("{}: top-{top} of {} outputs", img.display(), logits.len());

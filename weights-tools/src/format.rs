@@ -35,7 +35,7 @@ impl ModelFile {
     pub fn from_bytes(bytes: Vec<u8>, path: &str) -> Result<Self> {
         let not_model = |message: String| WeightsError::NotAModelFile { path: path.to_string(), message };
         let bad = |message: String| WeightsError::NotSafetensors { path: path.to_string(), message };
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(st::explain(&e)))?;
         let meta = meta.metadata().clone().unwrap_or_default();
         match meta.get(FORMAT_KEY) {
             Some(v) if v == FORMAT_VERSION => {}
@@ -48,7 +48,7 @@ impl ModelFile {
         }
         let cfg = meta.get(CONFIG_KEY).ok_or_else(|| not_model(format!("no '{CONFIG_KEY}' metadata")))?;
         let config = ModelConfig::from_json(cfg).map_err(|e| not_model(e.to_string()))?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(st::explain(&e)))?;
         let base = bytes.as_ptr() as usize;
         let mut tensors = HashMap::new();
         for (name, v) in st.tensors() {

@@ -26,7 +26,7 @@ pub enum WeightsError {
     UnexpectedTensor { tensor: String, shape: Vec<usize>, hint: String },
     #[error("tensor '{tensor}' has shape {got:?}, expected {expected:?}{hint}")]
     ShapeMismatch { tensor: String, expected: Vec<usize>, got: Vec<usize>, hint: String },
-    #[error("tensor '{tensor}' has dtype {dtype}, which wgvision cannot read (use f32, f16, bf16 or f64)")]
+    #[error("tensor '{tensor}' has dtype {dtype}, which wgvision cannot read (it reads F32, F16, BF16 and F64 weights, and I64 / I32 ids)")]
     UnsupportedDtype { tensor: String, dtype: String },
     #[error("unknown timm model '{name}'{hint}")]
     UnknownModel { name: String, hint: String },
