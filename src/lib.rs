@@ -53,8 +53,27 @@ impl Model {
     /// Load a model file produced by `wgvision convert`.
     pub fn load(path: &Path, gpu: Arc<Gpu>) -> Result<Model> {
         let file = ModelFile::open(path)?;
-        let config = file.config.clone();
-        Self::from_weights(gpu, config, |name| file.get(name))
+        Self::from_file(gpu, &file)
+    }
+
+    /// Build from an opened model file. Every tensor in the file must be one the config's
+    /// graph uses: a config that names fewer blocks than the file holds is an error, not
+    /// a shallower model.
+    pub fn from_file(gpu: Arc<Gpu>, file: &ModelFile) -> Result<Model> {
+        let mut used = std::collections::HashSet::new();
+        let m = Self::from_weights(gpu, file.config.clone(), |name| {
+            used.insert(name.to_string());
+            file.get(name)
+        })?;
+        let mut unused: Vec<&str> = file.tensor_names().filter(|n| !used.contains(*n)).collect();
+        unused.sort();
+        if let Some(first) = unused.first() {
+            return Err(Error::Weights(wgvision_weights::WeightsError::Unsupported(format!(
+                "the model file holds {} tensor(s) its config does not use (first: '{first}'); the config and the weights disagree (e.g. depth)",
+                unused.len()
+            ))));
+        }
+        Ok(m)
     }
 
     /// Build from a config and any source of weights (used by bench presets).

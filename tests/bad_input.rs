@@ -439,3 +439,29 @@ fn run_options_and_inputs() {
     let out = wgvision(&["run", big.to_str().unwrap(), "--input", extra.to_str().unwrap(), "-o", o2.to_str().unwrap()]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("HeaderTooLarge"));
 }
+
+/// The model file's config must match its tensors, and unknown config keys are refused.
+#[test]
+fn model_file_config_must_match_its_tensors() {
+    let s = setup("bad_config_vs_file");
+    let o = s.dir.join("out.safetensors");
+    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| -> PathBuf {
+        let bytes = std::fs::read(&s.model).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = meta.metadata().clone().unwrap();
+        let mut cfg: serde_json::Value = serde_json::from_str(&meta["wgvision.config"]).unwrap();
+        f(&mut cfg);
+        meta.insert("wgvision.config".into(), cfg.to_string());
+        let views: Vec<(String, TensorView)> = st.tensors();
+        let p = s.dir.join(name);
+        std::fs::write(&p, serialize(views, &Some(meta)).unwrap()).unwrap();
+        p
+    };
+    let shallow = edit("shallow.safetensors", &|c| c["depth"] = 1.into());
+    let (io, os) = (s.io.to_str().unwrap(), o.to_str().unwrap());
+    expect_failure(&["run", shallow.to_str().unwrap(), "--input", io, "-o", os], &["does not use", "blocks.1."], Some(&o));
+    let unknown = edit("unknown.safetensors", &|c| c["qk_norm"] = true.into());
+    expect_failure(&["run", unknown.to_str().unwrap(), "--input", io, "-o", os], &["qk_norm"], Some(&o));
+    expect_failure(&["bench", unknown.to_str().unwrap()], &["qk_norm"], None);
+}

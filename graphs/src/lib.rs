@@ -25,6 +25,7 @@ pub type Result<T> = std::result::Result<T, GraphError>;
 
 /// Input preprocessing recorded at conversion (timm's pretrained cfg).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Preprocess {
     /// [C, H, W]
     pub input_size: [usize; 3],

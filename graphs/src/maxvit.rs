@@ -40,6 +40,7 @@ impl Padding {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct MaxVitConfig {
     pub name: String,
     /// [H, W]
@@ -84,6 +85,7 @@ pub struct MaxVitConfig {
 
 /// Checkpoint layout details the converter needs (the graph does not).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct MaxVitCheckpoint {
     /// qkv output channels grouped per head ([q_h, k_h, v_h] per head) instead of [q, k, v].
     pub head_first: bool,

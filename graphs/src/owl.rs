@@ -16,6 +16,7 @@ use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId};
 pub const BOX_BIAS: &str = "box_bias";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Tower {
     pub hidden_size: usize,
     pub num_layers: usize,
@@ -26,6 +27,7 @@ pub struct Tower {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct OwlConfig {
     pub name: String,
     /// OWLv2: objectness head, pad-to-square preprocessing.

@@ -20,6 +20,7 @@ pub enum Origin {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SwinConfig {
     pub name: String,
     pub origin: Origin,

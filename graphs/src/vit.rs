@@ -14,6 +14,7 @@ pub enum GlobalPool {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct VitConfig {
     /// The peer model name (e.g. timm's `vit_base_patch16_224`), for reports.
     pub name: String,

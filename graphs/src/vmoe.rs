@@ -28,6 +28,7 @@ pub enum RoutingKind {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct MoeConfig {
     /// Encoder blocks whose MLP is the MoE.
     pub layers: Vec<usize>,
@@ -42,6 +43,7 @@ pub struct MoeConfig {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct VmoeConfig {
     pub name: String,
     /// [H, W]

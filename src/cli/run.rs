@@ -89,8 +89,7 @@ pub fn run(
         None => None,
     };
     let gpu = open_gpu(backend.as_deref())?;
-    let config = file.config.clone();
-    let m = Model::from_weights(gpu, config, |n| file.get(n))?;
+    let m = Model::from_file(gpu, &file)?;
     drop(file);
     let Some((t, extra)) = pixels else {
         let (img, pixels) = (image.unwrap_or_default(), image_pixels.unwrap_or_default());
@@ -142,8 +141,7 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
     let img = detect::open_rgb(image)?;
     let query_img = d.query_image.as_deref().map(detect::open_rgb).transpose()?;
     let gpu = open_gpu(backend.as_deref())?;
-    let config = file.config.clone();
-    let m = Model::from_weights(gpu, config, |n| file.get(n))?;
+    let m = Model::from_file(gpu, &file)?;
     drop(file);
     let detector = detect::Detector::new(&m, tok.as_ref())?;
     let opts = detect::DetectOptions { threshold: d.threshold, nms_iou: d.nms_iou };

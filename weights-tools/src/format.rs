@@ -66,6 +66,11 @@ impl ModelFile {
         Ok(ModelFile { bytes, config, tensors, files })
     }
 
+    /// The names of every tensor in the file.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     pub fn get(&self, name: &str) -> Option<WeightData<'_>> {
         self.tensors.get(name).map(|(dtype, shape, r)| WeightData {
             dtype: *dtype,
