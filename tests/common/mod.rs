@@ -123,3 +123,61 @@ pub fn golden_family(family: &str, dtype: &str, bound: f64) {
         assert!(e <= bound, "{}: relative L2 error {e:e} > {bound:e}", c.name);
     }
 }
+
+/// weights-tools/python/synth.py's deterministic tensors, bit for bit: element i is the
+/// float32 `offset + scale * u_i` (a multiply then an add, never fused), with
+/// `u_i = f32(splitmix64(key + i * GOLDEN) >> 40) / 2^24 * 2 - 1` and
+/// `key = fnv1a64(name) ^ seed`, all on wrapping u64.
+pub const SYNTH_GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3))
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(SYNTH_GOLDEN);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[inline]
+fn synth_from_key(key: u64, i: u64, offset: f32, scale: f32) -> f32 {
+    let u = (splitmix64(key.wrapping_add(i.wrapping_mul(SYNTH_GOLDEN))) >> 40) as f32 / 16_777_216.0 * 2.0 - 1.0;
+    // Two roundings, as numpy does: no mul_add.
+    let prod = std::hint::black_box(scale * u);
+    offset + prod
+}
+
+/// Element `i` of synth(name, .., offset, scale, seed).
+pub fn synth_at(name: &str, i: u64, offset: f32, scale: f32, seed: u64) -> f32 {
+    synth_from_key(fnv1a64(name.as_bytes()) ^ seed, i, offset, scale)
+}
+
+/// The first `n` elements (row-major) of synth(name, shape, offset, scale, seed).
+pub fn synth(name: &str, n: usize, offset: f32, scale: f32, seed: u64) -> Vec<f32> {
+    let key = fnv1a64(name.as_bytes()) ^ seed;
+    (0..n as u64).map(|i| synth_from_key(key, i, offset, scale)).collect()
+}
+
+/// synth.py's `checksum`: sum of bits(v_i) * (i + 1) on wrapping u64.
+pub fn synth_checksum(v: &[f32]) -> u64 {
+    v.iter().enumerate().fold(0u64, |acc, (i, x)| acc.wrapping_add((x.to_bits() as u64).wrapping_mul(i as u64 + 1)))
+}
+
+/// Write tensors (name, dtype, shape, little-endian bytes) as a safetensors file.
+pub fn write_safetensors(path: &Path, tensors: &[(String, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, &None, path).unwrap();
+}
+
+/// (dtype, shape, raw bytes) of one tensor of a safetensors file, whatever its dtype.
+pub fn read_raw(path: &Path, name: &str) -> (safetensors::Dtype, Vec<usize>, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap_or_else(|_| panic!("{} has no {name}", path.display()));
+    (t.dtype(), t.shape().to_vec(), t.data().to_vec())
+}
