@@ -10,7 +10,7 @@ struct ExpertMatmulParams {
     k: u32,
     n: u32,
     act: u32,
-    _pad0: u32,
+    expert0: u32,  // first expert of this dispatch: a and out are bound from it, w and bias whole
     _pad1: u32,
     _pad2: u32,
 }
@@ -51,12 +51,13 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
     if (row0 >= p.experts * p.rows) {
         return;
     }
-    let e = row0 / p.rows;
+    let e = p.expert0 + row0 / p.rows;
+    let a_row = p.expert0 * p.rows + row0;  // the A texture holds every expert's rows
     var acc: array<vec4<f32>, 8>;
     for (var k4 = 0u; k4 < p.k / 4u; k4++) {
         var av: array<vec4<f32>, 4>;
         for (var i = 0u; i < 4u; i++) {
-            av[i] = textureLoad(a_tex, vec2<u32>(k4, row0 + i), 0);
+            av[i] = textureLoad(a_tex, vec2<u32>(k4, a_row + i), 0);
         }
         for (var h = 0u; h < 2u; h++) {
             let c4 = min(c40 + h, n4 - 1u);
@@ -95,7 +96,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     if (row0 >= p.experts * p.rows) {
         return;
     }
-    let e = row0 / p.rows;
+    let e = p.expert0 + row0 / p.rows;
     let wbase = e * p.k * p.n;
     var cols: array<u32, 4>;
     for (var j = 0u; j < 4u; j++) {

@@ -15,7 +15,11 @@ struct Im2colParams {
     pad_top: u32,
     pad_left: u32,
     channels_first: u32,
+    row0: u32,  // the first output row of this dispatch (the output is bound from there)
+    rows: u32,
     _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Im2colParams;
@@ -26,13 +30,13 @@ struct Im2colParams {
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = linear_workgroup(wid, nwg) * 64u + lid.x;
+    let local = linear_workgroup(wid, nwg) * 64u + lid.x;
     let cols = p.kernel * p.kernel * p.channels;
-    if (idx >= p.batch * p.out_h * p.out_w * cols) {
+    if (local >= p.rows * cols) {
         return;
     }
-    let col = idx % cols;
-    let pix = idx / cols;
+    let col = local % cols;
+    let pix = p.row0 + local / cols;
     let c = col % p.channels;
     let tap = col / p.channels;
     let ox = pix % p.out_w;
@@ -49,5 +53,5 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             v = x[((b * p.height + y) * p.width + xx) * p.channels + c];
         }
     }
-    out[idx] = v;
+    out[local] = v;
 }

@@ -6,8 +6,8 @@
 struct ToTextureParams {
     rows: u32,
     k4: u32,
+    row0: u32,  // texture row of x's first row (x is bound from there: large activations go in ranges)
     _pad0: u32,
-    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ToTextureParams;
@@ -22,5 +22,5 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     if (idx >= p.rows * p.k4) {
         return;
     }
-    textureStore(t, vec2<u32>(idx % p.k4, idx / p.k4), x[idx]);
+    textureStore(t, vec2<u32>(idx % p.k4, p.row0 + idx / p.k4), x[idx]);
 }

@@ -166,8 +166,182 @@ pub struct Compiled {
 
 fn storage(gpu: &Gpu, label: &str, bytes: u64, usage: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
     let size = bytes.div_ceil(4).max(1) * 4;
-    gpu.check_buffer(label, size, true)?;
+    // Bindings are checked per range in plan_steps; a buffer may be larger than one.
+    gpu.check_buffer(label, size, false)?;
     Ok(gpu.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size, usage, mapped_at_creation: false }))
+}
+
+/// What one binding of a step reads or writes.
+enum Bind {
+    /// Bytes [offset, offset + size) of a tensor's buffer.
+    Tensor { tensor: usize, offset: u64, size: u64 },
+    WeightTexture(String),
+    /// The shared activation texture of this [K/4, M] size.
+    ActTexture(u32, u32),
+}
+
+/// One dispatch, planned before anything is allocated.
+struct StepPlan {
+    node: String,
+    op: &'static str,
+    key: crate::kernels::KernelKey,
+    params: Vec<u8>,
+    bindings: Vec<(u32, Bind)>,
+    workgroups: u64,
+    output: usize,
+}
+
+/// Bytes a tensor's binding covers (f16 matmul weights stay packed).
+fn tensor_bytes(graph: &Graph, weights: &GpuWeights, t: usize) -> u64 {
+    let d = &graph.tensors[t];
+    match weights.buffers.get(&d.name) {
+        Some((b, _)) if d.kind == TensorKind::Weight => b.size(),
+        _ => (d.numel() as u64 * 4).max(4),
+    }
+}
+
+/// Rows per dispatch so that every row-aligned binding stays within `limit` and every
+/// range starts at an offset the adapter accepts (min_storage_buffer_offset_alignment).
+fn rows_per_range(row_bytes: &[u64], limit: u64, align: u64) -> u64 {
+    fn gcd(a: u64, b: u64) -> u64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let step = row_bytes.iter().fold(1u64, |acc, &rb| {
+        let need = align / gcd(rb.max(1), align);
+        acc / gcd(acc, need) * need
+    });
+    let widest = row_bytes.iter().copied().max().unwrap_or(1).max(1);
+    (limit / widest) / step * step
+}
+
+/// Plan every dispatch of the graph: the CPU adapters' to_texture steps, kernel plans, and
+/// nodes whose buffers exceed max_storage_buffer_binding_size run as ranges of rows.
+fn plan_steps(gpu: &Gpu, graph: &Graph, weights: &GpuWeights, variant: Option<&'static str>) -> Result<Vec<StepPlan>> {
+    let limit = gpu.limits.max_storage_buffer_binding_size as u64;
+    let align = gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
+    let too_big = |what: String, needed: u64| EngineError::LimitExceeded { limit: "max_storage_buffer_binding_size", what, needed, available: limit };
+    let mut out = Vec::new();
+    for node in &graph.nodes {
+        let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
+        let dtypes: Vec<DType> = node
+            .inputs
+            .iter()
+            .map(|&i| weights.buffers.get(&graph.tensors[i].name).filter(|_| graph.tensors[i].kind == TensorKind::Weight).map_or(DType::F32, |b| b.1))
+            .collect();
+        let w_texture = matches!(node.op, Op::MatMul { .. } | Op::ExpertMatMul { .. })
+            && node.inputs.get(1).is_some_and(|&w| weights.textures.contains_key(&graph.tensors[w].name));
+        let ctx = PlanCtx { caps: gpu.caps, input_dtypes: dtypes, variant, w_texture, max_texture_dim: gpu.limits.max_texture_dimension_2d };
+        let kp = node.op.plan(&shapes, graph.shape(node.output), &ctx).map_err(|message| EngineError::InvalidOp { node: node.name.clone(), message })?;
+        let tensor_of = |arg: &Arg| match arg {
+            Arg::Input(i) | Arg::InputTexture(i) => node.inputs[*i],
+            Arg::Output => node.output,
+        };
+        // Activations read through a texture are written into it first, in row ranges
+        // that each fit one storage binding.
+        let mut bindings_tex = HashMap::new();
+        for (_, arg) in &kp.bindings {
+            let Arg::InputTexture(i) = arg else { continue };
+            let t = node.inputs[*i];
+            let desc = &graph.tensors[t];
+            if weights.textures.contains_key(&desc.name) {
+                bindings_tex.insert(*i, Bind::WeightTexture(desc.name.clone()));
+                continue;
+            }
+            let k = *desc.shape.last().unwrap_or(&0);
+            let m = desc.numel() / k.max(1);
+            let (width, height) = ((k / 4) as u32, m as u32);
+            let per = rows_per_range(&[4 * k as u64], limit, align).max(1) as usize;
+            for r0 in (0..m).step_by(per) {
+                let len = per.min(m - r0);
+                let p = crate::ops::to_texture::ToTextureParams { rows: len as u32, k4: width, row0: r0 as u32, ..Default::default() };
+                out.push(StepPlan {
+                    node: format!("{}.to_texture", node.name),
+                    op: "to_texture",
+                    key: crate::ops::to_texture::key(),
+                    params: bytemuck::bytes_of(&p).to_vec(),
+                    bindings: vec![
+                        (1, Bind::Tensor { tensor: t, offset: (r0 * k * 4) as u64, size: (len * k * 4) as u64 }),
+                        (2, Bind::ActTexture(width, height)),
+                    ],
+                    workgroups: (len * (k / 4)).div_ceil(64) as u64,
+                    output: t,
+                });
+            }
+            bindings_tex.insert(*i, Bind::ActTexture(width, height));
+        }
+        let whole = |slot: u32, arg: &Arg| -> (u32, Bind) {
+            match arg {
+                Arg::InputTexture(i) => (slot, match &bindings_tex[i] {
+                    Bind::WeightTexture(n) => Bind::WeightTexture(n.clone()),
+                    Bind::ActTexture(w, h) => Bind::ActTexture(*w, *h),
+                    Bind::Tensor { .. } => unreachable!(),
+                }),
+                a => {
+                    let t = tensor_of(a);
+                    (slot, Bind::Tensor { tensor: t, offset: 0, size: tensor_bytes(graph, weights, t) })
+                }
+            }
+        };
+        let oversized: Vec<(u32, usize)> = kp
+            .bindings
+            .iter()
+            .filter(|(_, a)| !matches!(a, Arg::InputTexture(_)))
+            .map(|(slot, a)| (*slot, tensor_of(a)))
+            .filter(|&(_, t)| tensor_bytes(graph, weights, t) > limit)
+            .collect();
+        if oversized.is_empty() {
+            out.push(StepPlan {
+                node: node.name.clone(),
+                op: node.op.name(),
+                key: kp.key.clone(),
+                params: kp.params.clone(),
+                bindings: kp.bindings.iter().map(|(s, a)| whole(*s, a)).collect(),
+                workgroups: kp.workgroups,
+                output: node.output,
+            });
+            continue;
+        }
+        // Too large for one binding: run the node as ranges of rows, if its op can.
+        let name = |t: usize| format!("node {}: tensor {} {:?}", node.name, graph.tensors[t].name, graph.tensors[t].shape);
+        let chunks = match &kp.chunks {
+            Some(c) if oversized.iter().all(|(slot, _)| c.row_bytes.iter().any(|(s, _)| s == slot)) => c,
+            _ => {
+                let (_, t) = oversized[0];
+                return Err(too_big(name(t), tensor_bytes(graph, weights, t)));
+            }
+        };
+        let rbs: Vec<u64> = chunks.row_bytes.iter().map(|(_, b)| *b).collect();
+        let per = rows_per_range(&rbs, limit, align) as usize;
+        if per == 0 {
+            let (_, t) = oversized[0];
+            return Err(too_big(format!("{} (one row range)", name(t)), tensor_bytes(graph, weights, t)));
+        }
+        for r0 in (0..chunks.rows).step_by(per) {
+            let len = per.min(chunks.rows - r0);
+            let (params, workgroups) = (chunks.plan)(r0, len).map_err(|message| EngineError::InvalidOp { node: node.name.clone(), message })?;
+            let bindings = kp
+                .bindings
+                .iter()
+                .map(|(slot, a)| match chunks.row_bytes.iter().find(|(s, _)| s == slot) {
+                    Some((_, rb)) => (*slot, Bind::Tensor { tensor: tensor_of(a), offset: r0 as u64 * rb, size: len as u64 * rb }),
+                    None => whole(*slot, a),
+                })
+                .collect();
+            out.push(StepPlan { node: node.name.clone(), op: node.op.name(), key: kp.key.clone(), params, bindings, workgroups, output: node.output });
+        }
+    }
+    // A binding that still exceeds the limit (a whole input of a chunked node) is an error.
+    for sp in &out {
+        for (_, b) in &sp.bindings {
+            if let Bind::Tensor { tensor, size, .. } = b {
+                if *size > limit {
+                    let d = &graph.tensors[*tensor];
+                    return Err(too_big(format!("node {}: tensor {} {:?}", sp.node, d.name, d.shape), *size));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl Compiled {
@@ -176,8 +350,17 @@ impl Compiled {
     }
 
     /// Compile, optionally forcing a kernel variant (op tests cover every variant).
+    /// Everything is planned and checked against the adapter's limits first, so a graph
+    /// that cannot fit fails naming the tensor, its size and the limit before any
+    /// allocation; then buffers, params, pipelines and bind groups are made.
     pub fn with_variant(gpu: Arc<Gpu>, graph: &Graph, weights: &GpuWeights, variant: Option<&'static str>) -> Result<Self> {
         let plan: MemoryPlan = plan_memory(graph, 4);
+        let steps_plan = plan_steps(&gpu, graph, weights, variant)?;
+        for (t, d) in graph.tensors.iter().enumerate() {
+            if d.kind != TensorKind::Weight && (plan.slot_of[t].is_some() || graph.inputs.contains(&t) || graph.outputs.contains(&t)) {
+                gpu.check_buffer(&format!("tensor {} {:?}", d.name, d.shape), tensor_bytes(graph, weights, t), false)?;
+            }
+        }
         let usage_act = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let slots: Vec<Arc<wgpu::Buffer>> = plan
             .slot_bytes
@@ -212,142 +395,100 @@ impl Compiled {
             outputs.push((Io { name: d.name.clone(), shape: d.shape.clone(), buffer: buf.clone() }, staging));
             own.insert(t, buf);
         }
-        let buffer_of = |t: usize| -> Result<(wgpu::Buffer, DType)> {
+        let buffer_of = |t: usize| -> Result<wgpu::Buffer> {
             let d = &graph.tensors[t];
             match d.kind {
-                TensorKind::Weight => weights
-                    .buffers
-                    .get(&d.name)
-                    .map(|(b, dt)| (b.clone(), *dt))
-                    .ok_or_else(|| EngineError::MissingWeight(d.name.clone())),
+                TensorKind::Weight => weights.buffers.get(&d.name).map(|(b, _)| b.clone()).ok_or_else(|| EngineError::MissingWeight(d.name.clone())),
                 _ => match (own.get(&t), plan.slot_of[t]) {
-                    (Some(b), _) => Ok((b.clone(), DType::F32)),
-                    (None, Some(s)) => Ok(((*slots[s]).clone(), DType::F32)),
+                    (Some(b), _) => Ok(b.clone()),
+                    (None, Some(s)) => Ok((*slots[s]).clone()),
                     (None, None) => Err(EngineError::InvalidGraph(format!("tensor {} is never computed", d.name))),
                 },
             }
         };
 
-        // Kernel plans and the single params buffer.
+        // All uniform params in one buffer.
         let align = gpu.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
         let mut params = Vec::new();
-        let mut planned = Vec::new();
-        for node in &graph.nodes {
-            let shapes: Vec<&[usize]> = node.inputs.iter().map(|&i| graph.shape(i)).collect();
-            let bufs: Vec<(wgpu::Buffer, DType)> = node.inputs.iter().map(|&i| buffer_of(i)).collect::<Result<_>>()?;
-            let w_texture = matches!(node.op, Op::MatMul { .. } | Op::ExpertMatMul { .. })
-                && node.inputs.get(1).is_some_and(|&w| weights.textures.contains_key(&graph.tensors[w].name));
-            let ctx = PlanCtx {
-                caps: gpu.caps,
-                input_dtypes: bufs.iter().map(|b| b.1).collect(),
-                variant,
-                w_texture,
-                max_texture_dim: gpu.limits.max_texture_dimension_2d,
-            };
-            let kp = node
-                .op
-                .plan(&shapes, graph.shape(node.output), &ctx)
-                .map_err(|message| EngineError::InvalidOp { node: node.name.clone(), message })?;
-            let offset = params.len();
-            params.extend_from_slice(&kp.params);
+        let mut offsets = Vec::new();
+        for sp in &steps_plan {
+            offsets.push(params.len());
+            params.extend_from_slice(&sp.params);
             params.resize(params.len().div_ceil(align) * align, 0);
-            planned.push((node, kp, bufs, offset));
         }
         let params_buf = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("params"),
             contents: &params,
             usage: wgpu::BufferUsages::UNIFORM,
         });
-        let mut steps = Vec::new();
         // Activation textures, shared by every node with the same [K/4, M] shape (each is
         // filled right before its node runs).
-        let mut act_textures: HashMap<(u32, u32), Arc<wgpu::Texture>> = HashMap::new();
-        for (node, kp, bufs, offset) in planned {
-            let pipeline = gpu.pipeline(&kp.key)?;
-            let out_buf = buffer_of(node.output)?.0;
-            let mut to_texture = None;
-            let mut views: HashMap<usize, wgpu::TextureView> = HashMap::new();
-            for (_, arg) in &kp.bindings {
-                let Arg::InputTexture(i) = arg else { continue };
-                let t = node.inputs[*i];
-                let desc = &graph.tensors[t];
-                if let Some(v) = weights.textures.get(&desc.name) {
-                    views.insert(*i, v.clone());
-                    continue;
+        let mut act_textures: HashMap<(u32, u32), wgpu::TextureView> = HashMap::new();
+        let mut steps = Vec::new();
+        for (sp, &offset) in steps_plan.iter().zip(&offsets) {
+            let pipeline = gpu.pipeline(&sp.key)?;
+            let mut buffers = Vec::new();
+            let mut views = Vec::new();
+            for (_, b) in &sp.bindings {
+                match b {
+                    Bind::Tensor { tensor, .. } => buffers.push(buffer_of(*tensor)?),
+                    Bind::WeightTexture(name) => views.push(weights.textures[name].clone()),
+                    Bind::ActTexture(width, height) => views.push(
+                        act_textures
+                            .entry((*width, *height))
+                            .or_insert_with(|| {
+                                gpu.device
+                                    .create_texture(&wgpu::TextureDescriptor {
+                                        label: Some("activation texture"),
+                                        size: wgpu::Extent3d { width: *width, height: *height, depth_or_array_layers: 1 },
+                                        mip_level_count: 1,
+                                        sample_count: 1,
+                                        dimension: wgpu::TextureDimension::D2,
+                                        format: wgpu::TextureFormat::Rgba32Float,
+                                        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
+                                        view_formats: &[],
+                                    })
+                                    .create_view(&Default::default())
+                            })
+                            .clone(),
+                    ),
                 }
-                let k = *desc.shape.last().unwrap_or(&0);
-                let m = desc.numel() / k.max(1);
-                let (width, height) = ((k / 4) as u32, m as u32);
-                let texture = act_textures
-                    .entry((width, height))
-                    .or_insert_with(|| {
-                        Arc::new(gpu.device.create_texture(&wgpu::TextureDescriptor {
-                            label: Some("activation texture"),
-                            size: wgpu::Extent3d { width, height, depth_or_array_layers: 1 },
-                            mip_level_count: 1,
-                            sample_count: 1,
-                            dimension: wgpu::TextureDimension::D2,
-                            format: wgpu::TextureFormat::Rgba32Float,
-                            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
-                            view_formats: &[],
-                        }))
-                    })
-                    .clone();
-                views.insert(*i, texture.create_view(&Default::default()));
-                to_texture = Some((t, bufs[*i].0.clone(), texture, width, height));
-            }
-            // The activation goes into its texture in a step of its own, right before.
-            if let Some((t, buffer, texture, width, height)) = to_texture {
-                let key = crate::ops::to_texture::key();
-                let pipeline = gpu.pipeline(&key)?;
-                let params = crate::ops::to_texture::ToTextureParams { rows: height, k4: width, ..Default::default() };
-                let params = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("to_texture params"),
-                    contents: bytemuck::bytes_of(&params),
-                    usage: wgpu::BufferUsages::UNIFORM,
-                });
-                let view = texture.create_view(&Default::default());
-                let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&node.name),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &[
-                        wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                        wgpu::BindGroupEntry { binding: 1, resource: buffer.as_entire_binding() },
-                        wgpu::BindGroupEntry { binding: 2, resource: wgpu::BindingResource::TextureView(&view) },
-                    ],
-                });
-                let dispatch = split_dispatch((width as u64 * height as u64).div_ceil(64), gpu.limits.max_compute_workgroups_per_dimension)?;
-                steps.push(Step { node: format!("{}.to_texture", node.name), op: "to_texture", label: key.label(), pipeline, bind_group, dispatch, output: t });
             }
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &params_buf,
                     offset: offset as u64,
-                    size: wgpu::BufferSize::new(kp.params.len() as u64),
+                    size: wgpu::BufferSize::new(sp.params.len() as u64),
                 }),
             }];
-            for (binding, arg) in &kp.bindings {
-                let resource = match arg {
-                    Arg::Input(i) => bufs[*i].0.as_entire_binding(),
-                    Arg::InputTexture(i) => wgpu::BindingResource::TextureView(&views[i]),
-                    Arg::Output => out_buf.as_entire_binding(),
+            let (mut bi, mut vi) = (0, 0);
+            for (binding, b) in &sp.bindings {
+                let resource = match b {
+                    Bind::Tensor { offset, size, .. } => {
+                        bi += 1;
+                        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &buffers[bi - 1], offset: *offset, size: wgpu::BufferSize::new(*size) })
+                    }
+                    _ => {
+                        vi += 1;
+                        wgpu::BindingResource::TextureView(&views[vi - 1])
+                    }
                 };
                 entries.push(wgpu::BindGroupEntry { binding: *binding, resource });
             }
             let bind_group = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&node.name),
+                label: Some(&sp.node),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &entries,
             });
-            let dispatch = split_dispatch(kp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
-            steps.push(Step { node: node.name.clone(), op: node.op.name(), label: kp.key.label(), pipeline, bind_group, dispatch, output: node.output });
+            let dispatch = split_dispatch(sp.workgroups, gpu.limits.max_compute_workgroups_per_dimension)?;
+            steps.push(Step { node: sp.node.clone(), op: sp.op, label: sp.key.label(), pipeline, bind_group, dispatch, output: sp.output });
         }
         gpu.take_uncaptured()?;
         let mut tensor_buffers = vec![None; graph.tensors.len()];
         for (t, b) in tensor_buffers.iter_mut().enumerate() {
             if graph.tensors[t].kind == TensorKind::Activation {
-                *b = buffer_of(t).ok().map(|x| x.0);
+                *b = buffer_of(t).ok();
             }
         }
         Ok(Compiled {

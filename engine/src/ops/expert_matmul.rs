@@ -4,7 +4,7 @@ use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("expert_matmul.wgsl", ExpertMatmulParams {
-    experts: u32, rows: u32, k: u32, n: u32, act: u32, _pad0: u32, _pad1: u32, _pad2: u32,
+    experts: u32, rows: u32, k: u32, n: u32, act: u32, expert0: u32, _pad1: u32, _pad2: u32,
 });
 
 pub fn infer(s: &[&[usize]], bias: bool) -> Result<Vec<usize>, String> {
@@ -31,7 +31,7 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, ctx: &PlanCtx) -> Resul
     // CPU adapters: both operands through textures when the weights have one (see matmul).
     let max_tex = ctx.max_texture_dim as usize;
     let tex = ctx.caps.cpu && ctx.w_texture && ctx.variant != Some("buffers") && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
-    let params = ExpertMatmulParams {
+    let base = ExpertMatmulParams {
         experts: u32_of(e, "experts")?,
         rows: u32_of(r, "rows")?,
         k: u32_of(k, "k")?,
@@ -47,8 +47,25 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, ctx: &PlanCtx) -> Resul
     if bias {
         bindings.push((3, Arg::Input(2)));
     }
-    let workgroups = if tex { ((e * r / 4) * (n / 4).div_ceil(2)).div_ceil(64) } else { ((e * r / 4) * n.div_ceil(4)).div_ceil(64) };
-    Ok(KernelPlan { key: key(bias, tex), params: bytemuck::bytes_of(&params).to_vec(), bindings, workgroups: workgroups as u64 })
+    // Experts are independent: a range of them reads A (a buffer) and writes the output
+    // at that range's offset; weights, bias (and A's texture) are bound whole.
+    let range = move |e0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
+        let p = ExpertMatmulParams { experts: u32_of(len, "experts")?, expert0: u32_of(e0, "expert")?, ..base };
+        let wg = if tex { ((len * r / 4) * (n / 4).div_ceil(2)).div_ceil(64) } else { ((len * r / 4) * n.div_ceil(4)).div_ceil(64) };
+        Ok((bytemuck::bytes_of(&p).to_vec(), wg as u64))
+    };
+    let mut row_bytes = vec![(4, (4 * r * n) as u64)];
+    if !tex {
+        row_bytes.push((1, (4 * r * k) as u64));
+    }
+    let (params, workgroups) = range(0, e)?;
+    Ok(KernelPlan {
+        chunks: Some(super::Chunking { rows: e, row_bytes, plan: std::sync::Arc::new(range) }),
+        key: key(bias, tex),
+        params,
+        bindings,
+        workgroups,
+    })
 }
 
 pub fn reference(x: &[&[f64]], s: &[&[usize]], act: Activation, bias: bool) -> Vec<f64> {

@@ -6,7 +6,7 @@ use crate::kernels::KernelKey;
 
 uniform!("im2col.wgsl", Im2colParams {
     batch: u32, height: u32, width: u32, channels: u32, out_h: u32, out_w: u32, kernel: u32, stride: u32,
-    pad_top: u32, pad_left: u32, channels_first: u32, _pad0: u32,
+    pad_top: u32, pad_left: u32, channels_first: u32, row0: u32, rows: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 });
 
 /// Input (batch, channels) for either layout, checked against the geometry.
@@ -40,7 +40,7 @@ pub fn variants() -> Vec<KernelKey> {
 
 pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<KernelPlan, String> {
     let (b, c) = batch_channels(x, g, channels_first)?;
-    let params = Im2colParams {
+    let base = Im2colParams {
         batch: u32_of(b, "batch")?,
         height: u32_of(g.map[0], "height")?,
         width: u32_of(g.map[1], "width")?,
@@ -52,14 +52,23 @@ pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool) 
         pad_top: u32_of(g.pad[0], "padding")?,
         pad_left: u32_of(g.pad[1], "padding")?,
         channels_first: channels_first as u32,
-        _pad0: 0,
+        ..Default::default()
     };
-    let len = u32_of(out.iter().product(), "im2col elements")?;
+    // Output rows (one per output pixel) are independent: a range of them is written
+    // through a binding at its offset, the input bound whole.
+    let (rows, cols) = (out[0] * out[1], out[2]);
+    u32_of(rows * cols, "im2col elements")?;
+    let range = move |row0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
+        let p = Im2colParams { row0: u32_of(row0, "row")?, rows: u32_of(len, "rows")?, ..base };
+        Ok((bytemuck::bytes_of(&p).to_vec(), (len * cols).div_ceil(64) as u64))
+    };
+    let (params, workgroups) = range(0, rows)?;
     Ok(KernelPlan {
+        chunks: Some(super::Chunking { rows, row_bytes: vec![(2, 4 * cols as u64)], plan: std::sync::Arc::new(range) }),
         key: key(),
-        params: bytemuck::bytes_of(&params).to_vec(),
+        params,
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],
-        workgroups: len.div_ceil(64) as u64,
+        workgroups,
     })
 }
 

@@ -100,29 +100,29 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
         None => "tiled",
     };
     let mut defs = defines(w_f16, bias, residual);
-    let (entry, constants, workgroups) = match variant {
-        "tiled" => ("main_tiled", vec![], (m.div_ceil(64) * n.div_ceil(64)) as u64),
-        "rows" => {
-            let wg = WG_ROWS as usize;
-            ("main_rows", vec![("WG", WG_ROWS)], (m.div_ceil(TM as usize) * n.div_ceil(wg)) as u64)
-        }
-        "cols8" | "cols8x2" => {
-            let tr: u32 = if variant == "cols8x2" { 2 } else { 1 };
-            let rows_per_wg = (COLS_WG * tr) as usize;
-            ("main_cols8", vec![("TR", tr), ("WG", COLS_WG)], (m.div_ceil(rows_per_wg) * n.div_ceil(8)) as u64)
-        }
+    // Workgroups for `m` rows: the node may run as several row ranges (see Chunking).
+    let (entry, constants, wg): (&'static str, Vec<(&'static str, u32)>, fn(usize, usize) -> usize) = match variant {
+        "tiled" => ("main_tiled", vec![], |m, n| m.div_ceil(64) * n.div_ceil(64)),
+        "rows" => ("main_rows", vec![("WG", WG_ROWS)], |m, n| m.div_ceil(TM as usize) * n.div_ceil(WG_ROWS as usize)),
+        "cols8" => ("main_cols8", vec![("TR", 1), ("WG", COLS_WG)], |m, n| m.div_ceil(COLS_WG as usize) * n.div_ceil(8)),
+        "cols8x2" => ("main_cols8", vec![("TR", 2), ("WG", COLS_WG)], |m, n| m.div_ceil(2 * COLS_WG as usize) * n.div_ceil(8)),
         "tex" => {
             defs.push(Define::Flag("TEX"));
-            ("main_tex", vec![("WG", TEX_WG)], (m.div_ceil(8) * (n / 4).div_ceil(2)).div_ceil(TEX_WG as usize) as u64)
+            ("main_tex", vec![("WG", TEX_WG)], |m, n| (m.div_ceil(8) * (n / 4).div_ceil(2)).div_ceil(TEX_WG as usize))
         }
         "vec4" => {
             defs.push(Define::Flag("VEC4"));
-            ("main_vec4", vec![("WG", VEC4_WG)], (m.div_ceil(4) * (n / 4)).div_ceil(VEC4_WG as usize) as u64)
+            ("main_vec4", vec![("WG", VEC4_WG)], |m, n| (m.div_ceil(4) * (n / 4)).div_ceil(VEC4_WG as usize))
         }
         v => return Err(format!("unknown matmul variant {v}")),
     };
-    let params = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: act.code() };
-    let mut bindings = if variant == "tex" {
+    let code = act.code();
+    let params_for = move |m: usize| -> Result<Vec<u8>, String> {
+        let p = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: code };
+        Ok(bytemuck::bytes_of(&p).to_vec())
+    };
+    let tex = variant == "tex";
+    let mut bindings = if tex {
         vec![(1, Arg::InputTexture(0)), (2, Arg::InputTexture(1))]
     } else {
         vec![(1, Arg::Input(0)), (2, Arg::Input(1))]
@@ -134,11 +134,27 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
         bindings.push((4, Arg::Input(2 + bias as usize)));
     }
     bindings.push((5, Arg::Output));
+    // Rows are independent: A (a buffer unless read through its texture), the residual
+    // and the output are row-aligned; W and the bias are bound whole.
+    let (kb, nb) = (4 * k as u64, 4 * n as u64);
+    let mut row_bytes = vec![(5, nb)];
+    if !tex {
+        row_bytes.push((1, kb));
+    }
+    if residual {
+        row_bytes.push((4, nb));
+    }
+    let chunk_params = params_for.clone();
     Ok(KernelPlan {
+        chunks: Some(super::Chunking {
+            rows: m,
+            row_bytes,
+            plan: std::sync::Arc::new(move |_, len| Ok((chunk_params(len)?, wg(len, n) as u64))),
+        }),
         key: KernelKey { shader: "matmul.wgsl", entry, defines: defs, constants },
-        params: bytemuck::bytes_of(&params).to_vec(),
+        params: params_for(m)?,
         bindings,
-        workgroups,
+        workgroups: wg(m, n) as u64,
     })
 }
 

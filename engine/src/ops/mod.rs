@@ -234,6 +234,29 @@ pub struct KernelPlan {
     pub params: Vec<u8>,
     pub bindings: Vec<(u32, Arg)>,
     pub workgroups: u64,
+    /// Set by ops whose work splits into independent ranges of rows.
+    pub chunks: Option<Chunking>,
+}
+
+/// Params and workgroup count for rows [start, start + len) of a chunked node.
+pub type ChunkPlan = std::sync::Arc<dyn Fn(usize, usize) -> Result<(Vec<u8>, u64), String> + Send + Sync>;
+
+/// How a node's work splits into independent ranges of rows, so that a binding larger than
+/// the adapter's max_storage_buffer_binding_size (WebGPU's default: 128 MiB) is bound one
+/// range at a time: the executor dispatches the node once per range, binding each
+/// row-aligned buffer at that range's offset; the other bindings are bound whole.
+#[derive(Clone)]
+pub struct Chunking {
+    pub rows: usize,
+    /// (binding slot, bytes per row) of the row-aligned bindings.
+    pub row_bytes: Vec<(u32, u64)>,
+    pub plan: ChunkPlan,
+}
+
+impl std::fmt::Debug for Chunking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chunking {{ rows: {}, row_bytes: {:?} }}", self.rows, self.row_bytes)
+    }
 }
 
 /// A `#[repr(C)]` uniform struct mirrored in WGSL; the layout test compares both.

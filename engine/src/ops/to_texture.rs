@@ -3,7 +3,7 @@
 use super::uniform;
 use crate::kernels::KernelKey;
 
-uniform!("to_texture.wgsl", ToTextureParams { rows: u32, k4: u32, _pad0: u32, _pad1: u32 });
+uniform!("to_texture.wgsl", ToTextureParams { rows: u32, k4: u32, row0: u32, _pad0: u32 });
 
 pub fn key() -> KernelKey {
     KernelKey { shader: "to_texture.wgsl", entry: "main", defines: vec![], constants: vec![] }
