@@ -14,6 +14,10 @@ struct MatmulParams {
     n: u32,
     k: u32,
     act: u32,
+    a_row0: u32,  // TEX: the texture row of this dispatch's first row (row ranges of large outputs)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -83,7 +87,7 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
     for (var k4 = 0u; k4 < p.k / 4u; k4++) {
         var av: array<vec4<f32>, TEX_ROWS>;
         for (var i = 0u; i < TEX_ROWS; i++) {
-            av[i] = textureLoad(a_tex, vec2<u32>(k4, min(row0 + i, p.m - 1u)), 0);
+            av[i] = textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + min(row0 + i, p.m - 1u)), 0);
         }
         for (var h = 0u; h < TEX_COLS4; h++) {
             let c4 = min(c40 + h, n4 - 1u);

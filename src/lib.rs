@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
-pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, Tensor};
+pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, LimitsCap, Tensor};
 pub use wgvision_graphs::{self as graphs, ModelConfig};
 pub use wgvision_weights::{self as weights, format::ModelFile};
 use wgvision_engine::{DType, GpuWeights, WeightData};

@@ -62,3 +62,22 @@ fn bench_json_has_the_contract_keys() {
     let ops = v["per_op"].as_array().unwrap();
     assert!(ops.iter().any(|o| o["node"] == "blocks.1.attn"), "per-op rows name the nodes");
 }
+
+/// WGVISION_LIMITS=webgpu opens the device with WebGPU's default limits (bench --json
+/// reports them); any other value is refused.
+#[test]
+fn webgpu_limits_from_the_environment() {
+    let (_, model) = converted("cli_limits");
+    let m = model.to_str().unwrap();
+    let out = wgvision_env_ok(&["bench", m, "--iters", "1", "--warmup", "0", "--json"], &[("WGVISION_LIMITS", "webgpu")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let l = &v["limits"];
+    assert!(l["max_storage_buffer_binding_size"].as_u64().unwrap() <= 128 << 20, "{l}");
+    assert!(l["max_buffer_size"].as_u64().unwrap() <= 256 << 20, "{l}");
+    assert!(l["max_texture_dimension_2d"].as_u64().unwrap() <= 8192, "{l}");
+    assert!(l["max_compute_workgroups_per_dimension"].as_u64().unwrap() <= 65535, "{l}");
+    assert!(l["max_compute_workgroup_storage_size"].as_u64().unwrap() <= 16384, "{l}");
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_wgvision")).args(["bench", m, "--iters", "1"]).env("WGVISION_LIMITS", "huge").output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("WGVISION_LIMITS=huge"));
+}

@@ -110,6 +110,18 @@ fn s(p: &Path) -> &str {
 
 /// One case at each (dtype, bound): synthesize, convert, run, compare every output.
 fn geometry_case(name: &str, dtypes: &[(&str, f64)]) {
+    geometry_case_with(name, dtypes, 1, &[]);
+}
+
+/// Repeat a batch-first tensor `n` times along its first dimension.
+fn repeat_batch((name, d, mut shape, bytes): (String, Dtype, Vec<usize>, Vec<u8>), n: usize) -> (String, Dtype, Vec<usize>, Vec<u8>) {
+    shape[0] *= n;
+    (name, d, shape, bytes.repeat(n))
+}
+
+/// `geometry_case` with the input batch repeated `repeat` times (every image must give the
+/// reference's answer) and extra environment for the CLI (e.g. WGVISION_LIMITS=webgpu).
+fn geometry_case_with(name: &str, dtypes: &[(&str, f64)], repeat: usize, env: &[(&str, &str)]) {
     let t0 = Instant::now();
     let c = load(name);
     assert_eq!(c.name, name);
@@ -118,10 +130,10 @@ fn geometry_case(name: &str, dtypes: &[(&str, f64)]) {
     let tensors: Vec<_> = c.tensors.iter().map(|t| synthesize(name, c.seed, t)).collect();
     write_safetensors(&ckpt, &tensors);
     drop(tensors);
-    let mut inputs: Vec<_> = c.inputs.iter().map(|t| synthesize(name, c.seed, t)).collect();
+    let mut inputs: Vec<_> = c.inputs.iter().map(|t| repeat_batch(synthesize(name, c.seed, t), repeat)).collect();
     for lit in &c.literal_inputs {
         let (d, shape, bytes) = read_raw(&refs, lit);
-        inputs.push((lit.clone(), d, shape, bytes));
+        inputs.push(repeat_batch((lit.clone(), d, shape, bytes), repeat));
     }
     write_safetensors(&input, &inputs);
     let t_synth = t0.elapsed().as_secs_f64();
@@ -131,14 +143,14 @@ fn geometry_case(name: &str, dtypes: &[(&str, f64)]) {
         let mut args: Vec<String> = vec!["convert".into()];
         args.extend(convert_args(&c));
         args.extend([s(&ckpt).into(), "-o".into(), s(&model).into(), "--dtype".into(), dtype.into()]);
-        wgvision_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        wgvision_env_ok(&args.iter().map(String::as_str).collect::<Vec<_>>(), env);
         let t_convert = t1.elapsed().as_secs_f64();
         let stats = tmp.join(format!("routing_{dtype}.json"));
         let mut run = vec!["run", s(&model), "--input", s(&input), "-o", s(&out)];
         if c.routing_stats.is_some() {
             run.extend(["--routing-stats", s(&stats)]);
         }
-        wgvision_ok(&run);
+        wgvision_env_ok(&run, env);
         let t_run = t1.elapsed().as_secs_f64() - t_convert;
         if let Some(want) = &c.routing_stats {
             check_routing(name, &stats, want);
@@ -148,10 +160,13 @@ fn geometry_case(name: &str, dtypes: &[(&str, f64)]) {
             let (shape, got) = read_tensor(&out, &o.name);
             let (want_shape, want) = read_tensor(&refs, &o.name);
             assert_eq!(want_shape, o.shape, "{name}: {} in the reference vs the fixture index", o.name);
-            assert_eq!(shape, o.shape, "{name}: {} shape", o.name);
+            let mut batched = o.shape.clone();
+            batched[0] *= repeat;
+            assert_eq!(shape, batched, "{name}: {} shape", o.name);
+            let want = want.repeat(repeat);
             let (e, masked) = compare(name, &o.name, &got, &want);
             let note = if masked > 0 { format!(" ({masked} padding-query logits at f32::MIN)") } else { String::new() };
-            eprintln!("{name:<32} {dtype} {:<18} rel-L2 {e:.2e}{note}", o.name);
+            eprintln!("{name:<32} {dtype} x{repeat} {:<18} rel-L2 {e:.2e}{note}", o.name);
             errors.push((o.name.clone(), e));
         }
         eprintln!("{name:<32} {dtype} synth {t_synth:.1} s, convert {t_convert:.1} s, run {t_run:.1} s");
@@ -273,4 +288,17 @@ fn owlv2_base_patch16_960() {
 #[test]
 fn vmoe_b16_384_e8_k2() {
     geometry_case("vmoe_b16_384_e8_k2", &[F32]);
+}
+
+/// WebGPU's default limits (WGVISION_LIMITS=webgpu: 128 MiB bindings, 256 MiB buffers,
+/// 65535 workgroups per dimension, 8192-texel textures) at real geometry and batch:
+/// every image of the batch gives the reference's answer.
+#[test]
+fn owlv2_base_patch16_960_batch2_webgpu_limits() {
+    geometry_case_with("owlv2_base_patch16_960", &[F32], 2, &[("WGVISION_LIMITS", "webgpu")]);
+}
+
+#[test]
+fn vit_large_patch16_384_batch8_webgpu_limits() {
+    geometry_case_with("vit_large_patch16_384", &[F32], 8, &[("WGVISION_LIMITS", "webgpu")]);
 }

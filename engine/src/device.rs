@@ -58,6 +58,40 @@ pub struct Gpu {
     pub(crate) uncaptured: Arc<Mutex<Option<String>>>,
 }
 
+/// Upper bounds for the limits a device is opened with; the adapter's own limits apply
+/// where they are lower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LimitsCap {
+    pub max_storage_buffer_binding_size: u32,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_texture_dimension_2d: u32,
+}
+
+impl LimitsCap {
+    /// WebGPU's default limits: 128 MiB storage bindings, 256 MiB buffers, 65535
+    /// workgroups per dimension, 16 KiB workgroup storage, 8192-texel textures.
+    pub fn webgpu_defaults() -> Self {
+        let d = wgpu::Limits::default();
+        LimitsCap {
+            max_storage_buffer_binding_size: d.max_storage_buffer_binding_size,
+            max_buffer_size: d.max_buffer_size,
+            max_compute_workgroups_per_dimension: d.max_compute_workgroups_per_dimension,
+            max_compute_workgroup_storage_size: d.max_compute_workgroup_storage_size,
+            max_texture_dimension_2d: d.max_texture_dimension_2d,
+        }
+    }
+
+    fn apply(&self, l: &mut wgpu::Limits) {
+        l.max_storage_buffer_binding_size = l.max_storage_buffer_binding_size.min(self.max_storage_buffer_binding_size);
+        l.max_buffer_size = l.max_buffer_size.min(self.max_buffer_size);
+        l.max_compute_workgroups_per_dimension = l.max_compute_workgroups_per_dimension.min(self.max_compute_workgroups_per_dimension);
+        l.max_compute_workgroup_storage_size = l.max_compute_workgroup_storage_size.min(self.max_compute_workgroup_storage_size);
+        l.max_texture_dimension_2d = l.max_texture_dimension_2d.min(self.max_texture_dimension_2d);
+    }
+}
+
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Gpu({} / {:?})", self.info.name, self.info.backend)
@@ -79,8 +113,20 @@ impl Gpu {
         Ok(())
     }
 
-    /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one.
+    /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one;
+    /// WGVISION_LIMITS=webgpu caps the limits to WebGPU's defaults (see `open`).
     pub fn new(backend: Option<Backend>) -> Result<Arc<Gpu>> {
+        let cap = match std::env::var("WGVISION_LIMITS").as_deref() {
+            Ok("webgpu") => Some(LimitsCap::webgpu_defaults()),
+            Ok("") | Ok("adapter") | Err(_) => None,
+            Ok(other) => return Err(EngineError::Gpu(format!("WGVISION_LIMITS={other}: expected 'webgpu' or 'adapter'"))),
+        };
+        Self::open(backend, cap)
+    }
+
+    /// Open a device, optionally with its limits capped (`LimitsCap::webgpu_defaults()`:
+    /// what browsers, Android and many drivers give), so models are planned within them.
+    pub fn open(backend: Option<Backend>, cap: Option<LimitsCap>) -> Result<Arc<Gpu>> {
         let backend = match backend {
             Some(b) => Some(b),
             None => match std::env::var("WGVISION_BACKEND") {
@@ -119,7 +165,10 @@ impl Gpu {
         let features = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
         let required_features = features & wanted;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(c) = &cap {
+            c.apply(&mut limits);
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgvision"),
             required_features,

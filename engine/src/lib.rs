@@ -8,7 +8,7 @@ pub mod kernels;
 pub mod ops;
 pub mod planner;
 
-pub use device::{Backend, Caps, Gpu};
+pub use device::{Backend, Caps, Gpu, LimitsCap};
 pub use error::{EngineError, Result};
 pub use executor::{Compiled, GpuWeights, NodeTime, Tensor, WeightData};
 pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};

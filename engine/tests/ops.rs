@@ -5,46 +5,9 @@ use common::*;
 use std::borrow::Cow;
 use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
 
-/// One node: input 0 is a graph input, the rest are weights (so f16 storage can be tested).
+/// One node on the shared device (see `check_on`).
 fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool, tol: (f64, f64, f64)) {
-    let gpu = gpu();
-    let mut b = Graph::builder();
-    let mut ids = vec![b.input("x0", shapes[0]).unwrap()];
-    for (i, s) in shapes.iter().enumerate().skip(1) {
-        ids.push(b.weight(&format!("w{i}"), s).unwrap());
-    }
-    let out = b.node("node", op.clone(), &ids).unwrap();
-    b.output(out, "y").unwrap();
-    let g = b.finish();
-    let data: Vec<Vec<f32>> = shapes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| rand_vec(s.iter().product(), 7 + i as u64))
-        .collect();
-    // Values as the GPU sees them (f16-rounded where stored as f16) feed the reference.
-    let f16_input = |i: usize| w_f16 && i == 1;
-    let seen: Vec<Vec<f64>> = data
-        .iter()
-        .enumerate()
-        .map(|(i, d)| d.iter().map(|&v| if f16_input(i) { half::f16::from_f32(v).to_f64() } else { v as f64 }).collect())
-        .collect();
-    let weights = GpuWeights::upload(&gpu, &g, |name| {
-        let i: usize = name[1..].parse().ok()?;
-        let bytes: Vec<u8> = if f16_input(i) {
-            data[i].iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
-        } else {
-            bytemuck::cast_slice(&data[i]).to_vec()
-        };
-        Some(WeightData { dtype: if f16_input(i) { DType::F16 } else { DType::F32 }, shape: shapes[i].to_vec(), bytes: Cow::Owned(bytes) })
-    })
-    .unwrap();
-    let c = Compiled::with_variant(gpu, &g, &weights, variant).unwrap();
-    let got = c.run(&[("x0", &data[0])]).unwrap();
-    let refs: Vec<&[f64]> = seen.iter().map(|v| v.as_slice()).collect();
-    let want = op.reference(&refs, shapes, g.shape(out));
-    assert_eq!(got[0].shape, g.shape(out));
-    let what = format!("{op:?} {shapes:?} variant={variant:?} f16={w_f16}");
-    assert_close(&what, &got[0].data, &want, tol.0, tol.1, tol.2);
+    check_on(&gpu(), op, shapes, variant, w_f16, tol);
 }
 
 const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);

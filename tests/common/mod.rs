@@ -7,6 +7,13 @@ pub fn wgvision(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_wgvision")).args(args).output().expect("run wgvision")
 }
 
+/// Run with extra environment variables and require success.
+pub fn wgvision_env_ok(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgvision")).args(args).envs(env.iter().copied()).output().expect("run wgvision");
+    assert!(out.status.success(), "wgvision {args:?} ({env:?}) failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
 /// Run and require success, showing stderr otherwise.
 pub fn wgvision_ok(args: &[&str]) -> Output {
     let out = wgvision(args);

@@ -3,7 +3,7 @@ use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
 use crate::graph::DType;
 use crate::kernels::{Define, KernelKey};
 
-uniform!("matmul.wgsl", MatmulParams { m: u32, n: u32, k: u32, act: u32 });
+uniform!("matmul.wgsl", MatmulParams { m: u32, n: u32, k: u32, act: u32, a_row0: u32, _pad0: u32, _pad1: u32, _pad2: u32 });
 
 /// Rows per lane in the CPU variant.
 const TM: u32 = 4;
@@ -117,11 +117,13 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
         v => return Err(format!("unknown matmul variant {v}")),
     };
     let code = act.code();
-    let params_for = move |m: usize| -> Result<Vec<u8>, String> {
-        let p = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: code };
+    let tex = variant == "tex";
+    // A row range starts at `row0`: buffers are bound from there, A's texture is whole.
+    let params_for = move |row0: usize, m: usize| -> Result<Vec<u8>, String> {
+        let a_row0 = if tex { u32_of(row0, "row")? } else { 0 };
+        let p = MatmulParams { m: u32_of(m, "rows")?, n: u32_of(n, "cols")?, k: u32_of(k, "depth")?, act: code, a_row0, ..Default::default() };
         Ok(bytemuck::bytes_of(&p).to_vec())
     };
-    let tex = variant == "tex";
     let mut bindings = if tex {
         vec![(1, Arg::InputTexture(0)), (2, Arg::InputTexture(1))]
     } else {
@@ -149,10 +151,10 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
         chunks: Some(super::Chunking {
             rows: m,
             row_bytes,
-            plan: std::sync::Arc::new(move |_, len| Ok((chunk_params(len)?, wg(len, n) as u64))),
+            plan: std::sync::Arc::new(move |row0, len| Ok((chunk_params(row0, len)?, wg(len, n) as u64))),
         }),
         key: KernelKey { shader: "matmul.wgsl", entry, defines: defs, constants },
-        params: params_for(m)?,
+        params: params_for(0, m)?,
         bindings,
         workgroups: wg(m, n) as u64,
     })
