@@ -14,13 +14,18 @@ pub const MAX_IMAGE_PIXELS: u64 = 1 << 28;
 /// end-of-image marker is refused, as PIL refuses a truncated file (the decoder would
 /// otherwise fill the missing rows with grey).
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage> {
-    let err = |message: String| Error::Image { path: path.display().to_string(), message };
-    let bytes = wgvision_weights::st::read_file(path).map_err(|e| err(e.to_string()))?;
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes)).with_guessed_format().map_err(|e| err(e.to_string()))?;
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(&bytes) {
+    let bytes = wgvision_weights::st::read_file(path).map_err(|e| Error::Image { path: path.display().to_string(), message: e.to_string() })?;
+    decode_rgb_bytes(&bytes, &path.display().to_string())
+}
+
+/// `decode_rgb` on bytes already read (`what` names them in errors).
+pub fn decode_rgb_bytes(bytes: &[u8], what: &str) -> Result<image::RgbImage> {
+    let err = |message: String| Error::Image { path: what.to_string(), message };
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| err(e.to_string()))?;
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_has_end(bytes) {
         return Err(err("the JPEG data is truncated (no end-of-image marker)".into()));
     }
-    let (w, h) = image::ImageReader::new(std::io::Cursor::new(&bytes))
+    let (w, h) = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .and_then(|r| r.into_dimensions().map_err(std::io::Error::other))
         .map_err(|e| err(e.to_string()))?;
