@@ -35,6 +35,13 @@ struct AttentionParams {
 @group(0) @binding(3) var<storage, read> key_mask: array<f32>;
 #endif
 
+// Keys the causal mask allows. When the padding mask removes every one of them (an
+// all-zero attention_mask), transformers' additive masks (finfo.min) swamp every score
+// and its softmax is uniform over these keys; the kernels do the same instead of 0/0.
+fn causal_ok(i: u32, j: u32) -> bool {
+    return p.causal == 0u || j <= i;
+}
+
 fn key_allowed(b: u32, i: u32, j: u32) -> bool {
     var ok = p.causal == 0u || j <= i;
 #ifdef KEY_MASK
@@ -115,6 +122,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
         m = bmax;
     }
+    if (l == 0.0) {
+        for (var j0 = 0u; j0 < p.tokens; j0 += KB) {
+            for (var jj = 0u; jj < KB; jj++) {
+                let ok = j0 + jj < p.tokens && causal_ok(qi, j0 + jj);
+                let pj = select(0.0, 1.0, ok);
+                l += pj;
+                let vr = v_off + min(j0 + jj, p.tokens - 1u) * row4;
+                for (var d = 0u; d < DH4; d++) {
+                    acc[d] += pj * qkv[vr + min(d, hd4 - 1u)];
+                }
+            }
+        }
+    }
     if (i < p.tokens) {
         let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
         let inv = 1.0 / l;
@@ -192,6 +212,17 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             }
         }
         m = bmax;
+    }
+    if (l == 0.0) {
+        for (var j = 0u; j < p.tokens; j++) {
+            if (causal_ok(qi, j)) {
+                l += 1.0;
+                let vr = v_off + j * row_stride;
+                for (var d = 0u; d < p.head_dim; d++) {
+                    acc[d] += qkv[vr + d];
+                }
+            }
+        }
     }
     if (i < p.tokens) {
         let o = (b * p.tokens + i) * d_model + h * p.head_dim;

@@ -516,3 +516,19 @@ fn attention_scalar_kernel_and_loop_limit() {
         assert!(err.contains("5000 tokens") && err.contains("65535"), "{err}");
     }
 }
+
+/// A padding mask that removes every key of a row (an all-zero attention_mask): the
+/// softmax is uniform over the causal keys, as transformers' additive masks give, never
+/// 0/0 (issue 10: NaN logits). Vec4 and scalar kernels, causal and not.
+#[test]
+fn attention_all_keys_masked_is_uniform_not_nan() {
+    for (b, n, heads, hd) in [(3, 16, 2, 8), (2, 7, 1, 6)] {
+        let qkv: Vec<f64> = rand_vec(b * n * 3 * heads * hd, 31).iter().map(|&v| v as f64).collect();
+        // Batch 0 has no key at all; the others keep their first tokens.
+        let mask: Vec<f64> = (0..b * n).map(|i| if i / n > 0 && i % n < 3 { 1.0 } else { 0.0 }).collect();
+        for causal in [true, false] {
+            let op = Op::Attention { heads, scale: 0.3, causal, key_mask: true };
+            check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
+        }
+    }
+}

@@ -88,6 +88,26 @@ def main():
         index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": batch,
                       "outputs": outputs, "out_shape": list(out.logits.shape)})
         print(f"{name}: logits {tuple(out.logits.shape)} boxes {tuple(out.pred_boxes.shape)}")
+    # A real query (ids set) whose attention_mask is all zeros: transformers' additive
+    # masks (finfo.min) swamp every score, so the text tower attends uniformly over the
+    # causal keys and the logits stay finite.
+    name = "owlvit_all_zero_mask_query"
+    rng = np.random.default_rng(6400)
+    model, gen = save_model(name, OwlViTForObjectDetection, configs(OwlViTConfig, 64, 16), 6400)
+    x = torch.randn(1, 3, 64, 64, generator=gen).float()
+    ids, mask = queries(rng, 1, 3, [3, 5, 2], None)
+    mask[1, :] = 0
+    torch.set_default_dtype(torch.float64)
+    with torch.no_grad():
+        out = model.double()(pixel_values=x.double(), input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    torch.set_default_dtype(torch.float32)
+    assert torch.isfinite(out.logits).all()
+    save_file({"pixel_values": x, "input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask),
+               "logits": out.logits.contiguous(), "pred_boxes": out.pred_boxes.contiguous()},
+              os.path.join(OUT, f"{name}.io.safetensors"))
+    index.append({"name": name, "from": "hf", "config": f"{name}.config.json", "batch": 1,
+                  "outputs": ["logits", "pred_boxes"], "out_shape": list(out.logits.shape)})
+    print(f"{name}: logits {tuple(out.logits.shape)}")
     # A model whose vocabulary is the CLIP tokenizer fixture's, for the end-to-end
     # `run --image --query` test (tokenized by transformers' CLIPTokenizerFast).
     tok_dir = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "clip_tokenizer")

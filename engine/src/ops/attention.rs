@@ -26,12 +26,14 @@ fn keys_per_block(bucket: u32) -> u32 {
 }
 
 /// Run-time loop back-edges one invocation takes: the vec4 kernel loops only over key
-/// blocks; the scalar kernel also loops over the head dim for every key.
-fn loop_iterations(tokens: u64, head_dim: u64, vec4: bool, kb: u64) -> u64 {
+/// blocks; the scalar kernel also loops over the head dim for every key. With a padding
+/// mask, a query whose keys are all masked takes a second (uniform) pass over the keys.
+fn loop_iterations(tokens: u64, head_dim: u64, vec4: bool, kb: u64, key_mask: bool) -> u64 {
+    let masked = key_mask as u64;
     if vec4 {
-        tokens.div_ceil(kb) + 1
+        (1 + masked) * tokens.div_ceil(kb) + 1
     } else {
-        tokens * (2 * head_dim + 2) + tokens.div_ceil(16) * (head_dim + 2) + 2 * head_dim
+        tokens * (2 * head_dim + 2) + tokens.div_ceil(16) * (head_dim + 2) + 2 * head_dim + masked * tokens * (head_dim + 1)
     }
 }
 
@@ -87,7 +89,7 @@ pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: boo
     // vec4 needs whole vec4 columns; the op tests force the scalar kernel with "scalar".
     // (NIR does not unroll the 64-trip loops of the 256 bucket: it takes the scalar kernel.)
     let vec4 = hd % 4 == 0 && bucket <= VEC4_MAX_BUCKET && ctx.variant != Some("scalar");
-    let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64);
+    let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
             "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \
@@ -124,9 +126,17 @@ pub fn reference(qkv: &[f64], s: &[usize], heads: usize, scale: f32, causal: boo
     for bb in 0..b {
         for h in 0..heads {
             for i in 0..n {
-                let allowed = |j: usize| (!causal || j <= i) && mask.is_none_or(|m| m[bb * n + j] != 0.0);
+                let causal_ok = |j: usize| !causal || j <= i;
+                let any = (0..n).any(|j| causal_ok(j) && mask.is_none_or(|m| m[bb * n + j] != 0.0));
+                // No key left (all-zero padding mask): uniform over the causal keys, as
+                // transformers' additive finfo.min masks give.
+                let allowed = |j: usize| causal_ok(j) && (!any || mask.is_none_or(|m| m[bb * n + j] != 0.0));
                 let scores: Vec<f64> = (0..n)
-                    .map(|j| if allowed(j) { (0..hd).map(|e| at(bb, i, 0, h, e) * at(bb, j, 1, h, e)).sum::<f64>() * scale as f64 } else { f64::NEG_INFINITY })
+                    .map(|j| match (allowed(j), any) {
+                        (false, _) => f64::NEG_INFINITY,
+                        (true, false) => 0.0,
+                        (true, true) => (0..hd).map(|e| at(bb, i, 0, h, e) * at(bb, j, 1, h, e)).sum::<f64>() * scale as f64,
+                    })
                     .collect();
                 let mx = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let ex: Vec<f64> = scores.iter().map(|x| (x - mx).exp()).collect();
