@@ -40,6 +40,14 @@ pub fn decode_rgb_bytes(bytes: &[u8], what: &str) -> Result<image::RgbImage> {
     Ok(reader.decode().map_err(|e| err(e.to_string()))?.to_rgb8())
 }
 
+/// The model's input size bounds the resized image and the f32 pixels (4 + 12 bytes per
+/// pixel): refused past the host-memory budget before allocating.
+fn check_pixels(path: &Path, bytes: u64) -> Result<()> {
+    wgvision_weights::st::check_host_bytes(&format!("image {} at the model's input size", path.display()), Some(bytes))
+        .map(|_| ())
+        .map_err(|e| Error::Image { path: path.display().to_string(), message: e.to_string() })
+}
+
 /// A JPEG ends with the EOI marker FF D9 (trailing padding after it is tolerated).
 fn jpeg_has_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(4096)..];
@@ -59,6 +67,7 @@ pub fn load_image(path: &Path, pre: &Preprocess) -> Result<Vec<f32>> {
         "nearest" => FilterType::Nearest,
         _ => FilterType::CatmullRom,
     };
+    check_pixels(path, w as u64 * h as u64 * 16)?;
     let resized = if pre.crop_mode == "squash" {
         image::imageops::resize(&img, w as u32, h as u32, filter)
     } else {

@@ -440,28 +440,50 @@ fn run_options_and_inputs() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("HeaderTooLarge"));
 }
 
+/// A copy of a model file with its config metadata edited by `f`.
+fn edit_config(model: &Path, out: &Path, f: &dyn Fn(&mut serde_json::Value)) -> PathBuf {
+    let bytes = std::fs::read(model).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&meta["wgvision.config"]).unwrap();
+    f(&mut cfg);
+    meta.insert("wgvision.config".into(), cfg.to_string());
+    std::fs::write(out, serialize(st.tensors(), &Some(meta)).unwrap()).unwrap();
+    out.to_path_buf()
+}
+
 /// The model file's config must match its tensors, and unknown config keys are refused.
 #[test]
 fn model_file_config_must_match_its_tensors() {
     let s = setup("bad_config_vs_file");
     let o = s.dir.join("out.safetensors");
-    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| -> PathBuf {
-        let bytes = std::fs::read(&s.model).unwrap();
-        let st = SafeTensors::deserialize(&bytes).unwrap();
-        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-        let mut meta = meta.metadata().clone().unwrap();
-        let mut cfg: serde_json::Value = serde_json::from_str(&meta["wgvision.config"]).unwrap();
-        f(&mut cfg);
-        meta.insert("wgvision.config".into(), cfg.to_string());
-        let views: Vec<(String, TensorView)> = st.tensors();
-        let p = s.dir.join(name);
-        std::fs::write(&p, serialize(views, &Some(meta)).unwrap()).unwrap();
-        p
-    };
+    let edit = |name: &str, f: &dyn Fn(&mut serde_json::Value)| edit_config(&s.model, &s.dir.join(name), f);
     let shallow = edit("shallow.safetensors", &|c| c["depth"] = 1.into());
     let (io, os) = (s.io.to_str().unwrap(), o.to_str().unwrap());
     expect_failure(&["run", shallow.to_str().unwrap(), "--input", io, "-o", os], &["does not use", "blocks.1."], Some(&o));
     let unknown = edit("unknown.safetensors", &|c| c["qk_norm"] = true.into());
     expect_failure(&["run", unknown.to_str().unwrap(), "--input", io, "-o", os], &["qk_norm"], Some(&o));
     expect_failure(&["bench", unknown.to_str().unwrap()], &["qk_norm"], None);
+}
+
+/// Geometry no device can hold is refused at conversion, and an edited model file whose
+/// input is too large is refused before the image is resized (it aborted in `resize`).
+#[test]
+fn huge_geometry_is_refused_before_allocation() {
+    let s = setup("bad_geometry");
+    let out = s.dir.join("swin_big.safetensors");
+    let ckpt = fixtures().join("swin/timm_shift_then_unshifted_stage.checkpoint.safetensors");
+    let args = [
+        "convert", "--from", "timm", "--model", "swin_tiny_patch4_window7_224", "--set", "img_size=100000", "--set", "embed_dim=16",
+        "--set", "depths=[2,2]", "--set", "num_heads=[1,2]", "--set", "num_classes=10", ckpt.to_str().unwrap(), "-o", out.to_str().unwrap(),
+    ];
+    expect_failure(&args, &["pixel_values", "[1, 3, 100000, 100000]", "2^32 elements"], Some(&out));
+    let big = edit_config(&s.model, &s.dir.join("big_input.safetensors"), &|c| {
+        c["img_size"] = serde_json::json!([100000, 100000]);
+        c["preprocess"]["input_size"] = serde_json::json!([3, 100000, 100000]);
+    });
+    let png = s.dir.join("small.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([x as u8, y as u8, 9])).save(&png).unwrap();
+    expect_failure(&["run", big.to_str().unwrap(), "--image", png.to_str().unwrap()], &["GB"], None);
 }

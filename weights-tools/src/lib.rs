@@ -83,8 +83,26 @@ pub fn timm_model_names() -> Vec<String> {
 }
 
 /// Map a peer checkpoint's tensors onto the canonical names of `config`.
+/// Refuse a config whose graph (at its smallest batch) has a tensor no device can hold:
+/// more elements than a shader's u32 index reaches, or more bytes than the host-memory
+/// budget (e.g. `--set img_size=100000`), naming the tensor and its size.
+pub fn check_geometry(config: &wgvision_graphs::ModelConfig) -> Result<()> {
+    let graph = config.build(config.min_batch())?;
+    for t in &graph.tensors {
+        let numel = t.shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64));
+        let what = format!("tensor {} {:?}", t.name, t.shape);
+        match numel {
+            Some(n) if n <= u32::MAX as u64 => {}
+            _ => return Err(WeightsError::Unsupported(format!("{what} has more than 2^32 elements, which shader indices cannot address (check img_size)"))),
+        }
+        st::check_host_bytes(&what, numel.and_then(|n| n.checked_mul(4)))?;
+    }
+    Ok(())
+}
+
 pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<source::Converted> {
     use wgvision_graphs::ModelConfig;
+    check_geometry(config)?;
     let converted = match config {
         ModelConfig::Vit(c) => timm::convert(c, tensors)?.1,
         ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
