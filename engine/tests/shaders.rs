@@ -61,3 +61,21 @@ fn preprocessor_selects_bindings_and_emits_value_defines() {
     assert!(f16.contains("var<storage, read> w: array<u32>") && f16.contains("unpack2x16float"));
     assert!(preprocess("no_such.wgsl", &[]).is_err());
 }
+
+/// Every variant fits WebGPU's default maxComputeWorkgroupStorageSize (16 KiB), which
+/// browsers and many drivers give (naga's layouter sizes the workgroup variables).
+#[test]
+fn workgroup_storage_within_webgpu_default() {
+    for key in all_variants() {
+        let m = module(&key);
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(m.to_ctx()).unwrap();
+        let bytes: u32 = m
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| layouter[v.ty].size)
+            .sum();
+        assert!(bytes <= 16384, "{}: {bytes} bytes of workgroup storage > 16 KiB", key.label());
+    }
+}
