@@ -5,9 +5,12 @@ use common::*;
 use std::borrow::Cow;
 use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
 
-/// One node on the shared device (see `check_on`).
+/// One node on the shared device, then on a device capped to 256 workgroups per
+/// dimension, where every dispatch over 256 workgroups is split over x and y (see
+/// `check_on`).
 fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool, tol: (f64, f64, f64)) {
-    check_on(&gpu(), op, shapes, variant, w_f16, tol);
+    check_on(&gpu(), op.clone(), shapes, variant, w_f16, tol);
+    check_on(&split_gpu(), op, shapes, variant, w_f16, tol);
 }
 
 const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);
@@ -250,16 +253,15 @@ fn reference_erf_is_accurate() {
     }
 }
 
-#[test]
-fn dispatch_split_over_65535_workgroups() {
-    // 70k rows of LayerNorm -> 70k workgroups: must be split over x and y.
-    check(Op::LayerNorm { eps: 1e-6 }, &[&[70_000, 3], &[3], &[3]], None, false, F32_TOL);
-}
-
 /// One node whose inputs are all graph inputs with the given values (a routing table must
 /// be a real one, not random numbers).
 fn check_exact_inputs(op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
-    let gpu = gpu();
+    check_exact_inputs_on(&gpu(), op.clone(), shapes, data);
+    check_exact_inputs_on(&split_gpu(), op, shapes, data);
+}
+
+fn check_exact_inputs_on(gpu: &std::sync::Arc<wgvision_engine::Gpu>, op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
+    let gpu = gpu.clone();
     let mut b = Graph::builder();
     let ids: Vec<_> = shapes.iter().enumerate().map(|(i, s)| b.input(&format!("x{i}"), s).unwrap()).collect();
     let out = b.node("node", op.clone(), &ids).unwrap();
@@ -530,5 +532,41 @@ fn attention_all_keys_masked_is_uniform_not_nan() {
             let op = Op::Attention { heads, scale: 0.3, causal, key_mask: true };
             check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
         }
+    }
+}
+
+/// Window and grid attention at the windows of released checkpoints (Swin 7 and 12,
+/// MaxViT 7 at 224 / 12 at 384 / 16 at 512) over heads {1, 3, 12, 16}, head dims {32, 64,
+/// 80, 128} and batch 1 to 4; past lavapipe's loop limiter a shape is refused, not cut short.
+#[test]
+fn window_and_grid_attention_released_geometries() {
+    // (batch, map, heads, head_dim, window, shift, grid)
+    let cases: &[(usize, [usize; 2], usize, usize, [usize; 2], [usize; 2], bool)] = &[
+        (1, [24, 24], 3, 32, [12, 12], [6, 6], false), // Swin-B 384, window 12, shifted
+        (4, [14, 14], 12, 32, [7, 7], [3, 3], false),  // Swin, window 7, batch 4
+        (2, [32, 32], 1, 64, [16, 16], [0, 0], true),  // MaxViT 512 grid 16
+        (1, [16, 16], 16, 32, [16, 16], [0, 0], false), // MaxViT 512 block 16, 16 heads
+        (3, [12, 12], 1, 80, [12, 12], [0, 0], true),
+        (1, [14, 14], 1, 128, [7, 7], [0, 0], false),
+    ];
+    for &(b, map, heads, hd, window, shift, grid) in cases {
+        let layout = WindowLayout { map, window, shift, pad_first: false, grid };
+        let n = window[0] * window[1];
+        let op = Op::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() };
+        check(op, &[&[b, map[0] * map[1], 3 * heads * hd], &[heads, n, n]], None, false, F32_TOL);
+    }
+    let gpu = gpu();
+    if gpu.caps.cpu {
+        // 256-token windows at head dim 128: ~66k back-edges per invocation.
+        let layout = WindowLayout { map: [16, 16], window: [16, 16], shift: [0, 0], pad_first: false, grid: false };
+        let mut g = Graph::builder();
+        let x = g.input("qkv", &[1, 256, 3 * 128]).unwrap();
+        let bias = g.input("bias", &[1, 256, 256]).unwrap();
+        let y = g.node("wa", Op::WindowAttention { heads: 1, layout, pad_bias: false, scale: 0.1 }, &[x, bias]).unwrap();
+        g.output(y, "y").unwrap();
+        let g = g.finish();
+        let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+        let err = Compiled::new(gpu.clone(), &g, &w).err().expect("refused").to_string();
+        assert!(err.contains("256-token windows") && err.contains("65535"), "{err}");
     }
 }

@@ -497,7 +497,7 @@ impl Op {
             Op::TokenEmbed { prefix, pos, pos_start } => token_embed::plan(s, out, *prefix, *pos, *pos_start),
             Op::Pool { kind } => pool::plan(s[0], *kind),
             Op::Unary { act } => unary::plan(out, *act),
-            Op::WindowAttention { heads, layout, pad_bias, scale } => window_attention::plan(s, *heads, layout, *pad_bias, *scale),
+            Op::WindowAttention { heads, layout, pad_bias, scale } => window_attention::plan(s, *heads, layout, *pad_bias, *scale, ctx),
             Op::PatchMerge { map } => patch_merge::plan(s[0], out, *map),
             Op::DepthwiseConv { geometry, act } => depthwise_conv::plan(s, out, geometry, *act),
             Op::AvgPool { geometry } => depthwise_conv::plan_avg_pool(s, out, geometry),

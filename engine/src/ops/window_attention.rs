@@ -88,9 +88,20 @@ pub fn variants() -> Vec<KernelKey> {
     HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false, 64), key(b, true, 64)]).collect()
 }
 
-pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32) -> Result<KernelPlan, String> {
+pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32, ctx: &super::PlanCtx) -> Result<KernelPlan, String> {
     let (b, d) = (s[0][0], s[0][2] / 3);
     let hd = d / heads;
+    // Run-time loop back-edges per invocation (head-dim loops per key, see attention.rs's
+    // CPU_LOOP_LIMIT): refused on CPU adapters rather than silently cut short.
+    let n = l.tokens() as u64;
+    let loops = n * (2 * hd as u64 + 2) + n.div_ceil(16) * (hd as u64 + 2) + 2 * hd as u64 + (l.window[0] + l.window[1]) as u64;
+    if ctx.caps.cpu && loops > super::attention::CPU_LOOP_LIMIT {
+        return Err(format!(
+            "window attention over {n}-token windows with head_dim {hd} needs {loops} loop iterations per invocation; \
+             this CPU adapter's shader loops stop after {}",
+            super::attention::CPU_LOOP_LIMIT
+        ));
+    }
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     let [hp, wp] = l.padded();
     let windows = (hp / l.window[0]) * (wp / l.window[1]);

@@ -10,6 +10,18 @@ pub fn gpu() -> Arc<Gpu> {
     GPU.get_or_init(|| Gpu::new(None).expect("a GPU or software adapter (install mesa-vulkan-drivers)")).clone()
 }
 
+/// A device whose dispatches are split over x and y past 256 workgroups per dimension,
+/// so every kernel's linear workgroup index is tested on ordinary shapes.
+pub fn split_gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let mut cap = wgvision_engine::LimitsCap::webgpu_defaults();
+        cap.max_compute_workgroups_per_dimension = 256;
+        Gpu::open(None, Some(cap)).expect("a GPU or software adapter (install mesa-vulkan-drivers)")
+    })
+    .clone()
+}
+
 /// Deterministic uniform values in [-1, 1) (xorshift), different per seed.
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
