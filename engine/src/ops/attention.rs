@@ -88,7 +88,7 @@ pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: boo
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
     // vec4 needs whole vec4 columns; the op tests force the scalar kernel with "scalar".
     // (NIR does not unroll the 64-trip loops of the 256 bucket: it takes the scalar kernel.)
-    let vec4 = hd % 4 == 0 && bucket <= VEC4_MAX_BUCKET && ctx.variant != Some("scalar");
+    let vec4 = hd.is_multiple_of(4) && bucket <= VEC4_MAX_BUCKET && ctx.variant != Some("scalar");
     let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(

@@ -84,12 +84,12 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     let m: usize = s[0][..s[0].len() - 1].iter().product();
     let n = s[1][1];
     let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
-    let vec4_ok = !w_f16 && k % 4 == 0 && n % 4 == 0;
+    let vec4_ok = !w_f16 && k.is_multiple_of(4) && n.is_multiple_of(4);
     // Textures: the weight has one (made at upload for CPU adapters), and A is written
     // into one by the executor's to_texture step.
     let max_tex = ctx.max_texture_dim as usize;
     // (f16 weights have an rgba16float texture: the same kernel reads them widened.)
-    let tex_ok = ctx.w_texture && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && m <= max_tex;
+    let tex_ok = ctx.w_texture && k.is_multiple_of(4) && n.is_multiple_of(4) && k / 4 <= max_tex && m <= max_tex;
     let variant = match ctx.variant {
         Some("vec4") if !vec4_ok => "cols8x2",
         Some("tex") if !tex_ok => if vec4_ok { "vec4" } else { "cols8x2" },
@@ -101,7 +101,8 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     };
     let mut defs = defines(w_f16, bias, residual);
     // Workgroups for `m` rows: the node may run as several row ranges (see Chunking).
-    let (entry, constants, wg): (&'static str, Vec<(&'static str, u32)>, fn(usize, usize) -> usize) = match variant {
+    type Workgroups = fn(usize, usize) -> usize;
+    let (entry, constants, wg): (&'static str, Vec<(&'static str, u32)>, Workgroups) = match variant {
         "tiled" => ("main_tiled", vec![], |m, n| m.div_ceil(64) * n.div_ceil(64)),
         "rows" => ("main_rows", vec![("WG", WG_ROWS)], |m, n| m.div_ceil(TM as usize) * n.div_ceil(WG_ROWS as usize)),
         "cols8" => ("main_cols8", vec![("TR", 1), ("WG", COLS_WG)], |m, n| m.div_ceil(COLS_WG as usize) * n.div_ceil(8)),
@@ -146,7 +147,7 @@ pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &P
     if residual {
         row_bytes.push((4, nb));
     }
-    let chunk_params = params_for.clone();
+    let chunk_params = params_for;
     Ok(KernelPlan {
         chunks: Some(super::Chunking {
             rows: m,

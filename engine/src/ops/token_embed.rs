@@ -18,11 +18,10 @@ pub fn infer(s: &[&[usize]], prefix: usize, pos: bool, pos_start: usize) -> Resu
         }
         i += 1;
     }
-    if pos {
-        if pos_start > t || s[i] != [t - pos_start, *d] {
+    if pos
+        && (pos_start > t || s[i] != [t - pos_start, *d]) {
             return Err(format!("position embedding must be [{}, {d}], got {:?}", t.saturating_sub(pos_start), s[i]));
         }
-    }
     Ok(vec![*b, t, *d])
 }
 
