@@ -479,6 +479,11 @@ fn huge_geometry_is_refused_before_allocation() {
         "--set", "depths=[2,2]", "--set", "num_heads=[1,2]", "--set", "num_classes=10", ckpt.to_str().unwrap(), "-o", out.to_str().unwrap(),
     ];
     expect_failure(&args, &["pixel_values", "[1, 3, 100000, 100000]", "2^32 elements"], Some(&out));
+    // A ratio that would saturate a width to usize::MAX is refused as the option it is.
+    let ratio = ["convert", "--from", "timm", "--model", MODEL, "--set", "mlp_ratio=1e30", s.ckpt.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    expect_failure(&ratio, &["option mlp_ratio", "(0, 64]"], Some(&out));
+    let err = String::from_utf8_lossy(&wgvision(&ratio).stderr).into_owned();
+    assert!(!err.contains("18446744073709551615"), "{err}");
     let big = edit_config(&s.model, &s.dir.join("big_input.safetensors"), &|c| {
         c["img_size"] = serde_json::json!([100000, 100000]);
         c["preprocess"]["input_size"] = serde_json::json!([3, 100000, 100000]);

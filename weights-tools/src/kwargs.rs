@@ -47,6 +47,16 @@ impl Kwargs {
         }
     }
 
+    /// A width ratio (mlp_ratio, expand_ratio): finite and in (0, 64], so widths derived
+    /// from it stay real sizes (1e30 saturated to usize::MAX in the shapes).
+    pub fn ratio(&self, k: &str, default: f64) -> Result<f64> {
+        let r = self.f64(k, default)?;
+        if !(r > 0.0 && r <= 64.0) {
+            return Err(bad_option(k, format!("{r:e} is not a width ratio in (0, 64]")));
+        }
+        Ok(r)
+    }
+
     pub fn bool(&self, k: &str, default: bool) -> Result<bool> {
         match self.get(k) {
             None => Ok(default),

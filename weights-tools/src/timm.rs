@@ -106,7 +106,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         other => return Err(bad_option("pos_embed", format!("expected 'learn' or 'none', got '{other}'"))),
     };
     let embed_dim = kw.usize("embed_dim", 768)?;
-    let mlp_ratio = kw.f64("mlp_ratio", 4.0)?;
+    let mlp_ratio = kw.ratio("mlp_ratio", 4.0)?;
     let pre_norm = kw.bool("pre_norm", false)?;
     let in_chans = kw.usize("in_chans", 3)?;
     let c = VitConfig {
