@@ -115,7 +115,21 @@ fn checkpoint_with_wrong_missing_or_extra_tensor() {
         let e = m.get_mut("pos_embed").unwrap();
         e.2.truncate(e.1.iter().product());
     });
-    expect_failure(&convert_args(b, o), &["pos_embed", "dtype"], Some(&out));
+    expect_failure(&convert_args(b, o), &["pos_embed", "dtype I8"], Some(&out));
+    // A BF16 tensor in a model file: the message says what model files hold, without
+    // listing BF16 among the dtypes it refuses.
+    let bf16_model = s.dir.join("bf16_model.safetensors");
+    let bytes = std::fs::read(&s.model).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let mut views: Vec<(String, TensorView)> = st.tensors();
+    let head = views.iter().position(|(n, _)| n == "head.bias").unwrap();
+    let data = views[head].1.data()[..views[head].1.data().len() / 2].to_vec();
+    let shape = views[head].1.shape().to_vec();
+    views[head].1 = TensorView::new(Dtype::BF16, shape, &data).unwrap();
+    std::fs::write(&bf16_model, serialize(views, meta.metadata()).unwrap()).unwrap();
+    let io = s.io.to_str().unwrap();
+    expect_failure(&["run", bf16_model.to_str().unwrap(), "--input", io, "-o", o], &["head.bias", "BF16", "model files hold F32 or F16"], Some(&out));
 
     // The right checkpoint for another head size names the fix.
     let mut args = vec!["convert", "--from", "timm", "--model", MODEL];

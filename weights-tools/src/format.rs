@@ -55,7 +55,7 @@ impl ModelFile {
             let dtype = match v.dtype() {
                 Dtype::F32 => DType::F32,
                 Dtype::F16 => DType::F16,
-                d => return Err(WeightsError::UnsupportedDtype { tensor: name, dtype: format!("{d:?}") }),
+                d => return Err(WeightsError::ModelFileDtype { tensor: name, dtype: format!("{d:?}") }),
             };
             let start = v.data().as_ptr() as usize - base;
             tensors.insert(name, (dtype, v.shape().to_vec(), start..start + v.data().len()));

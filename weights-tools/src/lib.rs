@@ -28,6 +28,8 @@ pub enum WeightsError {
     ShapeMismatch { tensor: String, expected: Vec<usize>, got: Vec<usize>, hint: String },
     #[error("tensor '{tensor}' has dtype {dtype}, which wgvision cannot read (it reads F32, F16, BF16 and F64 weights, and I64 / I32 ids)")]
     UnsupportedDtype { tensor: String, dtype: String },
+    #[error("model file tensor '{tensor}' has dtype {dtype}; model files hold F32 or F16 tensors (make one with `wgvision convert`)")]
+    ModelFileDtype { tensor: String, dtype: String },
     #[error("unknown timm model '{name}'{hint}")]
     UnknownModel { name: String, hint: String },
     #[error("option {key}: {message}")]
