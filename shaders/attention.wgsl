@@ -52,6 +52,20 @@ fn key_allowed(b: u32, i: u32, j: u32) -> bool {
 
 override WG: u32 = 32u;
 
+// Which (batch, head, query) a lane computes: one workgroup per WG queries of one head.
+struct Lane {
+    b: u32,
+    h: u32,
+    i: u32,
+}
+
+fn query_lane(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> Lane {
+    let q_blocks = (p.tokens + WG - 1u) / WG;
+    let tile = linear_workgroup(wid, nwg);
+    let bh = tile / q_blocks;
+    return Lane(bh / p.heads, bh % p.heads, (tile % q_blocks) * WG + lid.x);
+}
+
 #ifdef VEC4
 // DH4 vec4 lanes of head dim (the bucket; the head's own dim hd4 <= DH4 is a uniform)
 // and KB keys per block are preprocessor constants so both loops unroll.
@@ -61,15 +75,13 @@ const DH4: u32 = DH / 4u;
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let q_blocks = (p.tokens + WG - 1u) / WG;
-    let tile = linear_workgroup(wid, nwg);
-    let bh = tile / q_blocks;
-    if (bh >= p.batch * p.heads) {
+    let lane = query_lane(lid, wid, nwg);
+    if (lane.b >= p.batch) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i = (tile % q_blocks) * WG + lid.x;
+    let b = lane.b;
+    let h = lane.h;
+    let i = lane.i;
     let qi = min(i, p.tokens - 1u);
     let hd4 = p.head_dim / 4u;
     let d_model4 = p.heads * hd4;
@@ -158,15 +170,13 @@ const KB: u32 = 16u;  // keys per softmax block
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let q_blocks = (p.tokens + WG - 1u) / WG;
-    let tile = linear_workgroup(wid, nwg);
-    let bh = tile / q_blocks;
-    if (bh >= p.batch * p.heads) {
+    let lane = query_lane(lid, wid, nwg);
+    if (lane.b >= p.batch) {
         return;
     }
-    let b = bh / p.heads;
-    let h = bh % p.heads;
-    let i = (tile % q_blocks) * WG + lid.x;
+    let b = lane.b;
+    let h = lane.h;
+    let i = lane.i;
     let qi = min(i, p.tokens - 1u);
     let d_model = p.heads * p.head_dim;
     let row_stride = 3u * d_model;
