@@ -4,8 +4,20 @@
 use crate::error::{EngineError, Result};
 use crate::ops::Op;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 pub type TensorId = usize;
+
+/// Most tensors a graph may hold. The largest released models have a few thousand; a
+/// config past this (a model file claiming a depth of 10^12) is refused while its graph
+/// is built, instead of spending unbounded time and memory on a graph no file can fill.
+pub const MAX_GRAPH_TENSORS: usize = 1 << 16;
+
+/// Most elements (and largest dimension) of one graph tensor: 2^48, a petabyte of f32,
+/// far past any device. Below it element counts, byte sizes and their sums fit in 64
+/// bits, so shape arithmetic downstream cannot overflow; a config whose sizes give a
+/// larger tensor (a `mlp_ratio` of 1e20) is refused while its graph is built.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 48;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -83,27 +95,42 @@ impl Graph {
                 let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| self.shape(i)).collect();
                 n.op.flops(&shapes, self.shape(n.output))
             })
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Build a new graph.
     pub fn builder() -> GraphBuilder {
-        GraphBuilder { g: Graph::default() }
+        GraphBuilder { g: Graph::default(), names: HashMap::new() }
     }
 }
 
 /// Adds tensors and nodes, inferring and checking shapes as it goes.
 pub struct GraphBuilder {
     g: Graph,
+    /// Tensor name -> id, so adding a tensor does not scan the whole graph.
+    names: HashMap<String, TensorId>,
 }
 
 impl GraphBuilder {
     fn tensor(&mut self, name: &str, shape: Vec<usize>, kind: TensorKind) -> Result<TensorId> {
-        if self.g.find(name).is_some() {
+        if self.names.contains_key(name) {
             return Err(EngineError::InvalidGraph(format!("tensor name {name} used twice")));
         }
+        if self.g.tensors.len() >= MAX_GRAPH_TENSORS {
+            return Err(EngineError::InvalidGraph(format!(
+                "more than {MAX_GRAPH_TENSORS} tensors (at '{name}'); the model config's depth is implausible"
+            )));
+        }
+        let numel = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if shape.iter().any(|&d| d > MAX_TENSOR_ELEMENTS) || numel.is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
+            return Err(EngineError::InvalidGraph(format!(
+                "tensor {name} of shape {shape:?} has more than 2^48 elements; the model config's sizes are implausible"
+            )));
+        }
+        let id = self.g.tensors.len();
         self.g.tensors.push(TensorDesc { name: name.to_string(), shape, kind });
-        Ok(self.g.tensors.len() - 1)
+        self.names.insert(name.to_string(), id);
+        Ok(id)
     }
 
     pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<TensorId> {
@@ -134,10 +161,12 @@ impl GraphBuilder {
         if self.g.tensors[t].kind != TensorKind::Activation {
             return Err(EngineError::InvalidGraph(format!("output {name} is not computed by a node")));
         }
-        if self.g.find(name).is_some_and(|x| x != t) {
+        if self.names.get(name).is_some_and(|&x| x != t) {
             return Err(EngineError::InvalidGraph(format!("tensor name {name} used twice")));
         }
-        self.g.tensors[t].name = name.to_string();
+        let old = std::mem::replace(&mut self.g.tensors[t].name, name.to_string());
+        self.names.remove(&old);
+        self.names.insert(name.to_string(), t);
         self.g.outputs.push(t);
         Ok(())
     }

@@ -549,28 +549,36 @@ impl Op {
     }
 
     /// Floating-point operations (multiply-add = 2) per execution, for GFLOP/s reports.
+    /// Saturates at u64::MAX: a config's sizes may be absurd (a graph of 2^40 tokens
+    /// builds, whose attention is 2^82 FLOPs) and a report figure must not overflow.
     pub fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let numel = |x: &[usize]| mul(&x.iter().map(|&v| v as u64).collect::<Vec<_>>());
         match self {
             Op::MatMul { .. } => {
                 let k = *s[0].last().unwrap_or(&0) as u64;
-                2 * k * out.iter().product::<usize>() as u64
+                mul(&[2, k, numel(out)])
             }
             Op::Attention { .. } => {
                 let (b, n, d3) = (s[0][0] as u64, s[0][1] as u64, s[0][2] as u64);
                 // QK^T and PV: 2 * (2 * n * n * d) per batch, d = d3 / 3.
-                4 * b * n * n * (d3 / 3)
+                mul(&[4, b, n, n, d3 / 3])
             }
             Op::WindowAttention { layout, .. } => {
                 // Every position of the padded map attends to its window's N keys.
                 let (b, d) = (s[0][0] as u64, s[0][2] as u64 / 3);
-                let [hp, wp] = [layout.map[0].div_ceil(layout.window[0]) * layout.window[0], layout.map[1].div_ceil(layout.window[1]) * layout.window[1]];
-                4 * b * (hp * wp) as u64 * layout.tokens() as u64 * d
+                let padded = |i: usize| mul(&[layout.map[i].div_ceil(layout.window[i].max(1)) as u64, layout.window[i] as u64]);
+                mul(&[4, b, padded(0), padded(1), layout.window[0] as u64, layout.window[1] as u64, d])
             }
             Op::MoeGate { .. } => moe_gate::flops(s[0], s[1]),
-            Op::ExpertMatMul { .. } => 2 * s[0][2] as u64 * out.iter().product::<usize>() as u64,
-            Op::DepthwiseConv { geometry, .. } => 2 * (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
-            Op::AvgPool { geometry } => (geometry.kernel * geometry.kernel) as u64 * out.iter().product::<usize>() as u64,
+            Op::ExpertMatMul { .. } => mul(&[2, s[0][2] as u64, numel(out)]),
+            Op::DepthwiseConv { geometry, .. } => mul(&[2, geometry.kernel as u64, geometry.kernel as u64, numel(out)]),
+            Op::AvgPool { geometry } => mul(&[geometry.kernel as u64, geometry.kernel as u64, numel(out)]),
             _ => 0,
         }
     }
+}
+
+/// The product, saturating at u64::MAX (for FLOP counts).
+pub(crate) fn mul(factors: &[u64]) -> u64 {
+    factors.iter().fold(1u64, |a, &b| a.saturating_mul(b))
 }

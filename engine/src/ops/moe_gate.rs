@@ -95,5 +95,6 @@ pub fn reference(x: &[f64], w: &[f64], s: &[usize], k: usize, routing: &Routing)
 }
 
 pub fn flops(x: &[usize], w: &[usize]) -> u64 {
-    2 * x.iter().product::<usize>() as u64 * w[1] as u64
+    let numel = super::mul(&x.iter().map(|&v| v as u64).collect::<Vec<_>>());
+    super::mul(&[2, numel, w[1] as u64])
 }
