@@ -155,6 +155,8 @@ impl ClipTokenizer {
         let id = |t: &str| vocab.get(t).copied().ok_or_else(|| format!("vocabulary has no {t}"));
         let (bos, eos) = (id(BOS)?, id(EOS)?);
         let pad = added.iter().find(|(c, _, _)| c == "!").map_or(eos, |t| t.1);
+        // An empty added token would match everywhere and never consume text.
+        added.retain(|(c, _, _)| !c.is_empty());
         added.sort_by_key(|(c, _, _)| std::cmp::Reverse(c.len()));
         let ranks = merges.into_iter().enumerate().map(|(i, m)| (m, i)).collect();
         let split = Regex::new(r"'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+").map_err(|e| e.to_string())?;

@@ -1,6 +1,7 @@
 //! Inputs the fuzz targets (fuzz/fuzz_targets/) found to hang, overflow or panic, fed
 //! through the same library entry points: each must now give a clear error (or a sane
 //! value). No GPU needed.
+use wgvision::tokenizer::ClipTokenizer;
 use wgvision::{ModelConfig, ModelFile};
 
 const VIT: &str = include_str!("../fuzz/corpus/model_file/vit.config.json");
@@ -62,4 +63,19 @@ fn fuzz_model_file_flops_saturate() {
     });
     let graph = config.build(1).expect("every tensor is under 2^48 elements");
     assert_eq!(graph.flops(), u64::MAX);
+}
+
+/// tokenizer timeout: an added token whose content is "" matched at every position
+/// without consuming text, so tokenizing looped forever, growing its output.
+#[test]
+fn fuzz_tokenizer_empty_added_token_is_ignored() {
+    let json = include_str!("fixtures/clip_tokenizer/tokenizer.json");
+    let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({"id": 5, "content": "", "normalized": false}));
+    let with_empty = ClipTokenizer::from_files(&[("tokenizer.json".into(), v.to_string())]).unwrap();
+    let plain = ClipTokenizer::from_files(&[("tokenizer.json".into(), json.into())]).unwrap();
+    for text in ["a photo of a cat!", ""] {
+        assert_eq!(with_empty.encode(text), plain.encode(text));
+        assert_eq!(with_empty.encode_padded(text, 16), plain.encode_padded(text, 16));
+    }
 }
