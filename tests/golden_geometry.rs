@@ -125,7 +125,8 @@ fn geometry_case_with(name: &str, dtypes: &[(&str, f64)], repeat: usize, env: &[
     let t0 = Instant::now();
     let c = load(name);
     assert_eq!(c.name, name);
-    let tmp = temp_dir(&format!("geometry_{name}"));
+    // Cases that share a fixture (another batch, capped limits) run in parallel: own folders.
+    let tmp = temp_dir(&format!("geometry_{name}_x{repeat}{}", if env.is_empty() { "" } else { "_env" }));
     let (ckpt, input, refs) = (tmp.join("checkpoint.safetensors"), tmp.join("input.safetensors"), dir().join(format!("{name}.out.safetensors")));
     let tensors: Vec<_> = c.tensors.iter().map(|t| synthesize(name, c.seed, t)).collect();
     write_safetensors(&ckpt, &tensors);
