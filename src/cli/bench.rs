@@ -134,7 +134,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     if let Some(p) = profile {
         if let Some((moe, routing)) = moe_split(&p) {
             out!(
-                "moe      MoE layers {moe:.2} ms GPU time: routing (router, route, dispatch, combine) {routing:.2} ms = {:.1}%, expert matmuls {:.1}%",
+                "moe      MoE layers {moe:.2} ms GPU time: routing (gate, route, dispatch, combine) {routing:.2} ms = {:.1}%, expert matmuls {:.1}%",
                 100.0 * routing / moe.max(1e-12),
                 100.0 * (moe - routing) / moe.max(1e-12)
             );
