@@ -110,7 +110,7 @@ pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: boo
         bindings.push((3, Arg::Input(1)));
     }
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(bucket, wg, vec4, key_mask),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,

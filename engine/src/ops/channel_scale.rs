@@ -34,7 +34,7 @@ pub fn plan(out: &[usize], act: Activation, skip: usize) -> Result<KernelPlan, S
         ..Default::default()
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],

@@ -100,7 +100,7 @@ pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) ->
         _pad0: 0,
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(false),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],

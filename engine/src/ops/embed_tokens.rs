@@ -30,7 +30,7 @@ pub fn plan(s: &[&[usize]], out: &[usize]) -> Result<KernelPlan, String> {
         vocab: u32_of(s[1][0], "vocabulary")?,
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],

@@ -23,7 +23,7 @@ pub fn variants() -> Vec<KernelKey> {
 pub fn plan(x: &[usize]) -> Result<KernelPlan, String> {
     let params = EosPoolParams { n: u32_of(x[0], "sequences")?, seq: u32_of(x[1], "length")?, dim: u32_of(x[2], "dim")?, _pad0: 0 };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],

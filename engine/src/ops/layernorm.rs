@@ -25,7 +25,7 @@ pub fn plan(x: &[usize], eps: f32) -> Result<KernelPlan, String> {
     let rows: usize = x[..x.len() - 1].iter().product();
     let params = LayerNormParams { rows: u32_of(rows, "rows")?, dim: u32_of(d, "dim")?, eps, _pad: 0 };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],

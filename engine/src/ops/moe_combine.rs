@@ -27,7 +27,7 @@ pub fn plan(route: &[usize], out: &[usize]) -> Result<KernelPlan, String> {
     let len: usize = out.iter().product();
     let params = MoeCombineParams { tokens: u32_of(len / d.max(1), "tokens")?, dim: u32_of(d, "dim")?, k: u32_of(route[1], "k")?, _pad0: 0 };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],

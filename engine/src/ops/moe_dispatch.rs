@@ -43,7 +43,7 @@ pub fn plan(x: &[usize], route: &[usize], out: &[usize], routing: &Routing) -> R
         _pad0: 0,
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],

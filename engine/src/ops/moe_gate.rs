@@ -60,7 +60,7 @@ pub fn plan(x: &[usize], w: &[usize], k: usize, routing: &Routing) -> Result<Ker
         ..Default::default()
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],

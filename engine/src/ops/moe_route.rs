@@ -98,7 +98,7 @@ pub fn plan(table: &[usize], routing: &Routing) -> Result<KernelPlan, String> {
         ..Default::default()
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(k as u32),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

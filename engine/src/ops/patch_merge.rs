@@ -30,7 +30,7 @@ pub fn plan(x: &[usize], out: &[usize], map: [usize; 2]) -> Result<KernelPlan, S
         channels: u32_of(x[2], "channels")?,
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

@@ -49,7 +49,7 @@ pub fn plan(img: &[usize], out: &[usize], patch: usize, pad: bool) -> Result<Ker
     };
     let total: usize = out.iter().product();
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

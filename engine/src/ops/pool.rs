@@ -43,7 +43,7 @@ pub fn plan(x: &[usize], kind: PoolKind) -> Result<KernelPlan, String> {
         ..Default::default()
     };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

@@ -24,7 +24,7 @@ pub fn plan(x: &[usize]) -> Result<KernelPlan, String> {
     let rows: usize = x[..x.len() - 1].iter().product();
     let params = SoftmaxParams { rows: u32_of(rows, "rows")?, dim: u32_of(d, "dim")?, ..Default::default() };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

@@ -59,7 +59,7 @@ pub fn plan(s: &[&[usize]], out: &[usize], prefix: usize, pos: bool, pos_start: 
     bindings.push((4, Arg::Output));
     let total: usize = out.iter().product();
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(prefix > 0, pos),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,

@@ -17,7 +17,7 @@ pub fn plan(out: &[usize], act: Activation) -> Result<KernelPlan, String> {
     let len: usize = out.iter().product();
     let params = UnaryParams { len: u32_of(len, "elements")?, act: act.code(), ..Default::default() };
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],

@@ -126,7 +126,7 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scal
     bindings.push((4, Arg::Output));
     let wg = lanes(l.tokens());
     Ok(KernelPlan {
-chunks: None,
+        chunks: None,
         key: key(bucket, pad_bias, wg),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
