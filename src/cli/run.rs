@@ -96,8 +96,7 @@ pub fn run(
         let (_, shape) = m.config.image_input(1);
         let out = m.run(&pixels, &shape)?;
         if let Some(path) = &output {
-            let tensors: Vec<OutTensor> = out.iter().map(|t| OutTensor { name: t.name.clone(), shape: t.shape.clone(), f16: false, data: t.data.clone() }).collect();
-            st::write(path, &tensors, HashMap::new())?;
+            write_outputs(path, &out)?;
         }
         let logits = &out[0].data;
         let probs = softmax(logits);
@@ -121,8 +120,13 @@ pub fn run(
             m.run_inputs(&inputs)?
         }
     };
-    let tensors: Vec<OutTensor> = out.into_iter().map(|t| OutTensor { name: t.name, shape: t.shape, f16: false, data: t.data }).collect();
-    st::write(&output, &tensors, HashMap::new())?;
+    write_outputs(&output, &out)
+}
+
+/// The model's outputs as an f32 safetensors file, written atomically.
+fn write_outputs(path: &std::path::Path, out: &[wgvision::Tensor]) -> CliResult {
+    let tensors: Vec<OutTensor> = out.iter().map(|t| OutTensor { name: t.name.clone(), shape: t.shape.clone(), f16: false, data: t.data.clone() }).collect();
+    st::write(path, &tensors, HashMap::new())?;
     Ok(())
 }
 
