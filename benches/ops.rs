@@ -1,6 +1,7 @@
 //! Kernel benchmarks on the default adapter: matmul at ViT shapes (FLOP/s) and fused
 //! attention at ViT-B/16 (FLOP/s of QK^T and PV), window / grid attention against dense
 //! attention on the same tokens. Run: cargo bench --bench ops
+use wgvision_engine::ops;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::borrow::Cow;
 use wgvision::engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, WeightData, WindowLayout};
@@ -29,7 +30,7 @@ fn bench(c: &mut Criterion) {
     for (m, k, n, name) in shapes {
         for dtype in [DType::F32, DType::F16] {
             for &variant in &variants {
-                let g = single(Op::MatMul { act: Activation::None, bias: false, residual: false }, &[m, k], &[vec![k, n]]);
+                let g = single(Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false }), &[m, k], &[vec![k, n]]);
                 let w: Vec<u8> = match dtype {
                     DType::F32 => (0..k * n).flat_map(|i| ((i % 13) as f32 * 0.01).to_le_bytes()).collect(),
                     DType::F16 => (0..k * n).flat_map(|i| half::f16::from_f32((i % 13) as f32 * 0.01).to_le_bytes()).collect(),
@@ -44,7 +45,7 @@ fn bench(c: &mut Criterion) {
         }
     }
     let (bsz, t, h, hd) = (1usize, 197usize, 12usize, 64usize);
-    let g = single(Op::Attention { heads: h, scale: 0.125, causal: false, key_mask: false }, &[bsz, t, 3 * h * hd], &[]);
+    let g = single(Op::Attention(ops::Attention { heads: h, scale: 0.125, causal: false, key_mask: false }), &[bsz, t, 3 * h * hd], &[]);
     let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
     let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     let x = vec![0.1f32; bsz * t * 3 * h * hd];
@@ -68,14 +69,14 @@ fn window_vs_dense(group: &mut criterion::BenchmarkGroup<criterion::measurement:
     let [h, w] = layout.map;
     let n = layout.tokens();
     let windows = h * w / n;
-    let g = single(Op::WindowAttention { heads, layout, pad_bias: false, scale: 0.17 }, &[1, h * w, 3 * heads * hd], &[vec![heads, n, n]]);
+    let g = single(Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 0.17 }), &[1, h * w, 3 * heads * hd], &[vec![heads, n, n]]);
     let rel: Vec<u8> = (0..heads * n * n).flat_map(|i| ((i % 7) as f32 * 0.1).to_le_bytes()).collect();
     let weights = GpuWeights::upload(gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![heads, n, n], bytes: Cow::Borrowed(&rel) })).unwrap();
     let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     let x = vec![0.1f32; h * w * 3 * heads * hd];
     group.throughput(Throughput::Elements((4 * h * w * n * heads * hd) as u64));
     group.bench_function(name, |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
-    let g = single(Op::Attention { heads, scale: 0.17, causal: false, key_mask: false }, &[windows, n, 3 * heads * hd], &[]);
+    let g = single(Op::Attention(ops::Attention { heads, scale: 0.17, causal: false, key_mask: false }), &[windows, n, 3 * heads * hd], &[]);
     let weights = GpuWeights::upload(gpu, &g, |_| None).unwrap();
     let cmp = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     group.bench_function(format!("{name}_vs_dense_{windows}x{n}"), |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));

@@ -2,8 +2,7 @@
 // stride, explicit top/left zero padding (TF "same" padding is asymmetric, PyTorch's is
 // symmetric: the graph decides), per-channel bias (BatchNorm folded in at conversion)
 // and a fused activation. Weights are [k*k, C]: tap-major, so lanes (channels) read
-// consecutive words. With AVG_POOL the taps are the constant 1/(k*k) and there is no
-// bias: average pooling with padding counted as zeros (PyTorch's count_include_pad).
+// consecutive words.
 #include "common/act.wgsl"
 #include "common/index.wgsl"
 
@@ -24,10 +23,8 @@ struct DepthwiseConvParams {
 
 @group(0) @binding(0) var<uniform> p: DepthwiseConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-#ifndef AVG_POOL
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-#endif
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(64)
@@ -43,12 +40,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
     let ox = pix % p.out_w;
     let oy = (pix / p.out_w) % p.out_h;
     let b = pix / (p.out_w * p.out_h);
-#ifdef AVG_POOL
-    var acc = 0.0;
-    let tap_w = 1.0 / f32(p.kernel * p.kernel);
-#else
     var acc = bias[c];
-#endif
     for (var ky = 0u; ky < p.kernel; ky++) {
         // Signed arithmetic through u32 wrap-around: rows above the map wrap to huge values.
         let y = oy * p.stride + ky - p.pad_top;
@@ -60,9 +52,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
             if (xx >= p.width) {
                 continue;
             }
-#ifndef AVG_POOL
             let tap_w = w[(ky * p.kernel + kx) * p.channels + c];
-#endif
             acc += x[((b * p.height + y) * p.width + xx) * p.channels + c] * tap_w;
         }
     }

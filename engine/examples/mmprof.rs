@@ -1,5 +1,6 @@
 //! Per-kernel GPU time of one engine matmul (timestamp queries), to separate kernel time
 //! from upload / readback: cargo run --release -p wgvision-engine --example mmprof
+use wgvision_engine::ops;
 use std::borrow::Cow;
 use wgvision_engine::{Activation, Compiled, DType, Gpu, GpuWeights, Graph, Op, WeightData};
 
@@ -9,7 +10,7 @@ fn main() {
     let mut b = Graph::builder();
     let x = b.input("x", &[m, k]).unwrap();
     let w = b.weight("w", &[k, n]).unwrap();
-    let y = b.node("mm", Op::MatMul { act: Activation::None, bias: false, residual: false }, &[x, w]).unwrap();
+    let y = b.node("mm", Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false }), &[x, w]).unwrap();
     b.output(y, "y").unwrap();
     let g = b.finish();
     let wd: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.1).collect();

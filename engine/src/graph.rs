@@ -41,6 +41,9 @@ pub enum TensorKind {
     Input,
     Weight,
     Activation,
+    /// An activation held in an rgba32float texture [K/4 x M] (the lowering pass's
+    /// to_texture nodes write them; graphs never make one).
+    Texture,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -148,7 +151,8 @@ impl GraphBuilder {
     }
 
     /// Append a node; its output tensor is named after the node.
-    pub fn node(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId> {
+    pub fn node(&mut self, name: &str, op: impl Into<Op>, inputs: &[TensorId]) -> Result<TensorId> {
+        let op = op.into();
         let shapes: Vec<&[usize]> = inputs.iter().map(|&i| self.g.shape(i)).collect();
         let out = op.infer(&shapes).map_err(|message| EngineError::InvalidOp { node: name.to_string(), message })?;
         let output = self.tensor(name, out, TensorKind::Activation)?;

@@ -10,6 +10,6 @@ pub mod planner;
 
 pub use device::{Backend, Caps, Gpu, LimitsCap};
 pub use error::{EngineError, Result};
-pub use executor::{Compiled, GpuWeights, NodeTime, Tensor, WeightData};
+pub use executor::{Autotune, CompileOptions, Compiled, GpuWeights, NodeInfo, NodeTime, Tensor, WeightData};
 pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};
 pub use ops::{Activation, ConvGeometry, Op, PoolKind, Routing, WindowLayout};

@@ -1,6 +1,7 @@
 //! Memory planner: intermediate activations share buffers when their lifetimes do not
 //! overlap (greedy by size: largest tensors first, each into the first buffer whose
-//! tenants are all dead or not yet born). Inputs, outputs and weights are pinned.
+//! tenants are all dead or not yet born). Inputs, outputs and weights are pinned. An
+//! alias op's output (reshape) is its input's buffer: the two live as one tensor.
 use crate::graph::{Graph, TensorKind};
 use serde::Serialize;
 
@@ -8,6 +9,9 @@ use serde::Serialize;
 pub struct MemoryPlan {
     /// For each tensor, its shared buffer (activations that are not graph outputs).
     pub slot_of: Vec<Option<usize>>,
+    /// For each tensor, the tensor whose buffer holds it: itself, or for an alias op's
+    /// output the root of its input.
+    pub root: Vec<usize>,
     /// Size in bytes of each shared buffer.
     pub slot_bytes: Vec<u64>,
     /// Sum of the shared buffers.
@@ -18,21 +22,28 @@ pub struct MemoryPlan {
 
 pub fn plan_memory(g: &Graph, elem_bytes: u64) -> MemoryPlan {
     let n = g.tensors.len();
+    let mut root: Vec<usize> = (0..n).collect();
+    for node in &g.nodes {
+        if node.op.is_alias() && !g.outputs.contains(&node.output) {
+            root[node.output] = root[node.inputs[0]];
+        }
+    }
     let mut first = vec![usize::MAX; n];
     let mut last = vec![0usize; n];
     for (i, node) in g.nodes.iter().enumerate() {
-        first[node.output] = first[node.output].min(i);
-        last[node.output] = last[node.output].max(i);
+        let o = root[node.output];
+        first[o] = first[o].min(i);
+        last[o] = last[o].max(i);
         for &t in &node.inputs {
-            last[t] = last[t].max(i);
+            last[root[t]] = last[root[t]].max(i);
         }
     }
     let mut planned: Vec<usize> = (0..n)
-        .filter(|&t| g.tensors[t].kind == TensorKind::Activation && !g.outputs.contains(&t) && first[t] != usize::MAX)
+        .filter(|&t| g.tensors[t].kind == TensorKind::Activation && root[t] == t && !g.outputs.contains(&t) && first[t] != usize::MAX)
         .collect();
     let bytes = |t: usize| (g.tensors[t].numel() as u64 * elem_bytes).max(4);
     planned.sort_by_key(|&t| (std::cmp::Reverse(bytes(t)), t));
-    let mut slot_of = vec![None; n];
+    let mut slot_of: Vec<Option<usize>> = vec![None; n];
     let mut slots: Vec<(u64, Vec<(usize, usize)>)> = Vec::new();
     for &t in &planned {
         let (a, b) = (first[t], last[t]);
@@ -47,9 +58,13 @@ pub fn plan_memory(g: &Graph, elem_bytes: u64) -> MemoryPlan {
         slots[s].1.push((a, b));
         slot_of[t] = Some(s);
     }
+    for t in 0..n {
+        slot_of[t] = slot_of[root[t]];
+    }
     let slot_bytes: Vec<u64> = slots.iter().map(|(b, _)| *b).collect();
     MemoryPlan {
         slot_of,
+        root,
         planned_bytes: slot_bytes.iter().sum(),
         slot_bytes,
         naive_bytes: planned.iter().map(|&t| bytes(t)).sum(),

@@ -4,6 +4,7 @@
 //! expert matmul, the to_texture step), dispatches split over x and y, and a clear error,
 //! before any allocation, for a node that cannot be split.
 mod common;
+use wgvision_engine::ops;
 use common::*;
 use std::sync::{Arc, OnceLock};
 use wgvision_engine::{Activation, Compiled, ConvGeometry, Gpu, GpuWeights, Graph, LimitsCap, Op, PoolKind};
@@ -47,7 +48,7 @@ fn matmul_row_ranges_in_every_variant() {
                 s.push(vec![300, 96]);
             }
             let refs: Vec<&[usize]> = s.iter().map(|v| v.as_slice()).collect();
-            let op = Op::MatMul { act: Activation::Gelu, bias, residual };
+            let op = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias, residual });
             check_on(&tiny(), op.clone(), &refs, Some(variant), false, (2e-4, 1e-4, 1e-5));
             check_on(&tiny(), op, &refs, Some(variant), true, (2e-4, 1e-4, 1e-5));
         }
@@ -57,10 +58,10 @@ fn matmul_row_ranges_in_every_variant() {
 #[test]
 fn im2col_and_expert_matmul_row_ranges() {
     let g = ConvGeometry { map: [40, 36], kernel: 3, stride: 1, pad: [1, 1], out: [40, 36] };
-    check_on(&tiny(), Op::Im2col { geometry: g, channels_first: true }, &[&[1, 5, 40, 36]], None, false, TOL);
+    check_on(&tiny(), Op::Im2col(ops::Im2col { geometry: g, channels_first: true }), &[&[1, 5, 40, 36]], None, false, TOL);
     // out [8, 128, 32] is 128 KiB: ranges of experts (the weights fit one binding).
     for variant in [None, Some("buffers")] {
-        check_on(&tiny(), Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[8, 128, 8], &[8, 8, 32], &[8, 32]], variant, false, TOL);
+        check_on(&tiny(), Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::GeluTanh, bias: true }), &[&[8, 128, 8], &[8, 8, 32], &[8, 32]], variant, false, TOL);
     }
 }
 
@@ -68,13 +69,13 @@ fn im2col_and_expert_matmul_row_ranges() {
 fn every_kind_of_kernel_with_split_dispatches() {
     // 64 workgroups per dimension: every dispatch over 64 is split over x and y.
     let t = tiny();
-    check_on(&t, Op::LayerNorm { eps: 1e-6 }, &[&[300, 40], &[40], &[40]], None, false, TOL);
-    check_on(&t, Op::Softmax, &[&[300, 13]], None, false, TOL);
-    check_on(&t, Op::Unary { act: Activation::Gelu }, &[&[70, 97]], None, false, TOL);
-    check_on(&t, Op::Pool { kind: PoolKind::MeanFrom(1) }, &[&[30, 9, 50]], None, false, TOL);
-    check_on(&t, Op::Attention { heads: 24, scale: 0.7, causal: false, key_mask: false }, &[&[3, 33, 3 * 24 * 2]], None, false, TOL);
-    check_on(&t, Op::Attention { heads: 16, scale: 0.5, causal: true, key_mask: false }, &[&[2, 33, 3 * 16 * 4]], None, false, TOL);
-    check_on(&t, Op::Patchify { patch: 8, pad: false }, &[&[1, 3, 56, 72]], None, false, TOL);
+    check_on(&t, Op::LayerNorm(ops::LayerNorm { eps: 1e-6 }), &[&[300, 40], &[40], &[40]], None, false, TOL);
+    check_on(&t, Op::Softmax(ops::Softmax {}), &[&[300, 13]], None, false, TOL);
+    check_on(&t, Op::Unary(ops::Unary { act: Activation::Gelu }), &[&[70, 97]], None, false, TOL);
+    check_on(&t, Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(1) }), &[&[30, 9, 50]], None, false, TOL);
+    check_on(&t, Op::Attention(ops::Attention { heads: 24, scale: 0.7, causal: false, key_mask: false }), &[&[3, 33, 3 * 24 * 2]], None, false, TOL);
+    check_on(&t, Op::Attention(ops::Attention { heads: 16, scale: 0.5, causal: true, key_mask: false }), &[&[2, 33, 3 * 16 * 4]], None, false, TOL);
+    check_on(&t, Op::Patchify(ops::Patchify { patch: 8, pad: false }), &[&[1, 3, 56, 72]], None, false, TOL);
 }
 
 #[test]
@@ -83,7 +84,7 @@ fn a_node_that_cannot_split_fails_before_allocation_naming_the_tensor() {
     let gpu = tiny();
     let mut b = Graph::builder();
     let x = b.input("scores", &[300, 100]).unwrap();
-    let y = b.node("softmax", Op::Softmax, &[x]).unwrap();
+    let y = b.node("softmax", Op::Softmax(ops::Softmax {}), &[x]).unwrap();
     b.output(y, "y").unwrap();
     let g = b.finish();
     let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
@@ -97,8 +98,8 @@ fn a_node_that_cannot_split_fails_before_allocation_naming_the_tensor() {
 fn real_dispatches_over_65535_workgroups() {
     // One workgroup per row (layernorm, softmax) or per 64 elements (unary): over 65535.
     let g = gpu();
-    check_on(&g, Op::LayerNorm { eps: 1e-5 }, &[&[70001, 3], &[3], &[3]], None, false, TOL);
-    check_on(&g, Op::Softmax, &[&[70001, 2]], None, false, TOL);
-    check_on(&g, Op::Unary { act: Activation::QuickGelu }, &[&[64 * 70001 + 5]], None, false, TOL);
-    check_on(&g, Op::MatMul { act: Activation::None, bias: true, residual: false }, &[&[70001 * 4, 4], &[4, 4], &[4]], Some("vec4"), false, TOL);
+    check_on(&g, Op::LayerNorm(ops::LayerNorm { eps: 1e-5 }), &[&[70001, 3], &[3], &[3]], None, false, TOL);
+    check_on(&g, Op::Softmax(ops::Softmax {}), &[&[70001, 2]], None, false, TOL);
+    check_on(&g, Op::Unary(ops::Unary { act: Activation::QuickGelu }), &[&[64 * 70001 + 5]], None, false, TOL);
+    check_on(&g, Op::MatMul(ops::MatMul { act: Activation::None, bias: true, residual: false }), &[&[70001 * 4, 4], &[4, 4], &[4]], Some("vec4"), false, TOL);
 }

@@ -1,6 +1,7 @@
 //! Every op on the GPU against its float64 CPU reference, on ragged shapes (1, 7, 257,
 //! sizes that are not multiples of 4 or of the tile), in every kernel variant.
 mod common;
+use wgvision_engine::ops;
 use common::*;
 use std::borrow::Cow;
 use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
@@ -38,8 +39,8 @@ fn matmul_all_variants_ragged_shapes() {
                 }
                 let refs: Vec<&[usize]> = s.iter().map(|v| v.as_slice()).collect();
                 let tol = (2e-5 * (k as f64).sqrt(), 1e-4, 1e-5);
-                check(Op::MatMul { act, bias, residual }, &refs, Some(variant), false, tol);
-                check(Op::MatMul { act, bias, residual }, &refs, Some(variant), true, tol);
+                check(Op::MatMul(ops::MatMul { act, bias, residual }), &refs, Some(variant), false, tol);
+                check(Op::MatMul(ops::MatMul { act, bias, residual }), &refs, Some(variant), true, tol);
             }
         }
     }
@@ -47,21 +48,21 @@ fn matmul_all_variants_ragged_shapes() {
 
 #[test]
 fn matmul_batched_leading_dims() {
-    check(Op::MatMul { act: Activation::None, bias: true, residual: false }, &[&[2, 7, 9], &[9, 5], &[5]], None, false, F32_TOL);
+    check(Op::MatMul(ops::MatMul { act: Activation::None, bias: true, residual: false }), &[&[2, 7, 9], &[9, 5], &[5]], None, false, F32_TOL);
 }
 
 #[test]
 fn layernorm_ragged() {
     for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 64), (2, 1000)] {
-        check(Op::LayerNorm { eps: 1e-6 }, &[&[rows, d], &[d], &[d]], None, false, F32_TOL);
-        check(Op::LayerNorm { eps: 1e-5 }, &[&[1, rows, d], &[d], &[d]], None, false, F32_TOL);
+        check(Op::LayerNorm(ops::LayerNorm { eps: 1e-6 }), &[&[rows, d], &[d], &[d]], None, false, F32_TOL);
+        check(Op::LayerNorm(ops::LayerNorm { eps: 1e-5 }), &[&[1, rows, d], &[d], &[d]], None, false, F32_TOL);
     }
 }
 
 #[test]
 fn softmax_ragged() {
     for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 13), (2, 1000)] {
-        check(Op::Softmax, &[&[rows, d]], None, false, F32_TOL);
+        check(Op::Softmax(ops::Softmax {}), &[&[rows, d]], None, false, F32_TOL);
     }
 }
 
@@ -69,8 +70,8 @@ fn softmax_ragged() {
 fn attention_ragged() {
     for (b, n, heads, hd) in [(1, 1, 1, 4), (2, 7, 3, 8), (1, 257, 2, 64), (2, 50, 4, 32), (1, 33, 1, 80), (1, 9, 2, 256)] {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention { heads, scale, causal: false, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
-        check(Op::Attention { heads, scale, causal: true, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        check(Op::Attention(ops::Attention { heads, scale, causal: false, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        check(Op::Attention(ops::Attention { heads, scale, causal: true, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
     }
 }
 
@@ -95,7 +96,7 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
         let scale = 1.0 / (hd as f32).sqrt();
         let qkv = [b, map[0] * map[1], d3];
         let rel = [heads, n, n];
-        let op = Op::WindowAttention { heads, layout, pad_bias, scale };
+        let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias, scale });
         if pad_bias {
             check(op, &[&qkv, &rel, &[d3]], None, false, F32_TOL);
         } else {
@@ -117,7 +118,7 @@ fn grid_attention_grids_7_8_12() {
         let layout = WindowLayout { map, window, shift: [0, 0], pad_first: false, grid: true };
         let n = window[0] * window[1];
         let d3 = 3 * heads * hd;
-        let op = Op::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() };
+        let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
         check(op, &[&[b, map[0] * map[1], d3], &[heads, n, n]], None, false, F32_TOL);
     }
 }
@@ -136,7 +137,7 @@ fn depthwise_conv_strides_and_paddings() {
     for &(b, map, c, k, stride, tf) in cases {
         let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
         for act in [Activation::None, Activation::GeluTanh] {
-            let op = Op::DepthwiseConv { geometry: geometry.clone(), act };
+            let op = Op::DepthwiseConv(ops::DepthwiseConv { geometry: geometry.clone(), act });
             check(op, &[&[b, map[0] * map[1], c], &[k * k, c], &[c]], None, false, F32_TOL);
         }
     }
@@ -152,7 +153,7 @@ fn avg_pool_same_and_valid() {
     // the mean as AvgPool2dSame does) and PyTorch's unpadded AvgPool2d (floor).
     for (b, map, c) in [(2, [8, 6], 5), (1, [7, 9], 3), (1, [1, 1], 4)] {
         for geometry in [ConvGeometry::tf_same(map, 2, 2), ConvGeometry::valid(map, 2, 2)] {
-            check(Op::AvgPool { geometry }, &[&[b, map[0] * map[1], c]], None, false, F32_TOL);
+            check(Op::AvgPool(ops::AvgPool { geometry }), &[&[b, map[0] * map[1], c]], None, false, F32_TOL);
         }
     }
     assert_eq!(ConvGeometry::valid([7, 9], 2, 2).out, [3, 4]);
@@ -171,7 +172,7 @@ fn im2col_image_and_map_layouts() {
     ] {
         let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
         let shape = if channels_first { vec![b, c, map[0], map[1]] } else { vec![b, map[0] * map[1], c] };
-        check(Op::Im2col { geometry, channels_first }, &[&shape], None, false, (0.0, 0.0, 0.0));
+        check(Op::Im2col(ops::Im2col { geometry, channels_first }), &[&shape], None, false, (0.0, 0.0, 0.0));
     }
 }
 
@@ -179,7 +180,7 @@ fn im2col_image_and_map_layouts() {
 fn channel_scale_sigmoid_gate() {
     for (b, t, c) in [(1, 1, 1), (2, 49, 67), (3, 5, 256)] {
         for act in [Activation::Sigmoid, Activation::None] {
-            check(Op::ChannelScale { act, skip: 0 }, &[&[b, t, c], &[b, c]], None, false, F32_TOL);
+            check(Op::ChannelScale(ops::ChannelScale { act, skip: 0 }), &[&[b, t, c], &[b, c]], None, false, F32_TOL);
         }
     }
 }
@@ -187,39 +188,39 @@ fn channel_scale_sigmoid_gate() {
 #[test]
 fn patch_merge_even_and_odd_maps() {
     for (b, h, w, c) in [(1, 2, 2, 1), (2, 4, 6, 3), (1, 7, 5, 4), (1, 1, 1, 2)] {
-        check(Op::PatchMerge { map: [h, w] }, &[&[b, h * w, c]], None, false, (0.0, 0.0, 0.0));
+        check(Op::PatchMerge(ops::PatchMerge { map: [h, w] }), &[&[b, h * w, c]], None, false, (0.0, 0.0, 0.0));
     }
 }
 
 #[test]
 fn patchify_ragged() {
     for (b, c, h, w, p) in [(1, 1, 1, 1, 1), (2, 3, 7, 9, 3), (1, 3, 33, 18, 16), (1, 3, 14, 14, 14)] {
-        check(Op::Patchify { patch: p, pad: false }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
-        check(Op::Patchify { patch: p, pad: true }, &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
+        check(Op::Patchify(ops::Patchify { patch: p, pad: false }), &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
+        check(Op::Patchify(ops::Patchify { patch: p, pad: true }), &[&[b, c, h, w]], None, false, (0.0, 0.0, 0.0));
     }
 }
 
 #[test]
 fn token_embed_variants() {
     let (b, np, d) = (2, 7, 5);
-    check(Op::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }, &[&[b, np, d], &[1, d], &[np + 1, d]], None, false, F32_TOL);
-    check(Op::TokenEmbed { prefix: 5, pos: true, pos_start: 5 }, &[&[b, np, d], &[5, d], &[np, d]], None, false, F32_TOL);
-    check(Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[&[b, np, d], &[np, d]], None, false, F32_TOL);
-    check(Op::TokenEmbed { prefix: 4, pos: false, pos_start: 0 }, &[&[b, np, d], &[4, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed(ops::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }), &[&[b, np, d], &[1, d], &[np + 1, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed(ops::TokenEmbed { prefix: 5, pos: true, pos_start: 5 }), &[&[b, np, d], &[5, d], &[np, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed(ops::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }), &[&[b, np, d], &[np, d]], None, false, F32_TOL);
+    check(Op::TokenEmbed(ops::TokenEmbed { prefix: 4, pos: false, pos_start: 0 }), &[&[b, np, d], &[4, d]], None, false, F32_TOL);
 }
 
 #[test]
 fn pool_token_and_mean() {
-    check(Op::Pool { kind: PoolKind::Token(0) }, &[&[2, 7, 257]], None, false, F32_TOL);
-    check(Op::Pool { kind: PoolKind::MeanFrom(1) }, &[&[3, 257, 7]], None, false, F32_TOL);
-    check(Op::Pool { kind: PoolKind::MeanFrom(0) }, &[&[1, 1, 1]], None, false, F32_TOL);
+    check(Op::Pool(ops::Pool { kind: PoolKind::Token(0) }), &[&[2, 7, 257]], None, false, F32_TOL);
+    check(Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(1) }), &[&[3, 257, 7]], None, false, F32_TOL);
+    check(Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[&[1, 1, 1]], None, false, F32_TOL);
 }
 
 #[test]
 fn activations_match_float64() {
     // Includes large |x|, where a naive tanh can return NaN and erf tails matter.
     for act in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu, Activation::Tanh, Activation::Relu, Activation::Silu, Activation::Sigmoid] {
-        check(Op::Unary { act }, &[&[257, 7]], None, false, (1e-6, 1e-5, 1e-6));
+        check(Op::Unary(ops::Unary { act }), &[&[257, 7]], None, false, (1e-6, 1e-5, 1e-6));
     }
     let gpu = gpu();
     let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).chain([-60.0, 60.0, -1e4, 1e4]).collect();
@@ -227,7 +228,7 @@ fn activations_match_float64() {
     let x = b.input("x0", &[xs.len()]).unwrap();
     let mut outs = vec![];
     for (i, act) in [Activation::Gelu, Activation::GeluTanh, Activation::QuickGelu].into_iter().enumerate() {
-        let y = b.node(&format!("n{i}"), Op::Unary { act }, &[x]).unwrap();
+        let y = b.node(&format!("n{i}"), Op::Unary(ops::Unary { act }), &[x]).unwrap();
         b.output(y, &format!("y{i}")).unwrap();
         outs.push(act);
     }
@@ -293,7 +294,7 @@ fn attention_causal_with_padding_mask() {
         let qkv: Vec<f64> = rand_vec(b * n * 3 * heads * hd, 21).iter().map(|&v| v as f64).collect();
         let mask: Vec<f64> = (0..b * n).map(|i| if i % n < n - (i / n) * 2 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
-            let op = Op::Attention { heads, scale: 0.3, causal, key_mask: true };
+            let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
             check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
         }
     }
@@ -334,8 +335,6 @@ fn moe_slot_assignment_hand_worked() {
     let pos = assign_slots(&top1, &experts, 3, 8, false);
     assert_eq!(pos[0], vec![Some(0), Some(2)]); // e1 holds t2, t5 from rank 1
     assert!(pos.iter().flatten().all(Option::is_some));
-    assert_eq!(wgvision_engine::ops::moe_route::capacity(17, 2, 0.5, 8), 4); // ceil(2.125) = 3 -> 4
-    assert_eq!(wgvision_engine::ops::moe_route::capacity(32, 1, 0.5, 4), 4);
 }
 
 /// Gate, then slots: the reference gate table feeds moe_route, so routing decisions are
@@ -346,12 +345,12 @@ fn gate_then_route(rows_in: usize, e: usize, d: usize, k: usize, routing: wgvisi
     let l = logits(rows_in, e, seed);
     let x: Vec<f64> = (0..rows_in).flat_map(|r| (0..d).map(move |j| (j, r))).map(|(j, r)| if j < e { l[r][j] } else { 0.25 }).collect();
     let w: Vec<f64> = (0..d * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
-    let gate = Op::MoeGate { experts: e, k, routing: routing.clone() };
+    let gate = Op::MoeGate(ops::MoeGate { experts: e, k, routing: routing.clone() });
     check_exact_inputs(gate.clone(), &[&[rows_in, d], &[d, e]], &[&x, &w]);
     if matches!(routing, wgvision_engine::Routing::Token { .. }) {
         let t = routing.tokens(rows_in);
         let table = gate.reference(&[&x, &w], &[&[rows_in, d], &[d, e]], &[t, k, 3]);
-        check_exact_inputs(Op::MoeRoute { routing }, &[&[t, k, 3]], &[&table]);
+        check_exact_inputs(Op::MoeRoute(ops::MoeRoute { routing }), &[&[t, k, 3]], &[&table]);
     }
 }
 
@@ -365,7 +364,7 @@ fn moe_gate_and_route_token_and_image_on_gpu() {
     // A real matmul in the router: ragged D and E, random weights.
     let x: Vec<f64> = rand_vec(24 * 37, 3).iter().map(|&v| v as f64).collect();
     let w: Vec<f64> = rand_vec(37 * 6, 4).iter().map(|&v| 4.0 * v as f64).collect();
-    let op = Op::MoeGate { experts: 6, k: 2, routing: Routing::Token { group: 12, capacity: 4, batch_priority: true } };
+    let op = Op::MoeGate(ops::MoeGate { experts: 6, k: 2, routing: Routing::Token { group: 12, capacity: 4, batch_priority: true } });
     check_exact_inputs(op, &[&[24, 37], &[37, 6]], &[&x, &w]);
 }
 
@@ -377,14 +376,15 @@ fn moe_gate_and_route_token_and_image_on_gpu() {
 fn moe_routing_at_released_group_size() {
     use wgvision_engine::Routing;
     let (group, e, k, d) = (8 * 577, 8, 2, 768);
-    let cap = wgvision_engine::ops::moe_route::capacity(group, k, 1.05, e);
+    let cap = ((group * k) as f64 * 1.05 / e as f64).ceil() as usize; // vmoe's rule, 1210
+    let cap = cap.div_ceil(4) * 4;
     for bpr in [false, true] {
         gate_then_route(group, e, d, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 5);
     }
     // The router matmul itself at that width, random weights.
     let x: Vec<f64> = rand_vec(group * d, 13).iter().map(|&v| v as f64).collect();
     let w: Vec<f64> = rand_vec(d * e, 14).iter().map(|&v| 0.2 * v as f64).collect();
-    let op = Op::MoeGate { experts: e, k, routing: Routing::Token { group, capacity: cap, batch_priority: true } };
+    let op = Op::MoeGate(ops::MoeGate { experts: e, k, routing: Routing::Token { group, capacity: cap, batch_priority: true } });
     check_exact_inputs(op, &[&[group, d], &[d, e]], &[&x, &w]);
 }
 
@@ -397,21 +397,21 @@ fn moe_dispatch_expert_matmul_combine() {
         let rows_in = if matches!(routing, Routing::Image { .. }) { t / 6 } else { t };
         let l: Vec<f64> = logits(rows_in, e, 77).concat();
         let eye: Vec<f64> = (0..e * e).map(|i| if i / e == i % e { 1.0 } else { 0.0 }).collect();
-        let gates = Op::MoeGate { experts: e, k, routing: routing.clone() }.reference(&[&l, &eye], &[&[rows_in, e], &[e, e]], &[t, k, 3]);
-        let route = Op::MoeRoute { routing: routing.clone() }.reference(&[&gates], &[&[t, k, 3]], &[t, k, 3]);
+        let gates = Op::MoeGate(ops::MoeGate { experts: e, k, routing: routing.clone() }).reference(&[&l, &eye], &[&[rows_in, e], &[e, e]], &[t, k, 3]);
+        let route = Op::MoeRoute(ops::MoeRoute { routing: routing.clone() }).reference(&[&gates], &[&[t, k, 3]], &[t, k, 3]);
         let r = routing.rows_per_expert(t);
         let x: Vec<f64> = rand_vec(t * d, 5).iter().map(|&v| v as f64).collect();
-        let disp = Op::MoeDispatch { experts: e, routing: routing.clone() };
+        let disp = Op::MoeDispatch(ops::MoeDispatch { experts: e, routing: routing.clone() });
         check_exact_inputs(disp, &[&[t, d], &[t, k, 3]], &[&x, &route]);
         let y: Vec<f64> = rand_vec(e * r * d, 6).iter().map(|&v| v as f64).collect();
-        check_exact_inputs(Op::MoeCombine, &[&[e, r, d], &[t, k, 3], &[t, d]], &[&y, &route, &x]);
+        check_exact_inputs(Op::MoeCombine(ops::MoeCombine {}), &[&[e, r, d], &[t, k, 3], &[t, d]], &[&y, &route, &x]);
     }
     // K and N multiples of 4 take the texture kernel on CPU adapters; "buffers" forces
     // the storage-buffer kernel.
     for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1), (4, 8, 12, 16), (2, 4, 64, 12)] {
         for variant in [None, Some("buffers")] {
-            check(Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[&[e, r, kk], &[e, kk, n], &[e, n]], variant, false, F32_TOL);
-            check(Op::ExpertMatMul { act: Activation::None, bias: false }, &[&[e, r, kk], &[e, kk, n]], variant, false, F32_TOL);
+            check(Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::GeluTanh, bias: true }), &[&[e, r, kk], &[e, kk, n], &[e, n]], variant, false, F32_TOL);
+            check(Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::None, bias: false }), &[&[e, r, kk], &[e, kk, n]], variant, false, F32_TOL);
         }
     }
 }
@@ -419,19 +419,19 @@ fn moe_dispatch_expert_matmul_combine() {
 #[test]
 fn owl_ops_against_reference() {
     // Class-token scaling of the patch tokens (skip = 1) and a plain reshape.
-    check(Op::ChannelScale { act: Activation::None, skip: 1 }, &[&[2, 5, 7], &[2, 7]], None, false, F32_TOL);
-    check(Op::Reshape { shape: vec![3, 4] }, &[&[3, 4, 1]], None, false, (0.0, 0.0, 0.0));
+    check(Op::ChannelScale(ops::ChannelScale { act: Activation::None, skip: 1 }), &[&[2, 5, 7], &[2, 7]], None, false, F32_TOL);
+    check(Op::Reshape(ops::Reshape { shape: vec![3, 4] }), &[&[3, 4, 1]], None, false, (0.0, 0.0, 0.0));
     // Token embedding: ids within the vocabulary, sequences shorter than the positions.
     let (n, l, v, d) = (3, 5, 11, 6);
     let ids: Vec<f64> = (0..n * l).map(|i| ((i * 7 + 3) % v) as f64).collect();
     let table: Vec<f64> = rand_vec(v * d, 2).iter().map(|&x| x as f64).collect();
     let pos: Vec<f64> = rand_vec(8 * d, 3).iter().map(|&x| x as f64).collect();
-    check_exact_inputs(Op::EmbedTokens, &[&[n, l], &[v, d], &[8, d]], &[&ids, &table, &pos]);
+    check_exact_inputs(Op::EmbedTokens(ops::EmbedTokens {}), &[&[n, l], &[v, d], &[8, d]], &[&ids, &table, &pos]);
     // EOS pooling: the largest id's position, the first on ties.
     let ids: Vec<f64> = vec![5., 9., 2., 9., 0., 1., 1., 1., 1., 1., 3., 2., 7., 0., 0.];
     let x: Vec<f64> = rand_vec(n * l * d, 4).iter().map(|&v| v as f64).collect();
-    check_exact_inputs(Op::EosPool, &[&[n, l, d], &[n, l]], &[&x, &ids]);
-    let picked = Op::EosPool.reference(&[&x, &ids], &[&[n, l, d], &[n, l]], &[n, d]);
+    check_exact_inputs(Op::EosPool(ops::EosPool {}), &[&[n, l, d], &[n, l]], &[&x, &ids]);
+    let picked = Op::EosPool(ops::EosPool {}).reference(&[&x, &ids], &[&[n, l, d], &[n, l]], &[n, d]);
     assert_eq!(&picked[..d], &x[d..2 * d]); // sequence 0: first 9 at position 1
     assert_eq!(&picked[d..2 * d], &x[5 * d..6 * d]); // sequence 1: all equal -> position 0
     // Class logits: 2 images, 3 queries each, one padding query (first id 0).
@@ -441,8 +441,8 @@ fn owl_ops_against_reference() {
     let text: Vec<f64> = rand_vec(b * q * dd, 7).iter().map(|&v| v as f64).collect();
     let ids: Vec<f64> = (0..b * q * len).map(|i| if i == 4 * len { 0.0 } else { 49406.0 + (i % 2) as f64 }).collect();
     let shapes: [&[usize]; 4] = [&[b, p, dd], &[b, p, 2], &[b * q, dd], &[b * q, len]];
-    check_exact_inputs(Op::OwlClassLogits, &shapes, &[&img, &ss, &text, &ids]);
-    let want = Op::OwlClassLogits.reference(&[&img, &ss, &text, &ids], &shapes, &[b, p, q]);
+    check_exact_inputs(Op::NormDotHead(ops::NormDotHead { image_eps: 1e-6, text_eps: 1e-6 }), &shapes, &[&img, &ss, &text, &ids]);
+    let want = Op::NormDotHead(ops::NormDotHead { image_eps: 1e-6, text_eps: 1e-6 }).reference(&[&img, &ss, &text, &ids], &shapes, &[b, p, q]);
     assert_eq!(want[p * q + 1], f32::MIN as f64); // image 1, patch 0, query 1 = row 4: padding
 }
 
@@ -454,7 +454,7 @@ fn matmul_texture_kernel_runs_on_cpu_adapters() {
     let mut b = Graph::builder();
     let x = b.input("x0", &[2, 33, 128]).unwrap();
     let w = b.weight("w1", &[128, 40]).unwrap();
-    let y = b.node("mm", Op::MatMul { act: Activation::Gelu, bias: false, residual: false }, &[x, w]).unwrap();
+    let y = b.node("mm", Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: false }), &[x, w]).unwrap();
     b.output(y, "y").unwrap();
     let g = b.finish();
     let wd = rand_vec(128 * 40, 3);
@@ -468,7 +468,7 @@ fn matmul_texture_kernel_runs_on_cpu_adapters() {
     let got = c.run(&[("x0", &xd)]).unwrap();
     let xs: Vec<f64> = xd.iter().map(|&v| v as f64).collect();
     let ws: Vec<f64> = wd.iter().map(|&v| v as f64).collect();
-    let want = Op::MatMul { act: Activation::Gelu, bias: false, residual: false }.reference(&[&xs, &ws], &[&[2, 33, 128], &[128, 40]], &[2, 33, 40]);
+    let want = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: false }).reference(&[&xs, &ws], &[&[2, 33, 128], &[128, 40]], &[2, 33, 40]);
     assert_close("texture matmul", &got[0].data, &want, 2e-4, 1e-4, 1e-5);
 }
 
@@ -494,7 +494,7 @@ fn attention_released_token_counts() {
     ];
     for &(b, n, heads, hd, causal) in cases {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention { heads, scale, causal, key_mask: false }, &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        check(Op::Attention(ops::Attention { heads, scale, causal, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
     }
 }
 
@@ -504,13 +504,13 @@ fn attention_released_token_counts() {
 fn attention_scalar_kernel_and_loop_limit() {
     for (b, n, heads, hd) in [(2, 7, 3, 80), (4, 197, 12, 64), (1, 443, 1, 64), (1, 50, 2, 6)] {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention { heads, scale, causal: false, key_mask: false }, &[&[b, n, 3 * heads * hd]], Some("scalar"), false, F32_TOL);
+        check(Op::Attention(ops::Attention { heads, scale, causal: false, key_mask: false }), &[&[b, n, 3 * heads * hd]], Some("scalar"), false, F32_TOL);
     }
     let gpu = gpu();
     if gpu.caps.cpu {
         let mut b = Graph::builder();
         let x = b.input("x0", &[1, 5000, 3 * 6]).unwrap();
-        let y = b.node("attn", Op::Attention { heads: 1, scale: 0.4, causal: false, key_mask: false }, &[x]).unwrap();
+        let y = b.node("attn", Op::Attention(ops::Attention { heads: 1, scale: 0.4, causal: false, key_mask: false }), &[x]).unwrap();
         b.output(y, "y").unwrap();
         let g = b.finish();
         let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
@@ -529,7 +529,7 @@ fn attention_all_keys_masked_is_uniform_not_nan() {
         // Batch 0 has no key at all; the others keep their first tokens.
         let mask: Vec<f64> = (0..b * n).map(|i| if i / n > 0 && i % n < 3 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
-            let op = Op::Attention { heads, scale: 0.3, causal, key_mask: true };
+            let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
             check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
         }
     }
@@ -552,7 +552,7 @@ fn window_and_grid_attention_released_geometries() {
     for &(b, map, heads, hd, window, shift, grid) in cases {
         let layout = WindowLayout { map, window, shift, pad_first: false, grid };
         let n = window[0] * window[1];
-        let op = Op::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() };
+        let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
         check(op, &[&[b, map[0] * map[1], 3 * heads * hd], &[heads, n, n]], None, false, F32_TOL);
     }
     let gpu = gpu();
@@ -562,7 +562,7 @@ fn window_and_grid_attention_released_geometries() {
         let mut g = Graph::builder();
         let x = g.input("qkv", &[1, 256, 3 * 128]).unwrap();
         let bias = g.input("bias", &[1, 256, 256]).unwrap();
-        let y = g.node("wa", Op::WindowAttention { heads: 1, layout, pad_bias: false, scale: 0.1 }, &[x, bias]).unwrap();
+        let y = g.node("wa", Op::WindowAttention(ops::WindowAttention { heads: 1, layout, pad_bias: false, scale: 0.1 }), &[x, bias]).unwrap();
         g.output(y, "y").unwrap();
         let g = g.finish();
         let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();

@@ -1,5 +1,6 @@
 //! Memory planner: buffers are shared only between tensors whose lifetimes do not
 //! overlap, and a deep chain needs far less than one buffer per tensor.
+use wgvision_engine::ops;
 use wgvision_engine::planner::plan_memory;
 use wgvision_engine::{Activation, Graph, Op};
 
@@ -11,7 +12,7 @@ fn shared_buffers_never_hold_two_live_tensors() {
     let mut t = x;
     let mut skip = x;
     for i in 0..12 {
-        let op = Op::MatMul { act: Activation::Gelu, bias: false, residual: i % 3 == 2 };
+        let op = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: i % 3 == 2 });
         let ins = if i % 3 == 2 { vec![t, w, skip] } else { vec![t, w] };
         t = b.node(&format!("n{i}"), op, &ins).unwrap();
         if i % 3 == 2 {

@@ -31,9 +31,18 @@ fn every_shader_variant_validates() {
     }
 }
 
+/// Every registered op has a params struct mirrored in its own shader (one name
+/// everywhere: op `softmax`, `softmax.wgsl`); only an alias op (no kernel) has none.
 #[test]
 fn uniform_structs_match_wgsl() {
-    for (shader, name, size, fields) in uniform_layouts() {
+    let layouts = uniform_layouts();
+    assert_eq!(layouts.len(), wgvision_engine::Op::NAMES.len(), "one layout per registered op");
+    for (op, (shader, name, size, fields)) in layouts {
+        if shader.is_empty() {
+            assert!(["reshape"].contains(&op), "op {op} has no uniform layout but is not an alias op");
+            continue;
+        }
+        assert_eq!(shader, format!("{op}.wgsl"), "op {op}: its params belong to its own shader");
         let key = all_variants().into_iter().find(|k| k.shader == shader).unwrap();
         let m = module(&key);
         let (_, ty) = m.types.iter().find(|(_, t)| t.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{shader}: no struct {name}"));

@@ -8,6 +8,7 @@
 //! activation fused. Both timm families are covered by the config: the `*_tf_*` models
 //! (TF "same" padding, tanh GELU, NormMlp head) and the `*_rw_*` ones (symmetric
 //! padding, SiLU convs, exact GELU, LayerNorm + linear head).
+use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
@@ -216,9 +217,9 @@ impl MaxVitConfig {
         let (g1, g2) = self.stem_maps();
         let [s0, s1] = self.stem_width;
         let k1 = 9 * self.in_chans;
-        let cols = g.node("stem.conv1.im2col", Op::Im2col { geometry: g1, channels_first: true }, &[x])?; // (B, H/2*W/2, 9*Cin)
+        let cols = g.node("stem.conv1.im2col", Op::Im2col(ops::Im2col { geometry: g1, channels_first: true }), &[x])?; // (B, H/2*W/2, 9*Cin)
         let t = linear(&mut g, cols, "stem.conv1", (k1, s0), true, self.conv_act, None)?;
-        let cols = g.node("stem.conv2.im2col", Op::Im2col { geometry: g2, channels_first: false }, &[t])?; // (B, H/2*W/2, 9*S0)
+        let cols = g.node("stem.conv2.im2col", Op::Im2col(ops::Im2col { geometry: g2, channels_first: false }), &[t])?; // (B, H/2*W/2, 9*S0)
         let mut t = linear(&mut g, cols, "stem.conv2", (9 * s0, s1), self.stem_bias, Activation::None, None)?;
         for (i, blocks) in stages.iter().enumerate() {
             for (j, b) in blocks.iter().enumerate() {
@@ -230,7 +231,7 @@ impl MaxVitConfig {
         }
         let d = self.num_features();
         let eps = self.norm_eps;
-        let mean = Op::Pool { kind: PoolKind::MeanFrom(0) };
+        let mean = Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) });
         let features = match self.head_hidden_size {
             Some(hidden) => {
                 let pooled = g.node("head.pool", mean, &[t])?; // (B, C)
@@ -256,7 +257,7 @@ impl MaxVitConfig {
     /// act; depthwise 3x3 (norm2 folded) + act; squeeze-excitation; 1x1 projection.
     fn mbconv(&self, g: &mut GraphBuilder, x: TensorId, p: &str, b: &BlockShape) -> Result<TensorId> {
         let shortcut = if b.stride == 2 {
-            let pooled = g.node(&format!("{p}.shortcut.pool"), Op::AvgPool { geometry: self.padding.pool(b.map_in) }, &[x])?;
+            let pooled = g.node(&format!("{p}.shortcut.pool"), Op::AvgPool(ops::AvgPool { geometry: self.padding.pool(b.map_in) }), &[x])?;
             if b.in_chs != b.out_chs {
                 linear(g, pooled, &format!("{p}.shortcut.expand"), (b.in_chs, b.out_chs), self.conv_output_bias, Activation::None, None)?
             } else {
@@ -271,11 +272,11 @@ impl MaxVitConfig {
         let dw_w = g.weight(&format!("{p}.dw.weight"), &[9, b.mid])?;
         let dw_b = g.weight(&format!("{p}.dw.bias"), &[b.mid])?;
         let geometry = self.padding.conv(b.map_in, 3, b.stride);
-        let h = g.node(&format!("{p}.dw"), Op::DepthwiseConv { geometry, act: self.conv_act }, &[h, dw_w, dw_b])?; // (B, Ho*Wo, mid)
-        let s = g.node(&format!("{p}.se.pool"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?; // (B, mid)
+        let h = g.node(&format!("{p}.dw"), Op::DepthwiseConv(ops::DepthwiseConv { geometry, act: self.conv_act }), &[h, dw_w, dw_b])?; // (B, Ho*Wo, mid)
+        let s = g.node(&format!("{p}.se.pool"), Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[h])?; // (B, mid)
         let s = linear(g, s, &format!("{p}.se.fc1"), (b.mid, b.se), true, self.se_act, None)?;
         let s = linear(g, s, &format!("{p}.se.fc2"), (b.se, b.mid), true, Activation::None, None)?;
-        let h = g.node(&format!("{p}.se"), Op::ChannelScale { act: Activation::Sigmoid, skip: 0 }, &[h, s])?;
+        let h = g.node(&format!("{p}.se"), Op::ChannelScale(ops::ChannelScale { act: Activation::Sigmoid, skip: 0 }), &[h, s])?;
         linear(g, h, &format!("{p}.conv3"), (b.mid, b.out_chs), self.conv_output_bias, Activation::None, Some(shortcut))
     }
 
@@ -290,7 +291,7 @@ impl MaxVitConfig {
         let n = layout.tokens();
         let rel = g.weight(&format!("{p}.attn.rel_bias"), &[b.heads, n, n])?;
         let scale = 1.0 / (self.dim_head as f32).sqrt();
-        let att = g.node(&format!("{p}.attn"), Op::WindowAttention { heads: b.heads, layout, pad_bias: false, scale }, &[qkv, rel])?;
+        let att = g.node(&format!("{p}.attn"), Op::WindowAttention(ops::WindowAttention { heads: b.heads, layout, pad_bias: false, scale }), &[qkv, rel])?;
         let t = linear(g, att, &format!("{p}.attn.proj"), (d, d), self.attn_bias, Activation::None, Some(t))?;
         let h = layer_norm(g, t, &format!("{p}.norm2"), d, eps)?;
         let hidden = (d as f32 * self.mlp_ratio) as usize;

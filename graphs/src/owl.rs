@@ -7,6 +7,7 @@
 //!   the end-of-text token's row (argmax of the ids), text projection.
 //! - Heads: class logits for P patches x Q queries in one fused kernel; box MLP (exact
 //!   GELU) plus the patch grid's box bias, then a sigmoid; OWLv2's objectness MLP.
+use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,7 @@ impl OwlConfig {
             let p = format!("{prefix}.layers.{i}");
             let h = layer_norm(g, t, &format!("{p}.norm1"), d, tower.layer_norm_eps)?;
             let qkv = linear(g, h, &format!("{p}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
-            let op = Op::Attention { heads: tower.num_heads, scale, causal: mask.is_some(), key_mask: mask.is_some() };
+            let op = Op::Attention(ops::Attention { heads: tower.num_heads, scale, causal: mask.is_some(), key_mask: mask.is_some() });
             let mut ins = vec![qkv];
             ins.extend(mask);
             let a = g.node(&format!("{p}.attn"), op, &ins)?;
@@ -95,10 +96,10 @@ impl OwlConfig {
         let d = self.text.hidden_size;
         let table = g.weight("text.token_embedding", &[self.vocab_size, d])?;
         let pos = g.weight("text.position_embedding", &[self.max_position_embeddings, d])?;
-        let t = g.node("text.embed", Op::EmbedTokens, &[ids, table, pos])?; // (N, L, D)
+        let t = g.node("text.embed", Op::EmbedTokens(ops::EmbedTokens {}), &[ids, table, pos])?; // (N, L, D)
         let t = self.encoder(g, t, &self.text, "text", Some(mask))?;
         let t = layer_norm(g, t, "text.final_norm", d, self.text.layer_norm_eps)?;
-        let pooled = g.node("text.eos_pool", Op::EosPool, &[t, ids])?; // (N, D)
+        let pooled = g.node("text.eos_pool", Op::EosPool(ops::EosPool {}), &[t, ids])?; // (N, D)
         linear(g, pooled, "text.projection", (d, self.projection_dim), false, Activation::None, None)
     }
 
@@ -113,33 +114,33 @@ impl OwlConfig {
     fn image_tower_and_heads(&self, g: &mut GraphBuilder, batch: usize, pixels: TensorId, queries: TensorId, ids: TensorId) -> Result<()> {
         let (d, p) = (self.vision.hidden_size, self.patch_size);
         let np = self.patches();
-        let patches = g.node("vision.patchify", Op::Patchify { patch: p, pad: false }, &[pixels])?;
+        let patches = g.node("vision.patchify", Op::Patchify(ops::Patchify { patch: p, pad: false }), &[pixels])?;
         let emb = linear(g, patches, "vision.patch_embedding", (3 * p * p, d), false, Activation::None, None)?;
         let cls = g.weight("vision.class_embedding", &[1, d])?;
         let pos = g.weight("vision.position_embedding", &[np + 1, d])?;
-        let t = g.node("vision.tokens", Op::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }, &[emb, cls, pos])?; // (B, 1+P, D)
+        let t = g.node("vision.tokens", Op::TokenEmbed(ops::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }), &[emb, cls, pos])?; // (B, 1+P, D)
         let t = layer_norm(g, t, "vision.pre_norm", d, self.vision.layer_norm_eps)?;
         let t = self.encoder(g, t, &self.vision, "vision", None)?;
         let t = layer_norm(g, t, "vision.post_norm", d, self.vision.layer_norm_eps)?;
-        let cls_out = g.node("vision.class_token", Op::Pool { kind: PoolKind::Token(0) }, &[t])?; // (B, D)
-        let feats = g.node("vision.patch_times_class", Op::ChannelScale { act: Activation::None, skip: 1 }, &[t, cls_out])?; // (B, P, D)
+        let cls_out = g.node("vision.class_token", Op::Pool(ops::Pool { kind: PoolKind::Token(0) }), &[t])?; // (B, D)
+        let feats = g.node("vision.patch_times_class", Op::ChannelScale(ops::ChannelScale { act: Activation::None, skip: 1 }), &[t, cls_out])?; // (B, P, D)
         let feats = layer_norm(g, feats, "layer_norm", d, self.vision.layer_norm_eps)?;
         // Class head.
         let img_class = linear(g, feats, "class_head.dense0", (d, self.text.hidden_size), true, Activation::None, None)?;
         // Per-patch class embeddings: image-guided queries take one of a query image's.
         g.output(img_class, "class_embeds")?;
         let shift_scale = linear(g, feats, "class_head.shift_scale", (d, 2), true, Activation::None, None)?; // (B, P, 2)
-        let logits = g.node("class_head.logits", Op::OwlClassLogits, &[img_class, shift_scale, queries, ids])?; // (B, P, Q)
+        let logits = g.node("class_head.logits", Op::NormDotHead(ops::NormDotHead { image_eps: 1e-6, text_eps: 1e-6 }), &[img_class, shift_scale, queries, ids])?; // (B, P, Q)
         g.output(logits, "logits")?;
         // Box head: MLP, plus the grid's box bias, sigmoid.
         let boxes = self.mlp_head(g, feats, "box_head", 4)?;
         let bias = g.weight(BOX_BIAS, &[np, 4])?; // a constant: see `constant`
-        let boxes = g.node("box_head.bias", Op::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }, &[boxes, bias])?;
-        let boxes = g.node("box_head.sigmoid", Op::Unary { act: Activation::Sigmoid }, &[boxes])?;
+        let boxes = g.node("box_head.bias", Op::TokenEmbed(ops::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }), &[boxes, bias])?;
+        let boxes = g.node("box_head.sigmoid", Op::Unary(ops::Unary { act: Activation::Sigmoid }), &[boxes])?;
         g.output(boxes, "pred_boxes")?;
         if self.v2 {
             let obj = self.mlp_head(g, feats, "objectness_head", 1)?; // (B, P, 1)
-            let obj = g.node("objectness_head.squeeze", Op::Reshape { shape: vec![batch, np] }, &[obj])?;
+            let obj = g.node("objectness_head.squeeze", Op::Reshape(ops::Reshape { shape: vec![batch, np] }), &[obj])?;
             g.output(obj, "objectness_logits")?;
         }
         Ok(())

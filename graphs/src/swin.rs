@@ -5,6 +5,7 @@
 //!   stage's resolution; a shifted block rolls the map, then pads it to whole windows.
 //! - transformers: the image is zero-padded to whole patches; the window shrinks to the
 //!   smaller side (square) once that side fits in it; blocks pad, then roll.
+use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
@@ -171,7 +172,7 @@ impl SwinConfig {
         let mut g = Graph::builder();
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
         let pad = self.origin == Origin::Hf;
-        let patches = g.node("patchify", Op::Patchify { patch: self.patch_size, pad }, &[x])?; // (B, Hp*Wp, C*P*P)
+        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: self.patch_size, pad }), &[x])?; // (B, Hp*Wp, C*P*P)
         let cpp = self.in_chans * self.patch_size * self.patch_size;
         let d0 = self.embed_dim;
         let mut t = linear(&mut g, patches, "patch_embed", (cpp, d0), true, Activation::None, None)?; // (B, Hp*Wp, D)
@@ -180,7 +181,7 @@ impl SwinConfig {
             if i > 0 {
                 let prev = &stages[i - 1];
                 let p = format!("layers.{i}.downsample");
-                let m = g.node(&format!("{p}.merge"), Op::PatchMerge { map: prev.map }, &[t])?; // (B, H/2*W/2, 4C)
+                let m = g.node(&format!("{p}.merge"), Op::PatchMerge(ops::PatchMerge { map: prev.map }), &[t])?; // (B, H/2*W/2, 4C)
                 let m = layer_norm(&mut g, m, &format!("{p}.norm"), 4 * prev.dim, TORCH_LN_EPS)?;
                 t = linear(&mut g, m, &format!("{p}.reduction"), (4 * prev.dim, st.dim), false, Activation::None, None)?; // (B, H/2*W/2, 2C)
             }
@@ -191,7 +192,7 @@ impl SwinConfig {
         }
         let dl = self.num_features();
         t = layer_norm(&mut g, t, "norm", dl, eps)?;
-        let pooled = g.node("pool", Op::Pool { kind: PoolKind::MeanFrom(0) }, &[t])?; // (B, C)
+        let pooled = g.node("pool", Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[t])?; // (B, C)
         let out = if self.num_classes > 0 {
             linear(&mut g, pooled, "head", (dl, self.num_classes), true, Activation::None, None)? // (B, classes)
         } else {
@@ -209,7 +210,7 @@ impl SwinConfig {
         let mut ins = vec![h, qkv_w];
         let qkv_b = if self.qkv_bias { Some(g.weight(&format!("{p}.attn.qkv.bias"), &[3 * a])?) } else { None };
         ins.extend(qkv_b);
-        let qkv = g.node(&format!("{p}.attn.qkv"), Op::MatMul { act: Activation::None, bias: self.qkv_bias, residual: false }, &ins)?; // (B, H*W, 3A)
+        let qkv = g.node(&format!("{p}.attn.qkv"), Op::MatMul(ops::MatMul { act: Activation::None, bias: self.qkv_bias, residual: false }), &ins)?; // (B, H*W, 3A)
         let n = layout.tokens();
         let rel = g.weight(&format!("{p}.attn.rel_bias"), &[st.heads, n, n])?;
         let mut ins = vec![qkv, rel];
@@ -219,7 +220,7 @@ impl SwinConfig {
             ins.extend(qkv_b);
         }
         let scale = 1.0 / (st.head_dim as f32).sqrt();
-        let op = Op::WindowAttention { heads: st.heads, layout: layout.clone(), pad_bias, scale };
+        let op = Op::WindowAttention(ops::WindowAttention { heads: st.heads, layout: layout.clone(), pad_bias, scale });
         let att = g.node(&format!("{p}.attn"), op, &ins)?; // (B, H*W, A)
         let t = linear(g, att, &format!("{p}.attn.proj"), (a, d), true, Activation::None, Some(t))?;
         let h = layer_norm(g, t, &format!("{p}.norm2"), d, eps)?;

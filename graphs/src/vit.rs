@@ -1,6 +1,7 @@
 //! Vision Transformer (Dosovitskiy et al. 2020) as timm's `VisionTransformer` builds it,
 //! covering DeiT, CLIP image towers (pre-norm, no patch bias) and DINOv2 (LayerScale,
 //! register tokens). LayerScale is folded into the preceding projection at conversion.
+use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
@@ -88,7 +89,7 @@ impl VitConfig {
         let mut g = Graph::builder();
         let ln = |g: &mut wgvision_engine::GraphBuilder, x: TensorId, name: &str| layer_norm(g, x, name, d, eps);
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
-        let patches = g.node("patchify", Op::Patchify { patch: self.patch_size, pad: false }, &[x])?; // (B, Np, C*P*P)
+        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: self.patch_size, pad: false }), &[x])?; // (B, Np, C*P*P)
         let cpp = self.in_chans * self.patch_size * self.patch_size;
         let emb = linear(&mut g, patches, "patch_embed", (cpp, d), self.patch_bias, Activation::None, None)?; // (B, Np, D)
         let mut ins = vec![emb];
@@ -99,7 +100,7 @@ impl VitConfig {
         if self.pos_embed {
             ins.push(g.weight("pos_embed", &[tokens - pos_start, d])?);
         }
-        let op = Op::TokenEmbed { prefix: self.num_prefix(), pos: self.pos_embed, pos_start };
+        let op = Op::TokenEmbed(ops::TokenEmbed { prefix: self.num_prefix(), pos: self.pos_embed, pos_start });
         let mut t = g.node("tokens", op, &ins)?; // (B, T, D)
         if self.pre_norm {
             t = ln(&mut g, t, "norm_pre")?;
@@ -109,7 +110,7 @@ impl VitConfig {
             let p = format!("blocks.{i}");
             let h = ln(&mut g, t, &format!("{p}.norm1"))?;
             let qkv = linear(&mut g, h, &format!("{p}.attn.qkv"), (d, 3 * d), self.qkv_bias, Activation::None, None)?; // (B, T, 3D)
-            let a = g.node(&format!("{p}.attn"), Op::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }, &[qkv])?; // (B, T, D)
+            let a = g.node(&format!("{p}.attn"), Op::Attention(ops::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }), &[qkv])?; // (B, T, D)
             t = linear(&mut g, a, &format!("{p}.attn.proj"), (d, d), self.proj_bias, Activation::None, Some(t))?;
             let h = ln(&mut g, t, &format!("{p}.norm2"))?;
             let h = linear(&mut g, h, &format!("{p}.mlp.fc1"), (d, self.mlp_hidden), true, self.act, None)?; // (B, T, M)
@@ -122,7 +123,7 @@ impl VitConfig {
             GlobalPool::Token => PoolKind::Token(0),
             GlobalPool::Avg => PoolKind::MeanFrom(self.num_prefix()),
         };
-        let mut pooled = g.node("pool", Op::Pool { kind }, &[t])?; // (B, D)
+        let mut pooled = g.node("pool", Op::Pool(ops::Pool { kind }), &[t])?; // (B, D)
         if self.fc_norm {
             pooled = ln(&mut g, pooled, "fc_norm")?;
         }

@@ -4,6 +4,7 @@
 //! top-k and slot assignment in one kernel), experts run as grouped matmuls over
 //! an expert-major dispatch buffer, and the combine adds the gate-weighted outputs to the
 //! residual.
+use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
@@ -119,7 +120,7 @@ impl VmoeConfig {
         Some(match m.routing {
             RoutingKind::Token => Routing::Token {
                 group: m.group_size,
-                capacity: wgvision_engine::ops::moe_route::capacity(m.group_size, m.num_selected_experts, m.capacity_factor, m.num_experts),
+                capacity: capacity(m.group_size, m.num_selected_experts, m.capacity_factor, m.num_experts),
                 batch_priority: m.batch_priority,
             },
             RoutingKind::Image => Routing::Image { tokens: self.tokens() },
@@ -134,7 +135,7 @@ impl VmoeConfig {
         let p = self.patch_size;
         let mut g = Graph::builder();
         let x = g.input("pixel_values", &[batch, 3, self.img_size[0], self.img_size[1]])?;
-        let patches = g.node("patchify", Op::Patchify { patch: p, pad: false }, &[x])?; // (B, Np, 3*P*P)
+        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: p, pad: false }), &[x])?; // (B, Np, 3*P*P)
         let emb = linear(&mut g, patches, "embedding", (3 * p * p, d), true, Activation::None, None)?;
         let n = self.tokens();
         let prefix = (self.classifier == Classifier::Token) as usize;
@@ -143,14 +144,14 @@ impl VmoeConfig {
             ins.push(g.weight("cls", &[1, d])?);
         }
         ins.push(g.weight("pos_embed", &[n, d])?);
-        let mut t = g.node("tokens", Op::TokenEmbed { prefix, pos: true, pos_start: 0 }, &ins)?; // (B, N, D)
+        let mut t = g.node("tokens", Op::TokenEmbed(ops::TokenEmbed { prefix, pos: true, pos_start: 0 }), &ins)?; // (B, N, D)
         let mut tables = Vec::new();
         for i in 0..self.num_layers {
             let b = format!("blocks.{i}");
             let h = layer_norm(&mut g, t, &format!("{b}.norm1"), d, LN_EPS)?;
             let qkv = linear(&mut g, h, &format!("{b}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
             let scale = 1.0 / ((d / self.num_heads) as f32).sqrt();
-            let a = g.node(&format!("{b}.attn"), Op::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }, &[qkv])?;
+            let a = g.node(&format!("{b}.attn"), Op::Attention(ops::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }), &[qkv])?;
             t = linear(&mut g, a, &format!("{b}.attn.out"), (d, d), true, Activation::None, Some(t))?;
             let h = layer_norm(&mut g, t, &format!("{b}.norm2"), d, LN_EPS)?;
             t = if self.is_moe(i) {
@@ -167,7 +168,7 @@ impl VmoeConfig {
             Classifier::Token => PoolKind::Token(0),
             Classifier::Gap => PoolKind::MeanFrom(0),
         };
-        let mut f = g.node("pool", Op::Pool { kind }, &[t])?; // (B, D)
+        let mut f = g.node("pool", Op::Pool(ops::Pool { kind }), &[t])?; // (B, D)
         let mut width = d;
         if let Some(r) = self.representation_size {
             f = linear(&mut g, f, "pre_logits", (d, r), true, Activation::Tanh, None)?;
@@ -203,23 +204,40 @@ impl VmoeConfig {
         };
         let router_in = match cfg.routing {
             RoutingKind::Token => h,
-            RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool { kind: PoolKind::MeanFrom(0) }, &[h])?, // (B, D)
+            RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[h])?, // (B, D)
         };
         let router = g.weight(&format!("{b}.moe.router.weight"), &[d, e])?;
-        let op = Op::MoeGate { experts: e, k: cfg.num_selected_experts, routing: routing.clone() };
+        let op = Op::MoeGate(ops::MoeGate { experts: e, k: cfg.num_selected_experts, routing: routing.clone() });
         let gates = g.node(&format!("{b}.moe.gate"), op, &[router_in, router])?; // (T, K, 3)
         let table = match routing {
-            Routing::Token { .. } => g.node(&format!("{b}.moe.route"), Op::MoeRoute { routing: routing.clone() }, &[gates])?, // (T, K, 3)
+            Routing::Token { .. } => g.node(&format!("{b}.moe.route"), Op::MoeRoute(ops::MoeRoute { routing: routing.clone() }), &[gates])?, // (T, K, 3)
             Routing::Image { .. } => gates,
         };
-        let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch { experts: e, routing }, &[h, table])?; // (E, R, D)
+        let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch(ops::MoeDispatch { experts: e, routing }), &[h, table])?; // (E, R, D)
         let w1 = g.weight(&format!("{b}.moe.fc1.weight"), &[e, d, m])?;
         let b1 = g.weight(&format!("{b}.moe.fc1.bias"), &[e, m])?;
-        let y = g.node(&format!("{b}.moe.fc1"), Op::ExpertMatMul { act: Activation::GeluTanh, bias: true }, &[disp, w1, b1])?;
+        let y = g.node(&format!("{b}.moe.fc1"), Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::GeluTanh, bias: true }), &[disp, w1, b1])?;
         let w2 = g.weight(&format!("{b}.moe.fc2.weight"), &[e, m, d])?;
         let b2 = g.weight(&format!("{b}.moe.fc2.bias"), &[e, d])?;
-        let y = g.node(&format!("{b}.moe.fc2"), Op::ExpertMatMul { act: Activation::None, bias: true }, &[y, w2, b2])?;
-        let out = g.node(&format!("{b}.moe.combine"), Op::MoeCombine, &[y, table, base])?;
+        let y = g.node(&format!("{b}.moe.fc2"), Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::None, bias: true }), &[y, w2, b2])?;
+        let out = g.node(&format!("{b}.moe.combine"), Op::MoeCombine(ops::MoeCombine {}), &[y, table, base])?;
         Ok((out, table))
+    }
+}
+
+/// vmoe's expert capacity per group: ceil(S * K * cf / E), rounded up to a multiple of 4
+/// (the engine's dispatch buffer wants whole vec4 rows).
+pub fn capacity(group: usize, k: usize, capacity_factor: f64, experts: usize) -> usize {
+    let c = (group as f64 * k as f64 * capacity_factor / experts as f64).ceil() as usize;
+    c.div_ceil(4) * 4
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn capacity_rounds_up_to_whole_vec4_rows() {
+        assert_eq!(super::capacity(17, 2, 0.5, 8), 4); // ceil(2.125) = 3 -> 4
+        assert_eq!(super::capacity(32, 1, 0.5, 4), 4);
+        assert_eq!(super::capacity(8 * 577, 2, 1.05, 8), 1212); // ceil(1211.7) = 1212
     }
 }

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
-use wgvision_engine::{DType, Graph, Op, WeightData};
+use wgvision_engine::ops::InputForm;
+use wgvision_engine::{DType, Graph, WeightData};
 use wgvision_graphs::ModelConfig;
 
 pub const FORMAT_KEY: &str = "wgvision.format";
@@ -113,8 +114,7 @@ pub fn write_model_with_files(
     let matmul_weights: HashSet<&str> = graph
         .nodes
         .iter()
-        .filter(|n| matches!(n.op, Op::MatMul { .. }))
-        .map(|n| graph.tensors[n.inputs[1]].name.as_str())
+        .flat_map(|n| n.inputs.iter().enumerate().filter(|(i, _)| n.op.input_form(*i) == InputForm::Matrix).map(|(_, &t)| graph.tensors[t].name.as_str()))
         .collect();
     let mut tensors = tensors;
     let mut out = Vec::new();

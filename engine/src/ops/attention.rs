@@ -1,5 +1,5 @@
 //! Fused multi-head self-attention over packed qkv; online softmax, no score matrix in memory.
-use super::{u32_of, uniform, Arg, KernelPlan, PlanCtx};
+use super::{expect_inputs, mul, u32_of, Arg, KernelPlan, OpDef, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("attention.wgsl", AttentionParams {
@@ -68,7 +68,7 @@ fn key(bucket: u32, wg: u32, vec4: bool, key_mask: bool) -> KernelKey {
     }
 }
 
-pub fn variants() -> Vec<KernelKey> {
+fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
     for &b in &HEAD_DIM_BUCKETS {
         for vec4 in [false, true].into_iter().filter(|&v| !v || b <= VEC4_MAX_BUCKET) {
@@ -80,15 +80,12 @@ pub fn variants() -> Vec<KernelKey> {
     v
 }
 
-pub fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
+fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, ctx: &PlanCtx, vec4: bool) -> Result<KernelPlan, String> {
     let (b, n, d) = (qkv[0], qkv[1], qkv[2] / 3);
     let hd = d / heads;
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
-    // vec4 needs whole vec4 columns; the op tests force the scalar kernel with "scalar".
-    // (NIR does not unroll the 64-trip loops of the 256 bucket: it takes the scalar kernel.)
-    let vec4 = hd.is_multiple_of(4) && bucket <= VEC4_MAX_BUCKET && ctx.variant != Some("scalar");
     let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
@@ -148,4 +145,68 @@ pub fn reference(qkv: &[f64], s: &[usize], heads: usize, scale: f32, causal: boo
         }
     }
     out
+}
+
+/// inputs: qkv [B, N, 3*heads*head_dim], key mask [B, N] (1 keep, 0 padding) if
+/// `key_mask` -> [B, N, heads*head_dim]; `causal` keeps keys j <= i.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attention {
+    pub heads: usize,
+    pub scale: f32,
+    #[serde(default)]
+    pub causal: bool,
+    #[serde(default)]
+    pub key_mask: bool,
+}
+
+variant_enum!(AttentionVariant {
+    /// vec4 loads with the head-dim and in-block key loops unrolled (head dims that are
+    /// a multiple of 4, up to 128).
+    Vec4 = "vec4",
+    /// One scalar loop over the head dim (any head dim).
+    Scalar = "scalar",
+});
+
+impl OpDef for Attention {
+    const NAME: &'static str = "attention";
+    type Params = AttentionParams;
+    type Variant = AttentionVariant;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        expect_inputs(s, 1 + self.key_mask as usize)?;
+        if self.key_mask && s[0].len() == 3 && s[1] != &s[0][..2] {
+            return Err(format!("key mask must be [B, N] = {:?}, got {:?}", &s[0][..2], s[1]));
+        }
+        infer(s[0], self.heads)
+    }
+
+    fn candidates(&self, s: &[&[usize]], _ctx: &PlanCtx) -> Vec<AttentionVariant> {
+        let hd = s[0][2] / 3 / self.heads.max(1);
+        let bucket = HEAD_DIM_BUCKETS.iter().copied().find(|&x| x as usize >= hd).unwrap_or(u32::MAX);
+        // vec4 needs whole vec4 columns; NIR does not unroll the 64-trip loops of the 256
+        // bucket, which takes the scalar kernel.
+        if hd.is_multiple_of(4) && bucket <= VEC4_MAX_BUCKET {
+            vec![AttentionVariant::Vec4, AttentionVariant::Scalar]
+        } else {
+            vec![AttentionVariant::Scalar]
+        }
+    }
+
+    fn plan(&self, s: &[&[usize]], _out: &[usize], ctx: &PlanCtx, v: AttentionVariant) -> Result<KernelPlan, String> {
+        plan(s[0], self.heads, self.scale, self.causal, self.key_mask, ctx, v == AttentionVariant::Vec4)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
+        reference(x[0], s[0], self.heads, self.scale, self.causal, self.key_mask.then(|| x[1]))
+    }
+
+    fn flops(&self, s: &[&[usize]], _out: &[usize]) -> u64 {
+        let (b, n, d3) = (s[0][0] as u64, s[0][1] as u64, s[0][2] as u64);
+        // QK^T and PV: 2 * (2 * n * n * d) per batch, d = d3 / 3.
+        mul(&[4, b, n, n, d3 / 3])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

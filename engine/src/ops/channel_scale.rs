@@ -1,7 +1,7 @@
 //! Per-image channel gating (squeeze-excitation's excite step): x [B, T, C] times
 //! act(s) [B, C], broadcast over the T positions; `act` is the gate (sigmoid for SE).
 //! `skip` drops leading tokens (OWL-ViT scales the patch tokens by the class token).
-use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use super::{u32_of, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("channel_scale.wgsl", ChannelScaleParams {
@@ -49,4 +49,42 @@ pub fn reference(x: &[f64], sc: &[f64], s: &[usize], act: Activation, skip: usiz
         .filter(|(i, _)| (i / c) % t >= skip)
         .map(|(i, &v)| v * act.apply(sc[(i / (t * c)) * c + i % c]))
         .collect()
+}
+
+/// inputs: x [B, T, C], s [B, C] -> x[:, skip:] * act(s).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelScale {
+    pub act: Activation,
+    #[serde(default)]
+    pub skip: usize,
+}
+
+impl super::OpDef for ChannelScale {
+    const NAME: &'static str = "channel_scale";
+    type Params = ChannelScaleParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 2)?;
+        infer(s[0], s[1], self.skip)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(out, self.act, self.skip)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], s[0], self.act, self.skip)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,8 +1,7 @@
-//! Depthwise convolution over a channels-last map (MBConv's k x k stage), with stride,
-//! explicit padding, folded-BatchNorm bias and a fused activation; and average pooling,
-//! the same kernel with constant taps (MBConv's downsampling shortcut).
-use super::{u32_of, uniform, Activation, Arg, KernelPlan};
-use crate::kernels::{Define, KernelKey};
+//! Depthwise convolution over a channels-last map (an inverted-residual block's k x k
+//! stage), with stride, explicit padding, folded-BatchNorm bias and a fused activation.
+use super::{u32_of, Activation, Arg, KernelPlan};
+use crate::kernels::KernelKey;
 use serde::{Deserialize, Serialize};
 
 uniform!("depthwise_conv.wgsl", DepthwiseConvParams {
@@ -53,7 +52,7 @@ pub fn infer(s: &[&[usize]], g: &ConvGeometry) -> Result<Vec<usize>, String> {
         return Err(format!("input has {t} tokens; geometry {g:?} does not fit it"));
     }
     if s.len() == 1 {
-        return Ok(vec![*b, g.out[0] * g.out[1], *c]); // average pooling: no weights
+        return Ok(vec![*b, g.out[0] * g.out[1], *c]); // average pooling's geometry check
     }
     if s[1] != [g.kernel * g.kernel, *c] || s[2] != [*c] {
         return Err(format!("weights must be [{}, {c}] and bias [{c}], got {:?} and {:?}", g.kernel * g.kernel, s[1], s[2]));
@@ -61,27 +60,12 @@ pub fn infer(s: &[&[usize]], g: &ConvGeometry) -> Result<Vec<usize>, String> {
     Ok(vec![*b, g.out[0] * g.out[1], *c])
 }
 
-fn key(avg_pool: bool) -> KernelKey {
-    let defines = if avg_pool { vec![Define::Flag("AVG_POOL")] } else { vec![] };
-    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines, constants: vec![] }
+fn key() -> KernelKey {
+    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines: vec![], constants: vec![] }
 }
 
-pub fn variants() -> Vec<KernelKey> {
-    vec![key(false), key(true)]
-}
-
-/// Average pooling (inputs: x only): the kernel with constant 1/(k*k) taps.
-pub fn plan_avg_pool(s: &[&[usize]], out: &[usize], g: &ConvGeometry) -> Result<KernelPlan, String> {
-    let mut p = plan(s, out, g, Activation::None)?;
-    p.key = key(true);
-    p.bindings.retain(|(_, a)| matches!(a, Arg::Input(0) | Arg::Output));
-    Ok(p)
-}
-
-pub fn reference_avg_pool(x: &[f64], s: &[usize], g: &ConvGeometry) -> Vec<f64> {
-    let c = s[2];
-    let taps = vec![1.0 / (g.kernel * g.kernel) as f64; g.kernel * g.kernel * c];
-    reference(&[x, &taps, &vec![0.0; c]], s, g, Activation::None)
+fn variants() -> Vec<KernelKey> {
+    vec![key()]
 }
 
 pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) -> Result<KernelPlan, String> {
@@ -101,7 +85,7 @@ pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) ->
     };
     Ok(KernelPlan {
         chunks: None,
-        key: key(false),
+        key: key(),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],
         workgroups: out.iter().product::<usize>().div_ceil(64) as u64,
@@ -134,4 +118,39 @@ pub fn reference(x: &[&[f64]], s: &[usize], g: &ConvGeometry, act: Activation) -
         }
     }
     out
+}
+
+/// inputs: x [B, H*W, C], weight [k*k, C], bias [C] -> [B, Ho*Wo, C].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DepthwiseConv { pub geometry: ConvGeometry, pub act: Activation }
+
+impl super::OpDef for DepthwiseConv {
+    const NAME: &'static str = "depthwise_conv";
+    type Params = DepthwiseConvParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 3)?;
+        infer(s, &self.geometry)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s, out, &self.geometry, self.act)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x, s[0], &self.geometry, self.act)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        let k = self.geometry.kernel as u64;
+        super::mul(&[2, k, k, out.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,7 +1,7 @@
 //! Token embedding lookup plus learned positions: ids [N, L] (token ids stored as f32,
 //! exact below 2^24) -> table[id] + pos[l], [N, L, D]. Ids are checked on the host
 //! before a run; the kernel clamps to the table as a last guard.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("embed_tokens.wgsl", EmbedTokensParams { len: u32, seq: u32, dim: u32, vocab: u32 });
@@ -48,4 +48,38 @@ pub fn reference(x: &[&[f64]], s: &[&[usize]]) -> Vec<f64> {
         }
     }
     o
+}
+
+/// inputs: ids [N, L] (as f32), table [V, D], positions [>= L, D] -> [N, L, D].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EmbedTokens {}
+
+impl super::OpDef for EmbedTokens {
+    const NAME: &'static str = "embed_tokens";
+    type Params = EmbedTokensParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 3)?;
+        infer(s)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s, out)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x, s)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,6 +1,6 @@
 //! CLIP text pooling: for each sequence, the row at the position of its largest token id
 //! (the end-of-text token; the first such position on ties, as torch's argmax).
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("eos_pool.wgsl", EosPoolParams { n: u32, seq: u32, dim: u32, _pad0: u32 });
@@ -40,4 +40,38 @@ pub fn reference(x: &[f64], ids: &[f64], s: &[usize]) -> Vec<f64> {
         o.extend_from_slice(&x[(i * l + best) * d..(i * l + best + 1) * d]);
     }
     o
+}
+
+/// inputs: x [N, L, D], ids [N, L] -> [N, D] at each sequence's largest id.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EosPool {}
+
+impl super::OpDef for EosPool {
+    const NAME: &'static str = "eos_pool";
+    type Params = EosPoolParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 2)?;
+        infer(s[0], s[1])
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0])
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], s[0])
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,6 +1,6 @@
 //! Grouped expert matmul: out[e] = act(a[e] @ w[e] + bias[e]) for all E experts in one
 //! dispatch (no per-expert dispatch loop).
-use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
+use super::{expect_inputs, mul, u32_of, Activation, Arg, InputForm, KernelPlan, OpDef, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("expert_matmul.wgsl", ExpertMatmulParams {
@@ -22,15 +22,12 @@ fn key(bias: bool, tex: bool) -> KernelKey {
     KernelKey { shader: "expert_matmul.wgsl", entry: if tex { "main_tex" } else { "main" }, defines, constants: vec![] }
 }
 
-pub fn variants() -> Vec<KernelKey> {
+fn variants() -> Vec<KernelKey> {
     vec![key(false, false), key(true, false), key(false, true), key(true, true)]
 }
 
-pub fn plan(s: &[&[usize]], act: Activation, bias: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
+fn plan(s: &[&[usize]], act: Activation, bias: bool, tex: bool) -> Result<KernelPlan, String> {
     let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
-    // CPU adapters: both operands through textures when the weights have one (see matmul).
-    let max_tex = ctx.max_texture_dim as usize;
-    let tex = ctx.caps.cpu && ctx.w_texture && ctx.variant != Some("buffers") && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
     let base = ExpertMatmulParams {
         experts: u32_of(e, "experts")?,
         rows: u32_of(r, "rows")?,
@@ -83,4 +80,60 @@ pub fn reference(x: &[&[f64]], s: &[&[usize]], act: Activation, bias: bool) -> V
         }
     }
     o
+}
+
+/// inputs: a [E, R, K], w [E, K, N], bias [E, N] if `bias` -> [E, R, N].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExpertMatMul {
+    pub act: Activation,
+    pub bias: bool,
+}
+
+variant_enum!(ExpertMatmulVariant {
+    /// Both operands through rgba textures (CPU adapters, when the weights have one).
+    Tex = "tex",
+    /// Storage buffers.
+    Buffers = "buffers",
+});
+
+impl OpDef for ExpertMatMul {
+    const NAME: &'static str = "expert_matmul";
+    type Params = ExpertMatmulParams;
+    type Variant = ExpertMatmulVariant;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        expect_inputs(s, 2 + self.bias as usize)?;
+        infer(s, self.bias)
+    }
+
+    fn candidates(&self, s: &[&[usize]], ctx: &PlanCtx) -> Vec<ExpertMatmulVariant> {
+        let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
+        let max_tex = ctx.max_texture_dim as usize;
+        let tex = ctx.caps.cpu && ctx.w_texture && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
+        if tex { vec![ExpertMatmulVariant::Tex, ExpertMatmulVariant::Buffers] } else { vec![ExpertMatmulVariant::Buffers] }
+    }
+
+    fn plan(&self, s: &[&[usize]], _out: &[usize], _ctx: &PlanCtx, v: ExpertMatmulVariant) -> Result<KernelPlan, String> {
+        plan(s, self.act, self.bias, v == ExpertMatmulVariant::Tex)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
+        reference(x, s, self.act, self.bias)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        mul(&[2, s[0][2] as u64, out.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
+
+    fn input_form(&self, input: usize) -> InputForm {
+        if input == 1 { InputForm::StackedMatrices } else { InputForm::Plain }
+    }
+
+    fn texture_inputs(&self, v: ExpertMatmulVariant) -> &'static [usize] {
+        if v == ExpertMatmulVariant::Tex { &[0, 1] } else { &[] }
+    }
 }

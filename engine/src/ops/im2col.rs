@@ -1,7 +1,7 @@
 //! Image-to-column gather for a full k x k convolution (MaxViT's stem convs): each output
 //! pixel's k*k*C window becomes one row, so the convolution is the matmul that follows.
 //! Reads an NCHW image or a channels-last map; rows are tap-major ((ky, kx), then channel).
-use super::{u32_of, uniform, Arg, ConvGeometry, KernelPlan};
+use super::{u32_of, Arg, ConvGeometry, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("im2col.wgsl", Im2colParams {
@@ -98,4 +98,39 @@ pub fn reference(x: &[f64], s: &[usize], g: &ConvGeometry, channels_first: bool)
         }
     }
     out
+}
+
+/// inputs: image [B, C, H, W] (`channels_first`) or map [B, H*W, C] ->
+/// [B, Ho*Wo, k*k*C], the rows of a k x k convolution as a matmul.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Im2col { pub geometry: ConvGeometry, pub channels_first: bool }
+
+impl super::OpDef for Im2col {
+    const NAME: &'static str = "im2col";
+    type Params = Im2colParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0], &self.geometry, self.channels_first)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], out, &self.geometry, self.channels_first)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0], &self.geometry, self.channels_first)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,5 +1,5 @@
 //! LayerNorm over the last dimension (statistics in f32 on the GPU, f64 in the reference).
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("layernorm.wgsl", LayerNormParams { rows: u32, dim: u32, eps: f32, _pad: u32 });
@@ -45,4 +45,38 @@ pub fn reference(x: &[f64], g: &[f64], b: &[f64], s: &[usize], eps: f32) -> Vec<
         }
     }
     out
+}
+
+/// inputs: x [.., D], gamma [D], beta [D].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerNorm { pub eps: f32 }
+
+impl super::OpDef for LayerNorm {
+    const NAME: &'static str = "layernorm";
+    type Params = LayerNormParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 3)?;
+        infer(s[0], s[1], s[2])
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], self.eps)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], x[2], s[0], self.eps)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

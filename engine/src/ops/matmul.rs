@@ -1,5 +1,6 @@
 //! Matmul with fused epilogue: out = act(a @ w + bias) + residual, f32 or packed-f16 weights.
-use super::{u32_of, uniform, Activation, Arg, KernelPlan, PlanCtx};
+use super::{expect_inputs, mul, u32_of, Activation, Arg, InputForm, KernelPlan, OpDef, PlanCtx};
+use serde::{Deserialize, Serialize};
 use crate::graph::DType;
 use crate::kernels::{Define, KernelKey};
 
@@ -12,6 +13,95 @@ const WG_ROWS: u32 = 64;
 const COLS_WG: u32 = 16;
 const VEC4_WG: u32 = 64;
 const TEX_WG: u32 = 64;
+
+/// inputs: a [.., K], w [K, N], bias [N] if `bias`, residual [.., N] if `residual`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatMul {
+    pub act: Activation,
+    pub bias: bool,
+    pub residual: bool,
+}
+
+variant_enum!(MatmulVariant {
+    /// 64x64 shared-memory tile (GPUs).
+    Tiled = "tiled",
+    /// TM rows per lane, lanes over columns.
+    Rows = "rows",
+    /// 8 columns per lane, one row per lane.
+    Cols8 = "cols8",
+    /// 8 columns per lane, two rows per lane.
+    Cols8x2 = "cols8x2",
+    /// vec4 loads, 4x4 per lane (K and N multiples of 4, f32 weights).
+    Vec4 = "vec4",
+    /// A and W read as rgba textures (CPU adapters: texel loads are vector loads).
+    Tex = "tex",
+});
+
+impl OpDef for MatMul {
+    const NAME: &'static str = "matmul";
+    type Params = MatmulParams;
+    type Variant = MatmulVariant;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        expect_inputs(s, 2 + self.bias as usize + self.residual as usize)?;
+        infer(s[0], s[1], self.bias.then(|| s[2]), self.residual.then(|| s[s.len() - 1]))
+    }
+
+    fn candidates(&self, s: &[&[usize]], ctx: &PlanCtx) -> Vec<MatmulVariant> {
+        use MatmulVariant::*;
+        let (vec4_ok, tex_ok) = fits(s, ctx);
+        let mut v = Vec::new();
+        if ctx.caps.cpu {
+            v.extend(tex_ok.then_some(Tex));
+            v.extend(vec4_ok.then_some(Vec4));
+            v.extend([Cols8x2, Cols8, Rows, Tiled]);
+        } else {
+            v.extend([Tiled, Rows, Cols8, Cols8x2]);
+            v.extend(vec4_ok.then_some(Vec4));
+        }
+        v
+    }
+
+    fn plan(&self, s: &[&[usize]], _out: &[usize], ctx: &PlanCtx, v: MatmulVariant) -> Result<KernelPlan, String> {
+        plan(s, self.act, self.bias, self.residual, ctx, v)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
+        reference(x, s, self.act, self.bias.then(|| x[2]), self.residual.then(|| x[x.len() - 1]))
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let k = *s[0].last().unwrap_or(&0) as u64;
+        mul(&[2, k, out.iter().fold(1u64, |a, &b| a.saturating_mul(b as u64))])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
+
+    fn input_form(&self, input: usize) -> InputForm {
+        if input == 1 { InputForm::Matrix } else { InputForm::Plain }
+    }
+
+    fn texture_inputs(&self, v: MatmulVariant) -> &'static [usize] {
+        if v == MatmulVariant::Tex { &[0, 1] } else { &[] }
+    }
+}
+
+/// (vec4 kernel fits, texture kernel fits) for these shapes on this adapter.
+fn fits(s: &[&[usize]], ctx: &PlanCtx) -> (bool, bool) {
+    let k = s[0][s[0].len() - 1];
+    let m: usize = s[0][..s[0].len() - 1].iter().product();
+    let n = s[1][1];
+    let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
+    let vec4_ok = !w_f16 && k.is_multiple_of(4) && n.is_multiple_of(4);
+    // Textures: the weight has one (made at upload for CPU adapters; f16 weights in an
+    // rgba16float one that the same kernel reads widened), and A is written into one by
+    // a to_texture node the lowering pass inserts.
+    let max_tex = ctx.max_texture_dim as usize;
+    let tex_ok = ctx.w_texture && k.is_multiple_of(4) && n.is_multiple_of(4) && k / 4 <= max_tex && m <= max_tex;
+    (vec4_ok, tex_ok)
+}
 
 pub fn infer(a: &[usize], w: &[usize], bias: Option<&[usize]>, residual: Option<&[usize]>) -> Result<Vec<usize>, String> {
     let (Some(&k), [wk, n]) = (a.last(), w) else {
@@ -49,7 +139,7 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
     d
 }
 
-pub fn variants() -> Vec<KernelKey> {
+fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
     for f16 in [false, true] {
         for bias in [false, true] {
@@ -79,46 +169,31 @@ pub fn variants() -> Vec<KernelKey> {
     v
 }
 
-pub fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanCtx) -> Result<KernelPlan, String> {
+fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanCtx, variant: MatmulVariant) -> Result<KernelPlan, String> {
+    use MatmulVariant::*;
     let k = s[0][s[0].len() - 1];
     let m: usize = s[0][..s[0].len() - 1].iter().product();
     let n = s[1][1];
     let w_f16 = ctx.input_dtypes.get(1) == Some(&DType::F16);
-    let vec4_ok = !w_f16 && k.is_multiple_of(4) && n.is_multiple_of(4);
-    // Textures: the weight has one (made at upload for CPU adapters), and A is written
-    // into one by the executor's to_texture step.
-    let max_tex = ctx.max_texture_dim as usize;
-    // (f16 weights have an rgba16float texture: the same kernel reads them widened.)
-    let tex_ok = ctx.w_texture && k.is_multiple_of(4) && n.is_multiple_of(4) && k / 4 <= max_tex && m <= max_tex;
-    let variant = match ctx.variant {
-        Some("vec4") if !vec4_ok => "cols8x2",
-        Some("tex") if !tex_ok => if vec4_ok { "vec4" } else { "cols8x2" },
-        Some(v) => v,
-        None if ctx.caps.cpu && tex_ok => "tex",
-        None if ctx.caps.cpu && vec4_ok => "vec4",
-        None if ctx.caps.cpu => "cols8x2",
-        None => "tiled",
-    };
     let mut defs = defines(w_f16, bias, residual);
     // Workgroups for `m` rows: the node may run as several row ranges (see Chunking).
     type Workgroups = fn(usize, usize) -> usize;
     let (entry, constants, wg): (&'static str, Vec<(&'static str, u32)>, Workgroups) = match variant {
-        "tiled" => ("main_tiled", vec![], |m, n| m.div_ceil(64) * n.div_ceil(64)),
-        "rows" => ("main_rows", vec![("WG", WG_ROWS)], |m, n| m.div_ceil(TM as usize) * n.div_ceil(WG_ROWS as usize)),
-        "cols8" => ("main_cols8", vec![("TR", 1), ("WG", COLS_WG)], |m, n| m.div_ceil(COLS_WG as usize) * n.div_ceil(8)),
-        "cols8x2" => ("main_cols8", vec![("TR", 2), ("WG", COLS_WG)], |m, n| m.div_ceil(2 * COLS_WG as usize) * n.div_ceil(8)),
-        "tex" => {
+        Tiled => ("main_tiled", vec![], |m, n| m.div_ceil(64) * n.div_ceil(64)),
+        Rows => ("main_rows", vec![("WG", WG_ROWS)], |m, n| m.div_ceil(TM as usize) * n.div_ceil(WG_ROWS as usize)),
+        Cols8 => ("main_cols8", vec![("TR", 1), ("WG", COLS_WG)], |m, n| m.div_ceil(COLS_WG as usize) * n.div_ceil(8)),
+        Cols8x2 => ("main_cols8", vec![("TR", 2), ("WG", COLS_WG)], |m, n| m.div_ceil(2 * COLS_WG as usize) * n.div_ceil(8)),
+        Tex => {
             defs.push(Define::Flag("TEX"));
             ("main_tex", vec![("WG", TEX_WG)], |m, n| (m.div_ceil(8) * (n / 4).div_ceil(2)).div_ceil(TEX_WG as usize))
         }
-        "vec4" => {
+        Vec4 => {
             defs.push(Define::Flag("VEC4"));
             ("main_vec4", vec![("WG", VEC4_WG)], |m, n| (m.div_ceil(4) * (n / 4)).div_ceil(VEC4_WG as usize))
         }
-        v => return Err(format!("unknown matmul variant {v}")),
     };
     let code = act.code();
-    let tex = variant == "tex";
+    let tex = variant == Tex;
     // A row range starts at `row0`: buffers are bound from there, A's texture is whole.
     let params_for = move |row0: usize, m: usize| -> Result<Vec<u8>, String> {
         let a_row0 = if tex { u32_of(row0, "row")? } else { 0 };

@@ -1,6 +1,6 @@
 //! MoE combine: residual [.., D] plus, per token, the gate-weighted expert outputs of its
 //! kept choices, read from the expert-major buffer [E, rows, D] through the routing table.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("moe_combine.wgsl", MoeCombineParams { tokens: u32, dim: u32, k: u32, _pad0: u32 });
@@ -47,4 +47,38 @@ pub fn reference(y: &[f64], route: &[f64], residual: &[f64], k: usize) -> Vec<f6
         }
     }
     o
+}
+
+/// inputs: y [E, rows, D], routing table [T, K, 3], residual [.., D] -> residual's shape.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MoeCombine {}
+
+impl super::OpDef for MoeCombine {
+    const NAME: &'static str = "moe_combine";
+    type Params = MoeCombineParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 3)?;
+        infer(s[0], s[1], s[2])
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[1], out)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], x[2], s[1][1])
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

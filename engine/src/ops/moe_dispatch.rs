@@ -1,6 +1,6 @@
 //! MoE dispatch: tokens [T, D] -> the expert-major buffer [E, rows, D] the routing table
 //! [T, K, 3] assigns them to; empty slots are zeros.
-use super::{u32_of, uniform, Arg, KernelPlan, Routing};
+use super::{u32_of, Arg, KernelPlan, Routing};
 use crate::kernels::KernelKey;
 
 uniform!("moe_dispatch.wgsl", MoeDispatchParams {
@@ -61,4 +61,38 @@ pub fn reference(x: &[f64], route: &[f64], xs: &[usize], out: &[usize]) -> Vec<f
         }
     }
     o
+}
+
+/// inputs: x [.., D] (T rows), routing table [T, K, 3] -> [E, rows, D].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MoeDispatch { pub experts: usize, pub routing: Routing }
+
+impl super::OpDef for MoeDispatch {
+    const NAME: &'static str = "moe_dispatch";
+    type Params = MoeDispatchParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 2)?;
+        infer(s[0], s[1], self.experts, &self.routing)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], s[1], out, &self.routing)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], s[0], out)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -3,7 +3,7 @@
 //! the dispatch row (-1 for token routing, which moe_route fills in under capacity; the
 //! final row for image routing), the gate (combine weight) and the expert.
 use super::moe_route::{gates_top_k, Routing};
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("moe_gate.wgsl", MoeGateParams {
@@ -97,4 +97,40 @@ pub fn reference(x: &[f64], w: &[f64], s: &[usize], k: usize, routing: &Routing)
 pub fn flops(x: &[usize], w: &[usize]) -> u64 {
     let numel = super::mul(&x.iter().map(|&v| v as u64).collect::<Vec<_>>());
     super::mul(&[2, numel, w[1] as u64])
+}
+
+/// inputs: tokens [.., D] (token routing) or mean tokens [B, D] (image routing), router
+/// weights [D, E] -> gate table [T, K, 3] (dispatch row: -1 for token routing, final
+/// for image routing; gate; expert).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MoeGate { pub experts: usize, pub k: usize, pub routing: Routing }
+
+impl super::OpDef for MoeGate {
+    const NAME: &'static str = "moe_gate";
+    type Params = MoeGateParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 2)?;
+        infer(s[0], s[1], self.experts, self.k, &self.routing)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], s[1], self.k, &self.routing)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], x[1], s[0], self.k, &self.routing)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        flops(s[0], s[1])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

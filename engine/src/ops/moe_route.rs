@@ -2,7 +2,7 @@
 //! per-group expert capacity, rank-by-rank slot filling in token order or batch-priority
 //! order. Input: moe_gate's table [T, K, 3]; output the same table with each choice's row
 //! of the expert-major dispatch buffer [E, rows, D] (or -1 when dropped).
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::{Define, KernelKey};
 use serde::{Deserialize, Serialize};
 
@@ -48,12 +48,6 @@ impl Routing {
             Routing::Image { .. } => (1, 1),
         }
     }
-}
-
-/// vmoe's capacity: ceil(S * K * cf / E), rounded up to a multiple of 4.
-pub fn capacity(group: usize, k: usize, capacity_factor: f64, experts: usize) -> usize {
-    let c = (group as f64 * k as f64 * capacity_factor / experts as f64).ceil() as usize;
-    c.div_ceil(4) * 4
 }
 
 pub fn infer(table: &[usize], routing: &Routing) -> Result<Vec<usize>, String> {
@@ -159,4 +153,39 @@ pub fn reference(table: &[f64], s: &[usize], routing: &Routing) -> Vec<f64> {
         }
     }
     out
+}
+
+/// inputs: gate table [T, K, 3] -> routing table [T, K, 3] with each choice's dispatch
+/// row under capacity (or -1 when dropped). Token routing only.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MoeRoute { pub routing: Routing }
+
+impl super::OpDef for MoeRoute {
+    const NAME: &'static str = "moe_route";
+    type Params = MoeRouteParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0], &self.routing)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], &self.routing)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0], &self.routing)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

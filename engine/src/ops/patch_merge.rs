@@ -1,5 +1,5 @@
 //! Swin patch merging (2x2 space-to-depth over a channels-last map, odd edges zero-padded).
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("patch_merge.wgsl", PatchMergeParams { batch: u32, height: u32, width: u32, channels: u32 });
@@ -57,4 +57,38 @@ pub fn reference(x: &[f64], s: &[usize], map: [usize; 2]) -> Vec<f64> {
         }
     }
     out
+}
+
+/// inputs: x [B, H*W, C] with `map` = [H, W] -> [B, ceil(H/2)*ceil(W/2), 4*C].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PatchMerge { pub map: [usize; 2] }
+
+impl super::OpDef for PatchMerge {
+    const NAME: &'static str = "patch_merge";
+    type Params = PatchMergeParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0], self.map)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], out, self.map)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0], self.map)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

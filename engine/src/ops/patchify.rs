@@ -1,5 +1,5 @@
 //! Image -> patch rows, so the patch-embedding convolution runs as a matmul.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("patchify.wgsl", PatchifyParams {
@@ -73,4 +73,43 @@ pub fn reference(img: &[f64], s: &[usize], out: &[usize], patch: usize, pad: boo
         }
     }
     o
+}
+
+/// inputs: image [B, C, H, W] -> [B, (H/P)*(W/P), C*P*P]; with `pad` the grid rounds
+/// up and the missing pixels are zeros.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Patchify {
+    pub patch: usize,
+    #[serde(default)]
+    pub pad: bool,
+}
+
+impl super::OpDef for Patchify {
+    const NAME: &'static str = "patchify";
+    type Params = PatchifyParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0], self.patch, self.pad)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], out, self.patch, self.pad)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0], out, self.patch, self.pad)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

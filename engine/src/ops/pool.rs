@@ -1,5 +1,5 @@
 //! Token pooling: the class token, or the mean over the patch tokens.
-use super::{u32_of, uniform, Arg, KernelPlan, PoolKind};
+use super::{u32_of, Arg, KernelPlan, PoolKind};
 use crate::kernels::KernelKey;
 
 uniform!("pool.wgsl", PoolParams {
@@ -61,4 +61,38 @@ pub fn reference(x: &[f64], s: &[usize], kind: PoolKind) -> Vec<f64> {
         }
     }
     o
+}
+
+/// inputs: x [B, T, D] -> [B, D].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pool { pub kind: PoolKind }
+
+impl super::OpDef for Pool {
+    const NAME: &'static str = "pool";
+    type Params = PoolParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0], self.kind)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0], self.kind)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0], self.kind)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,5 +1,5 @@
 //! Softmax over the last dimension, subtracting the row max.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("softmax.wgsl", SoftmaxParams { rows: u32, dim: u32, _pad0: u32, _pad1: u32 });
@@ -41,4 +41,38 @@ pub fn reference(x: &[f64], s: &[usize]) -> Vec<f64> {
         out.extend(row.iter().map(|v| (v - mx).exp() / sum));
     }
     out
+}
+
+/// inputs: x [.., D].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Softmax {}
+
+impl super::OpDef for Softmax {
+    const NAME: &'static str = "softmax";
+    type Params = SoftmaxParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        infer(s[0])
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s[0])
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x[0], s[0])
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

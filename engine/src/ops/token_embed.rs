@@ -1,5 +1,5 @@
 //! Token sequence assembly: [prefix tokens; patch tokens] + position embedding.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("token_embed.wgsl", TokenEmbedParams {
@@ -86,4 +86,38 @@ pub fn reference(x: &[&[f64]], s: &[&[usize]], out: &[usize], prefix: usize, pos
         }
     }
     o
+}
+
+/// inputs: patches [B, Np, D], prefix [prefix, D] if prefix > 0, pos [T - pos_start, D] if `pos`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenEmbed { pub prefix: usize, pub pos: bool, pub pos_start: usize }
+
+impl super::OpDef for TokenEmbed {
+    const NAME: &'static str = "token_embed";
+    type Params = TokenEmbedParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1 + (self.prefix > 0) as usize + self.pos as usize)?;
+        infer(s, self.prefix, self.pos, self.pos_start)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s, out, self.prefix, self.pos, self.pos_start)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x, s, out, self.prefix, self.pos, self.pos_start)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

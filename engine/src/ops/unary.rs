@@ -1,6 +1,6 @@
 //! Standalone elementwise activation (the same functions the matmul epilogue fuses), and
 //! reshape: a copy through the same kernel with no activation.
-use super::{u32_of, uniform, Activation, Arg, KernelPlan};
+use super::{u32_of, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
 uniform!("unary.wgsl", UnaryParams { len: u32, act: u32, _pad0: u32, _pad1: u32 });
@@ -23,4 +23,38 @@ pub fn plan(out: &[usize], act: Activation) -> Result<KernelPlan, String> {
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],
         workgroups: len.div_ceil(64) as u64,
     })
+}
+
+/// inputs: x (any shape).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Unary { pub act: Activation }
+
+impl super::OpDef for Unary {
+    const NAME: &'static str = "unary";
+    type Params = UnaryParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 1)?;
+        Ok(s[0].to_vec())
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(out, self.act)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        x[0].iter().map(|&v| self.act.apply(v)).collect()
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        0 // no multiply-adds counted (reported GFLOP/s count contractions, as fvcore does)
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

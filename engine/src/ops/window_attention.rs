@@ -1,7 +1,7 @@
 //! Shifted-window attention (Swin) and block/grid attention (MaxViT): cyclic shift,
 //! padding, window or grid partition and reverse done as index arithmetic inside one
 //! kernel, with the relative-position bias and the shift mask added to the scores.
-use super::{u32_of, uniform, Arg, KernelPlan};
+use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::{Define, KernelKey};
 use serde::{Deserialize, Serialize};
 
@@ -219,4 +219,44 @@ pub fn reference(x: &[&[f64]], s: &[usize], heads: usize, l: &WindowLayout, scal
         }
     }
     out
+}
+
+/// inputs: qkv [B, H*W, 3*C] of the unpadded map, relative-position bias
+/// [heads, N, N] (N = window area), qkv bias [3*C] if `pad_bias` (the key/value of
+/// padding positions) -> [B, H*W, C].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WindowAttention { pub heads: usize, pub layout: WindowLayout, pub pad_bias: bool, pub scale: f32 }
+
+impl super::OpDef for WindowAttention {
+    const NAME: &'static str = "window_attention";
+    type Params = WindowAttentionParams;
+    type Variant = super::Single;
+
+    fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
+        super::expect_inputs(s, 2 + self.pad_bias as usize)?;
+        infer(s, self.heads, &self.layout, self.pad_bias)
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
+        let _ = (s, out, ctx);
+        plan(s, self.heads, &self.layout, self.pad_bias, self.scale, ctx)
+    }
+
+    fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
+        let _ = (x, s, out);
+        reference(x, s[0], self.heads, &self.layout, self.scale)
+    }
+
+    fn flops(&self, s: &[&[usize]], out: &[usize]) -> u64 {
+        let _ = (s, out);
+        // Every position of the padded map attends to its window's N keys.
+        let l = &self.layout;
+        let (b, d) = (s[0][0] as u64, s[0][2] as u64 / 3);
+        let padded = |i: usize| super::mul(&[l.map[i].div_ceil(l.window[i].max(1)) as u64, l.window[i] as u64]);
+        super::mul(&[4, b, padded(0), padded(1), l.window[0] as u64, l.window[1] as u64, d])
+    }
+
+    fn shader_variants() -> Vec<KernelKey> {
+        variants()
+    }
 }

@@ -1,20 +1,20 @@
-// OWL class head: logits[b, p, q] = (cos(img[b, p], text[b*Q + q]) + shift) * (elu(scale) + 1),
-// with transformers' epsilons (image / (|image| + 1e-6); text L2-normalised, then
-// / (|text| + 1e-6)); padding queries (first token id 0) get float32's minimum.
+// Normalized-dot class head: logits[b, p, q] = (<img/(|img| + ei), t/(|t| + et)> + shift)
+// * (elu(scale) + 1), with t = text[b*Q + q] / |text[b*Q + q]| and shift, scale per patch;
+// padding queries (first token id 0) get float32's minimum.
 #include "common/index.wgsl"
 
-struct OwlClassLogitsParams {
+struct NormDotHeadParams {
     batch: u32,
     patches: u32,
     queries: u32,
     dim: u32,
     seq: u32,
+    image_eps: f32,
+    text_eps: f32,
     _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: OwlClassLogitsParams;
+@group(0) @binding(0) var<uniform> p: NormDotHeadParams;
 @group(0) @binding(1) var<storage, read> img: array<f32>;
 @group(0) @binding(2) var<storage, read> shift_scale: array<f32>;
 @group(0) @binding(3) var<storage, read> text: array<f32>;
@@ -47,7 +47,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         ni += a * a;
         nt += t * t;
     }
-    let cos = dot / ((sqrt(ni) + 1e-6) * sqrt(nt) * (1.0 + 1e-6));
+    let cos = dot / ((sqrt(ni) + p.image_eps) * sqrt(nt) * (1.0 + p.text_eps));
     let scale = shift_scale[bp * 2u + 1u];
     let gain = select(exp(scale) - 1.0, scale, scale > 0.0) + 1.0;
     out[idx] = (cos + shift_scale[bp * 2u]) * gain;
