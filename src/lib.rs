@@ -158,6 +158,23 @@ impl Model {
     /// Run on named inputs (`pixel_values` [B, C, H, W]; detectors also `input_ids`
     /// [B*Q, L] and `attention_mask` [B*Q, L], token ids as f32 values).
     pub fn run_inputs(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Vec<Tensor>> {
+        let c = self.checked(inputs)?;
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
+        Ok(c.run(&named)?)
+    }
+
+    /// `run_inputs`, node by node, also reading back every node's output (named by node;
+    /// for comparing a conversion with its peer layer by layer).
+    pub fn run_inputs_debug(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let c = self.checked(inputs)?;
+        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
+        Ok(c.run_debug(&named)?)
+    }
+
+    /// Check named inputs against the model and return the graph compiled for them.
+    fn checked(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Arc<Compiled>> {
         let pixels = inputs.iter().find(|(n, _, _)| *n == "pixel_values");
         match pixels {
             Some((_, data, shape)) => {
@@ -182,10 +199,7 @@ impl Model {
             }
         }
         let shapes = inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect();
-        let c = self.compiled_for(shapes, false)?;
-        let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
-        Ok(c.run(&named)?)
+        self.compiled_for(shapes, false)
     }
 
     /// Check an image batch against the model's input and return the batch size.

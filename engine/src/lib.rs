@@ -12,4 +12,4 @@ pub use device::{Backend, Caps, Gpu, LimitsCap};
 pub use error::{EngineError, Result};
 pub use executor::{Autotune, CompileOptions, Compiled, GpuWeights, NodeInfo, NodeTime, Tensor, WeightData};
 pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};
-pub use ops::{Activation, ConvGeometry, Op, PoolKind, Routing, WindowLayout};
+pub use ops::{Activation, ConvGeometry, Op, PoolKind, Routing, WindowGeometry};

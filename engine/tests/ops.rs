@@ -4,7 +4,7 @@ mod common;
 use wgvision_engine::ops;
 use common::*;
 use std::borrow::Cow;
-use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowLayout};
+use wgvision_engine::{Activation, Compiled, ConvGeometry, DType, Graph, GpuWeights, Op, PoolKind, WeightData, WindowGeometry};
 
 /// One node on the shared device, then on a device capped to 256 workgroups per
 /// dimension, where every dispatch over 256 workgroups is split over x and y (see
@@ -81,7 +81,7 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
     let cases: &[(usize, [usize; 2], usize, usize, [usize; 2], [usize; 2], bool, bool)] = &[
         (1, [7, 7], 2, 8, [7, 7], [0, 0], false, true),      // one window, no shift
         (2, [14, 14], 2, 8, [7, 7], [3, 3], false, true),     // shifted, whole windows
-        (1, [10, 13], 1, 16, [7, 7], [3, 3], false, true),    // padding, timm order (roll, pad)
+        (1, [10, 13], 1, 16, [7, 7], [3, 3], false, true),    // padding, order roll then pad
         (1, [10, 13], 1, 16, [7, 7], [3, 3], true, true),     // padding, transformers order (pad, roll)
         (1, [10, 13], 1, 16, [7, 7], [0, 0], false, false),   // padding, no bias: pad keys are 0
         (1, [16, 16], 2, 4, [8, 8], [4, 4], false, false),    // window 8
@@ -90,7 +90,7 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
         (1, [5, 9], 1, 8, [5, 7], [0, 3], false, true),       // shrunk, unshifted rows
     ];
     for &(b, map, heads, hd, window, shift, pad_first, pad_bias) in cases {
-        let layout = WindowLayout { map, window, shift, pad_first, grid: false };
+        let layout = WindowGeometry { map, window, shift, pad_first, grid: false };
         let n = window[0] * window[1];
         let d3 = 3 * heads * hd;
         let scale = 1.0 / (hd as f32).sqrt();
@@ -107,7 +107,7 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
 
 #[test]
 fn grid_attention_grids_7_8_12() {
-    // (batch, map, heads, head_dim, grid): MaxViT's dilated grid partition.
+    // (batch, map, heads, head_dim, grid): the dilated grid partition.
     let cases: &[(usize, [usize; 2], usize, usize, [usize; 2])] = &[
         (2, [14, 14], 2, 8, [7, 7]),
         (1, [16, 24], 1, 16, [8, 8]),
@@ -115,7 +115,7 @@ fn grid_attention_grids_7_8_12() {
         (1, [7, 7], 1, 8, [7, 7]),
     ];
     for &(b, map, heads, hd, window) in cases {
-        let layout = WindowLayout { map, window, shift: [0, 0], pad_first: false, grid: true };
+        let layout = WindowGeometry { map, window, shift: [0, 0], pad_first: false, grid: true };
         let n = window[0] * window[1];
         let d3 = 3 * heads * hd;
         let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
@@ -289,7 +289,7 @@ fn logits(rows: usize, e: usize, seed: u64) -> Vec<Vec<f64>> {
 
 #[test]
 fn attention_causal_with_padding_mask() {
-    // CLIP text tower: causal plus a padding mask (each sequence keeps its first tokens).
+    // A text tower: causal plus a padding mask (each sequence keeps its first tokens).
     for (b, n, heads, hd) in [(3, 16, 2, 8), (2, 7, 1, 32), (4, 33, 4, 16)] {
         let qkv: Vec<f64> = rand_vec(b * n * 3 * heads * hd, 21).iter().map(|&v| v as f64).collect();
         let mask: Vec<f64> = (0..b * n).map(|i| if i % n < n - (i / n) * 2 { 1.0 } else { 0.0 }).collect();
@@ -368,7 +368,7 @@ fn moe_gate_and_route_token_and_image_on_gpu() {
     check_exact_inputs(op, &[&[24, 37], &[37, 6]], &[&x, &w]);
 }
 
-/// Regression (issue 10): V-MoE B/16 at 384 routes groups of 8 images x 577 tokens (4616)
+/// Regression (issue 10): an MoE B/16 at 384 routes groups of 8 images x 577 tokens (4616)
 /// with E = 8, K = 2 and a 768-wide router. One workgroup per group looped over
 /// group/64 tokens per lane and the whole group per token, far past lavapipe's
 /// 65535-back-edge loop limiter.
@@ -376,7 +376,7 @@ fn moe_gate_and_route_token_and_image_on_gpu() {
 fn moe_routing_at_released_group_size() {
     use wgvision_engine::Routing;
     let (group, e, k, d) = (8 * 577, 8, 2, 768);
-    let cap = ((group * k) as f64 * 1.05 / e as f64).ceil() as usize; // vmoe's rule, 1210
+    let cap = ((group * k) as f64 * 1.05 / e as f64).ceil() as usize; // ceil(S*K*cf/E) to a multiple of 4: 1212
     let cap = cap.div_ceil(4) * 4;
     for bpr in [false, true] {
         gate_then_route(group, e, d, k, Routing::Token { group, capacity: cap, batch_priority: bpr }, 5);
@@ -417,10 +417,10 @@ fn moe_dispatch_expert_matmul_combine() {
 }
 
 #[test]
-fn owl_ops_against_reference() {
+fn detector_head_ops_against_reference() {
     // Class-token scaling of the patch tokens (skip = 1) and a plain reshape.
     check(Op::ChannelScale(ops::ChannelScale { act: Activation::None, skip: 1 }), &[&[2, 5, 7], &[2, 7]], None, false, F32_TOL);
-    check(Op::Reshape(ops::Reshape { shape: vec![3, 4] }), &[&[3, 4, 1]], None, false, (0.0, 0.0, 0.0));
+    check(Op::Reshape(ops::Reshape { shape: vec![3, 4] }), &[&[3, 4, 1]], None, false, (0.0, 0.0, 0.0)); // (a graph output: a copy)
     // Token embedding: ids within the vocabulary, sequences shorter than the positions.
     let (n, l, v, d) = (3, 5, 11, 6);
     let ids: Vec<f64> = (0..n * l).map(|i| ((i * 7 + 3) % v) as f64).collect();
@@ -475,7 +475,7 @@ fn matmul_texture_kernel_runs_on_cpu_adapters() {
 /// Regression (issue 10): lavapipe's shared loop limiter (65535 back-edges per invocation)
 /// cut the attention loops short past ~480 tokens at head dim 64, silently. The grid covers
 /// the token counts of released checkpoints (197 ViT-B/16 224, 443 / 577 at 336 / 384,
-/// 1025, 1374 DINOv2 518 + registers, 2305 OWL-ViT B/16, 3601 OWLv2 960), every head
+/// 1025, 1374 (518 px /14 + registers), 2305 (768 px /16), 3601 (960 px /16)), every head
 /// count {1, 3, 12, 16}, head dim {32, 64, 80, 128} and batch 1 to 4.
 #[test]
 fn attention_released_token_counts() {
@@ -535,22 +535,22 @@ fn attention_all_keys_masked_is_uniform_not_nan() {
     }
 }
 
-/// Window and grid attention at the windows of released checkpoints (Swin 7 and 12,
-/// MaxViT 7 at 224 / 12 at 384 / 16 at 512) over heads {1, 3, 12, 16}, head dims {32, 64,
+/// Window and grid attention at the windows of released checkpoints (shifted windows 7
+/// and 12; block/grid 7 at 224, 12 at 384, 16 at 512) over heads {1, 3, 12, 16}, head dims {32, 64,
 /// 80, 128} and batch 1 to 4; past lavapipe's loop limiter a shape is refused, not cut short.
 #[test]
 fn window_and_grid_attention_released_geometries() {
     // (batch, map, heads, head_dim, window, shift, grid)
     let cases: &[(usize, [usize; 2], usize, usize, [usize; 2], [usize; 2], bool)] = &[
-        (1, [24, 24], 3, 32, [12, 12], [6, 6], false), // Swin-B 384, window 12, shifted
-        (4, [14, 14], 12, 32, [7, 7], [3, 3], false),  // Swin, window 7, batch 4
-        (2, [32, 32], 1, 64, [16, 16], [0, 0], true),  // MaxViT 512 grid 16
-        (1, [16, 16], 16, 32, [16, 16], [0, 0], false), // MaxViT 512 block 16, 16 heads
+        (1, [24, 24], 3, 32, [12, 12], [6, 6], false), // 384 px, window 12, shifted
+        (4, [14, 14], 12, 32, [7, 7], [3, 3], false),  // window 7, batch 4
+        (2, [32, 32], 1, 64, [16, 16], [0, 0], true),  // 512 px grid 16
+        (1, [16, 16], 16, 32, [16, 16], [0, 0], false), // 512 px block 16, 16 heads
         (3, [12, 12], 1, 80, [12, 12], [0, 0], true),
         (1, [14, 14], 1, 128, [7, 7], [0, 0], false),
     ];
     for &(b, map, heads, hd, window, shift, grid) in cases {
-        let layout = WindowLayout { map, window, shift, pad_first: false, grid };
+        let layout = WindowGeometry { map, window, shift, pad_first: false, grid };
         let n = window[0] * window[1];
         let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
         check(op, &[&[b, map[0] * map[1], 3 * heads * hd], &[heads, n, n]], None, false, F32_TOL);
@@ -558,7 +558,7 @@ fn window_and_grid_attention_released_geometries() {
     let gpu = gpu();
     if gpu.caps.cpu {
         // 256-token windows at head dim 128: ~66k back-edges per invocation.
-        let layout = WindowLayout { map: [16, 16], window: [16, 16], shift: [0, 0], pad_first: false, grid: false };
+        let layout = WindowGeometry { map: [16, 16], window: [16, 16], shift: [0, 0], pad_first: false, grid: false };
         let mut g = Graph::builder();
         let x = g.input("qkv", &[1, 256, 3 * 128]).unwrap();
         let bias = g.input("bias", &[1, 256, 256]).unwrap();
@@ -569,4 +569,109 @@ fn window_and_grid_attention_released_geometries() {
         let err = Compiled::new(gpu.clone(), &g, &w).err().expect("refused").to_string();
         assert!(err.contains("256-token windows") && err.contains("65535"), "{err}");
     }
+}
+
+/// The op-test table: each registered op and the tests above that check it against its
+/// float64 reference. A row naming a test that does not exist fails to compile, and
+/// `every_op_has_a_test_row` fails when an op is registered without a row.
+macro_rules! op_tests {
+    ($($op:literal => [$($t:ident),+ $(,)?]),+ $(,)?) => {
+        const OP_TESTS: &[(&str, &[&str])] = &[$(($op, &[$(stringify!($t)),+])),+];
+        #[allow(dead_code)]
+        fn op_test_fns() -> Vec<fn()> {
+            vec![$($($t as fn()),+),+]
+        }
+    };
+}
+
+op_tests! {
+    "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters],
+    "layernorm" => [layernorm_ragged],
+    "softmax" => [softmax_ragged],
+    "attention" => [attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
+    "patchify" => [patchify_ragged],
+    "token_embed" => [token_embed_variants],
+    "pool" => [pool_token_and_mean],
+    "unary" => [activations_match_float64],
+    "reshape" => [reshape_is_an_alias_without_a_dispatch, detector_head_ops_against_reference],
+    "window_attention" => [window_attention_windows_7_8_12_shift_and_padding, grid_attention_grids_7_8_12, window_and_grid_attention_released_geometries],
+    "patch_merge" => [patch_merge_even_and_odd_maps],
+    "depthwise_conv" => [depthwise_conv_strides_and_paddings],
+    "avg_pool" => [avg_pool_same_and_valid],
+    "im2col" => [im2col_image_and_map_layouts],
+    "channel_scale" => [channel_scale_sigmoid_gate, detector_head_ops_against_reference],
+    "embed_tokens" => [detector_head_ops_against_reference],
+    "eos_pool" => [detector_head_ops_against_reference],
+    "norm_dot_head" => [detector_head_ops_against_reference],
+    "moe_gate" => [moe_gate_and_route_token_and_image_on_gpu, moe_routing_at_released_group_size],
+    "moe_route" => [moe_slot_assignment_hand_worked, moe_gate_and_route_token_and_image_on_gpu, moe_routing_at_released_group_size],
+    "moe_dispatch" => [moe_dispatch_expert_matmul_combine],
+    "expert_matmul" => [moe_dispatch_expert_matmul_combine],
+    "moe_combine" => [moe_dispatch_expert_matmul_combine],
+    "to_texture" => [matmul_texture_kernel_runs_on_cpu_adapters, lowering_inserts_texture_copies_on_cpu_adapters],
+}
+
+#[test]
+fn every_op_has_a_test_row() {
+    for op in Op::NAMES {
+        assert!(OP_TESTS.iter().any(|(o, _)| o == op), "op {op} has no row in the op-test table (engine/tests/ops.rs)");
+    }
+    for (o, tests) in OP_TESTS {
+        assert!(Op::NAMES.contains(o), "the op-test table names unknown op {o}");
+        assert!(!tests.is_empty());
+    }
+    assert!(op_test_fns().len() >= Op::NAMES.len());
+}
+
+/// Reshape runs no kernel: its output is its input's buffer (the planner aliases them),
+/// also when the value flows on into another node; as a graph output it becomes a copy.
+#[test]
+fn reshape_is_an_alias_without_a_dispatch() {
+    let gpu = gpu();
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[2, 6, 5]).unwrap();
+    let h = b.node("act", Op::Unary(ops::Unary { act: Activation::Relu }), &[x]).unwrap();
+    let r = b.node("flat", Op::Reshape(ops::Reshape { shape: vec![12, 5] }), &[h]).unwrap();
+    let y = b.node("act2", Op::Unary(ops::Unary { act: Activation::Tanh }), &[r]).unwrap();
+    let r2 = b.node("out", Op::Reshape(ops::Reshape { shape: vec![60] }), &[y]).unwrap();
+    b.output(r2, "y").unwrap();
+    let g = b.finish();
+    let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
+    let c = Compiled::new(gpu.clone(), &g, &w).unwrap();
+    let kernels: Vec<String> = c.kernels().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(kernels, ["act", "act2", "out"], "the inner reshape dispatches nothing; the output reshape copies");
+    let xd = rand_vec(60, 9);
+    let want: Vec<f64> = xd.iter().map(|&v| (v as f64).max(0.0).tanh()).collect();
+    let got = c.run(&[("x0", &xd)]).unwrap();
+    assert_close("reshape alias", &got[0].data, &want, 1e-6, 1e-6, 1e-6);
+    let (_, nodes) = c.run_debug(&[("x0", &xd)]).unwrap();
+    let flat = nodes.iter().find(|t| t.name == "flat").expect("the alias node is dumped too");
+    assert_eq!(flat.shape, [12, 5]);
+    assert!(flat.data.iter().zip(&xd).all(|(a, b)| *a == b.max(0.0)));
+}
+
+/// CPU adapters: the lowering pass writes a texture matmul's activation into a texture
+/// with an ordinary to_texture node right before it; GPUs get none.
+#[test]
+fn lowering_inserts_texture_copies_on_cpu_adapters() {
+    let gpu = gpu();
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[40, 64]).unwrap();
+    let w = b.weight("w1", &[64, 32]).unwrap();
+    let y = b.node("mm", Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false }), &[x, w]).unwrap();
+    b.output(y, "y").unwrap();
+    let g = b.finish();
+    let wd = rand_vec(64 * 32, 3);
+    let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![64, 32], bytes: Cow::Owned(bytemuck::cast_slice(&wd).to_vec()) })).unwrap();
+    let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let nodes: Vec<(String, &str, &str)> = c.nodes().iter().map(|n| (n.name.clone(), n.op, n.variant)).collect();
+    if gpu.caps.cpu {
+        assert_eq!(nodes, [("mm.to_texture".to_string(), "to_texture", "main"), ("mm".to_string(), "matmul", "tex")]);
+    } else {
+        assert_eq!(nodes.len(), 1);
+    }
+    // Forcing a buffer variant needs no copy.
+    let c = Compiled::with_variant(gpu.clone(), &g, &weights, Some("vec4")).unwrap();
+    assert_eq!(c.nodes().iter().map(|n| n.variant).collect::<Vec<_>>(), ["vec4"]);
+    assert!(Compiled::with_variant(gpu, &g, &weights, Some("no_such_variant")).is_err());
 }

@@ -85,6 +85,11 @@ enum Cmd {
         /// choices, mean top-1 gate) to this JSON file (with --input)
         #[arg(long, requires = "input")]
         routing_stats: Option<PathBuf>,
+        /// Write every node's output into this directory, named by node (with --input):
+        /// DIR/NODE.safetensors plus DIR/nodes.json listing them in execution order, for a
+        /// layer-by-layer comparison with the peer (weights-tools/python/compare_nodes.py)
+        #[arg(long, requires = "input", value_name = "DIR")]
+        dump_nodes: Option<PathBuf>,
         /// OWL-ViT / OWLv2 with --image: a text query (repeatable)
         #[arg(long = "query", value_name = "TEXT")]
         queries: Vec<String>,
@@ -135,6 +140,10 @@ enum Cmd {
         /// GPU time per node from timestamp queries
         #[arg(long)]
         per_op: bool,
+        /// Measure the kernel variants of every node's shape class on this adapter and
+        /// cache the fastest (as WGVISION_AUTOTUNE=1 does); later runs use the cache
+        #[arg(long)]
+        autotune: bool,
         #[arg(long)]
         json: bool,
         #[arg(long)]
@@ -154,12 +163,16 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Convert { from, model, sets, config, list_models, input, output, dtype, tokenizer } => {
             convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16, tokenizer)
         }
-        Cmd::Run { model, input, output, image, top, routing_stats, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
+        Cmd::Run { model, input, output, image, top, routing_stats, dump_nodes, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
             let detect = run::DetectArgs { queries, tokenizer, query_image, threshold, nms_iou, json, draw };
-            run::run(model, input, output, image, top, routing_stats, detect, backend)
+            run::run(model, input, output, image, top, run::Probes { routing_stats, dump_nodes }, detect, backend)
         }
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),
-        Cmd::Bench { model, batch, iters, warmup, dtype, per_op, json, backend } => {
+        Cmd::Bench { model, batch, iters, warmup, dtype, per_op, autotune, json, backend } => {
+            if autotune {
+                // Read by every compile in this process (single-threaded here).
+                std::env::set_var("WGVISION_AUTOTUNE", "1");
+            }
             bench::bench(&model, batch, iters, warmup, dtype == Dtype::F16, per_op, json, backend)
         }
     }

@@ -16,6 +16,14 @@ pub struct DetectArgs {
     pub draw: Option<PathBuf>,
 }
 
+/// What an --input run also writes besides its outputs.
+pub struct Probes {
+    /// V-MoE routing statistics (JSON).
+    pub routing_stats: Option<PathBuf>,
+    /// A directory for every node's output.
+    pub dump_nodes: Option<PathBuf>,
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     model: PathBuf,
@@ -23,10 +31,14 @@ pub fn run(
     output: Option<PathBuf>,
     image: Option<PathBuf>,
     top: usize,
-    routing_stats: Option<PathBuf>,
+    probes: Probes,
     detect: DetectArgs,
     backend: Option<String>,
 ) -> CliResult {
+    let Probes { routing_stats, dump_nodes } = probes;
+    if routing_stats.is_some() && dump_nodes.is_some() {
+        return Err("--routing-stats and --dump-nodes are separate runs: give one".into());
+    }
     if input.is_none() && image.is_none() {
         return Err("give --input IN.safetensors -o OUT.safetensors, or --image FILE".into());
     }
@@ -46,6 +58,14 @@ pub fn run(
         .collect();
     for out in [output.as_ref(), routing_stats.as_ref(), detect.draw.as_ref()].into_iter().flatten() {
         st::check_output(out, &ins)?;
+    }
+    if let Some(dir) = &dump_nodes {
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!("--dump-nodes {}: exists and is not a directory", dir.display()).into());
+        }
+        if ins.iter().any(|p| p == dir) {
+            return Err(format!("--dump-nodes {}: is one of the inputs", dir.display()).into());
+        }
     }
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
@@ -117,10 +137,42 @@ pub fn run(
         None => {
             let mut inputs: Vec<(&str, &[f32], &[usize])> = vec![(name.as_str(), &t.data, &t.shape)];
             inputs.extend(extra.iter().map(|x| (x.name.as_str(), x.data.as_slice(), x.shape.as_slice())));
-            m.run_inputs(&inputs)?
+            match &dump_nodes {
+                Some(dir) => {
+                    let (out, nodes) = m.run_inputs_debug(&inputs)?;
+                    write_nodes(dir, &m, &inputs, &nodes)?;
+                    out
+                }
+                None => m.run_inputs(&inputs)?,
+            }
         }
     };
     write_outputs(&output, &out)
+}
+
+/// Every node's output as DIR/NODE.safetensors (tensor named by the node), and
+/// DIR/nodes.json: the nodes in execution order with op, kernel variant, shape and file.
+fn write_nodes(dir: &std::path::Path, m: &Model, inputs: &[(&str, &[f32], &[usize])], nodes: &[wgvision::Tensor]) -> CliResult {
+    std::fs::create_dir_all(dir).map_err(|e| format!("--dump-nodes {}: {e}", dir.display()))?;
+    let compiled = m.compiled_for_inputs(inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect())?;
+    let info: HashMap<&str, &wgvision::engine::NodeInfo> = compiled.nodes().iter().map(|n| (n.name.as_str(), n)).collect();
+    let mut index = Vec::new();
+    for t in nodes {
+        let file = format!("{}.safetensors", t.name.replace(['/', '\\'], "_"));
+        let tensor = OutTensor { name: t.name.clone(), shape: t.shape.clone(), f16: false, data: t.data.clone() };
+        st::write(&dir.join(&file), &[tensor], HashMap::new())?;
+        let n = info.get(t.name.as_str());
+        index.push(serde_json::json!({
+            "node": t.name,
+            "op": n.map(|n| n.op),
+            "variant": n.map(|n| n.variant),
+            "shape": t.shape,
+            "file": file,
+        }));
+    }
+    let json = serde_json::json!({ "model": m.config.name(), "nodes": index });
+    st::write_atomic(&dir.join("nodes.json"), serde_json::to_string_pretty(&json)?.as_bytes())?;
+    Ok(())
 }
 
 /// The model's outputs as an f32 safetensors file, written atomically.

@@ -1,6 +1,6 @@
 //! Per-image channel gating (squeeze-excitation's excite step): x [B, T, C] times
 //! act(s) [B, C], broadcast over the T positions; `act` is the gate (sigmoid for SE).
-//! `skip` drops leading tokens (OWL-ViT scales the patch tokens by the class token).
+//! `skip` drops leading tokens (patch tokens scaled by a class token, without it).
 use super::{u32_of, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 

@@ -1,4 +1,4 @@
-//! CLIP text pooling: for each sequence, the row at the position of its largest token id
+//! Text pooling at the end token: for each sequence, the row at the position of its largest token id
 //! (the end-of-text token; the first such position on ties, as torch's argmax).
 use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;

@@ -1,4 +1,4 @@
-//! Image-to-column gather for a full k x k convolution (MaxViT's stem convs): each output
+//! Image-to-column gather for a full k x k convolution (a convolutional stem): each output
 //! pixel's k*k*C window becomes one row, so the convolution is the matmul that follows.
 //! Reads an NCHW image or a channels-last map; rows are tap-major ((ky, kx), then channel).
 use super::{u32_of, Arg, ConvGeometry, KernelPlan};

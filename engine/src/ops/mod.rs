@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use depthwise_conv::ConvGeometry;
 pub use moe_route::Routing;
-pub use window_attention::WindowLayout;
+pub use window_attention::WindowGeometry;
 
 /// Elementwise activation; the numeric codes are the ones `apply_act` in act.wgsl reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

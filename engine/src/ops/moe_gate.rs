@@ -1,5 +1,5 @@
 //! MoE gate: the router matmul (logits = x W, no bias), softmax gates and top-K with ties
-//! to the lower index, as vmoe's inference does. Output [T, K, 3] per token and choice:
+//! to the lower index, as the reference MoE inference does. Output [T, K, 3] per token and choice:
 //! the dispatch row (-1 for token routing, which moe_route fills in under capacity; the
 //! final row for image routing), the gate (combine weight) and the expert.
 use super::moe_route::{gates_top_k, Routing};

@@ -1,4 +1,4 @@
-//! MoE slot assignment for token routing, with vmoe's deterministic inference semantics:
+//! MoE slot assignment for token routing, with deterministic inference semantics:
 //! per-group expert capacity, rank-by-rank slot filling in token order or batch-priority
 //! order. Input: moe_gate's table [T, K, 3]; output the same table with each choice's row
 //! of the expert-major dispatch buffer [E, rows, D] (or -1 when dropped).
@@ -111,7 +111,7 @@ pub fn gates_top_k(logits: &[f64], k: usize) -> (Vec<f64>, Vec<usize>) {
     (gates, order)
 }
 
-/// vmoe slot assignment for one group: each token's `top1` gate [S] and top-k `experts`
+/// Slot assignment for one group: each token's `top1` gate [S] and top-k `experts`
 /// [S][K] -> the position of each choice in its expert, None when dropped.
 pub fn assign_slots(top1: &[f64], experts: &[Vec<usize>], experts_n: usize, capacity: usize, batch_priority: bool) -> Vec<Vec<Option<usize>>> {
     let s = top1.len();

@@ -1,4 +1,4 @@
-//! Swin patch merging (2x2 space-to-depth over a channels-last map, odd edges zero-padded).
+//! Patch merging (2x2 space-to-depth over a channels-last map, odd edges zero-padded).
 use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
@@ -46,7 +46,7 @@ pub fn reference(x: &[f64], s: &[usize], map: [usize; 2]) -> Vec<f64> {
     for bb in 0..b {
         for oy in 0..oh {
             for ox in 0..ow {
-                // timm: x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2], x3 = [1::2, 1::2]
+                // x0 = [0::2, 0::2], x1 = [1::2, 0::2], x2 = [0::2, 1::2], x3 = [1::2, 1::2]
                 for (dy, dx) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
                     let (y, xx) = (oy * 2 + dy, ox * 2 + dx);
                     for ch in 0..c {

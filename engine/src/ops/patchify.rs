@@ -7,7 +7,7 @@ uniform!("patchify.wgsl", PatchifyParams {
 });
 
 /// Patch grid: whole patches only (a stride-P conv), or with `pad` the image is
-/// zero-padded at the bottom/right to whole patches (transformers' Swin embeddings).
+/// zero-padded at the bottom/right to whole patches (as some hierarchical models' embeddings do).
 fn grid(h: usize, w: usize, patch: usize, pad: bool) -> (usize, usize) {
     if pad {
         (h.div_ceil(patch), w.div_ceil(patch))

@@ -1,4 +1,4 @@
-//! Shifted-window attention (Swin) and block/grid attention (MaxViT): cyclic shift,
+//! Shifted-window attention and block/grid attention: cyclic shift,
 //! padding, window or grid partition and reverse done as index arithmetic inside one
 //! kernel, with the relative-position bias and the shift mask added to the scores.
 use super::{u32_of, Arg, KernelPlan};
@@ -12,24 +12,25 @@ uniform!("window_attention.wgsl", WindowAttentionParams {
 
 const HEAD_DIM_BUCKETS: [u32; 4] = [32, 64, 128, 256];
 
-/// Where a map position goes: the window layout of one Swin block.
+/// Where a map position goes: the window partition of one block.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WindowLayout {
+pub struct WindowGeometry {
     /// The map [height, width] the tokens form (row-major).
     pub map: [usize; 2],
     pub window: [usize; 2],
     /// Cyclic shift (0 for a regular block).
     pub shift: [usize; 2],
-    /// Pad to whole windows before the shift (transformers) instead of after it (timm).
+    /// Pad to whole windows before the cyclic shift instead of after it (implementations
+    /// differ; the graph says which its checkpoint was trained with).
     pub pad_first: bool,
-    /// MaxViT grid attention: "window" (wy, wx) gathers the positions
+    /// Grid attention: "window" (wy, wx) gathers the positions
     /// (ty * H/wh + wy, tx * W/ww + wx), a dilated grid over the whole map, instead of a
     /// contiguous block. Needs no shift and a map divisible by the grid.
     #[serde(default)]
     pub grid: bool,
 }
 
-impl WindowLayout {
+impl WindowGeometry {
     pub fn tokens(&self) -> usize {
         self.window[0] * self.window[1]
     }
@@ -39,7 +40,7 @@ impl WindowLayout {
     }
 }
 
-pub fn infer(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool) -> Result<Vec<usize>, String> {
+pub fn infer(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool) -> Result<Vec<usize>, String> {
     let [b, t, d3] = s[0] else {
         return Err(format!("window attention needs qkv [B, H*W, 3*C], got {:?}", s[0]));
     };
@@ -88,7 +89,7 @@ pub fn variants() -> Vec<KernelKey> {
     HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false, 64), key(b, true, 64)]).collect()
 }
 
-pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scale: f32, ctx: &super::PlanCtx) -> Result<KernelPlan, String> {
+pub fn plan(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool, scale: f32, ctx: &super::PlanCtx) -> Result<KernelPlan, String> {
     let (b, d) = (s[0][0], s[0][2] / 3);
     let hd = d / heads;
     // Run-time loop back-edges per invocation (head-dim loops per key, see attention.rs's
@@ -134,9 +135,9 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowLayout, pad_bias: bool, scal
     })
 }
 
-/// Float64 reference written the way timm / transformers do it: build the shifted, padded
+/// Float64 reference written the way the peer libraries do it: build the shifted, padded
 /// map explicitly, partition, attend with bias and mask, reverse, crop.
-pub fn reference(x: &[&[f64]], s: &[usize], heads: usize, l: &WindowLayout, scale: f32) -> Vec<f64> {
+pub fn reference(x: &[&[f64]], s: &[usize], heads: usize, l: &WindowGeometry, scale: f32) -> Vec<f64> {
     let (b, d) = (s[0], s[2] / 3);
     let hd = d / heads;
     let [h, w] = l.map;
@@ -225,7 +226,7 @@ pub fn reference(x: &[&[f64]], s: &[usize], heads: usize, l: &WindowLayout, scal
 /// [heads, N, N] (N = window area), qkv bias [3*C] if `pad_bias` (the key/value of
 /// padding positions) -> [B, H*W, C].
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct WindowAttention { pub heads: usize, pub layout: WindowLayout, pub pad_bias: bool, pub scale: f32 }
+pub struct WindowAttention { pub heads: usize, pub layout: WindowGeometry, pub pad_bias: bool, pub scale: f32 }
 
 impl super::OpDef for WindowAttention {
     const NAME: &'static str = "window_attention";
