@@ -62,7 +62,7 @@ pub struct Gpu {
 /// where they are lower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitsCap {
-    pub max_storage_buffer_binding_size: u32,
+    pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_workgroup_storage_size: u32,
@@ -104,13 +104,18 @@ impl Gpu {
     /// minutes: keep waiting while the device is merely busy.
     pub fn wait_idle(&self) -> crate::error::Result<()> {
         let start = std::time::Instant::now();
-        // wgpu 25's only poll error is its wait timeout.
-        while let Err(e) = self.device.poll(wgpu::PollType::Wait) {
-            if start.elapsed() > std::time::Duration::from_secs(3600) {
-                return Err(crate::error::EngineError::Gpu(format!("device still busy after an hour: {e}")));
+        // Wait in steps of a minute (wgpu 25's fixed wait), up to an hour in all.
+        let step = wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(60)) };
+        loop {
+            match self.device.poll(step.clone()) {
+                Ok(_) => return Ok(()),
+                Err(wgpu::PollError::Timeout) if start.elapsed() <= std::time::Duration::from_secs(3600) => {}
+                Err(e @ wgpu::PollError::Timeout) => {
+                    return Err(EngineError::Gpu(format!("device still busy after an hour: {e}")));
+                }
+                Err(e) => return Err(EngineError::Gpu(format!("waiting for the device: {e}"))),
             }
         }
-        Ok(())
     }
 
     /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one;
@@ -141,8 +146,9 @@ impl Gpu {
         };
         let mut adapters = Vec::new();
         for backends in tries {
-            let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends, ..Default::default() });
-            adapters = instance.enumerate_adapters(backends);
+            let instance =
+                wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+            adapters = pollster::block_on(instance.enumerate_adapters(backends));
             if !adapters.is_empty() {
                 break;
             }
@@ -173,13 +179,14 @@ impl Gpu {
             label: Some("wgvision"),
             required_features,
             required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| EngineError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
         let uncaptured = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
-        device.on_uncaptured_error(Box::new(move |e| {
+        device.on_uncaptured_error(Arc::new(move |e| {
             if let Ok(mut slot) = sink.lock() {
                 slot.get_or_insert_with(|| e.to_string());
             }
@@ -220,12 +227,12 @@ impl Gpu {
                 available: self.limits.max_buffer_size,
             });
         }
-        if storage_binding && bytes > self.limits.max_storage_buffer_binding_size as u64 {
+        if storage_binding && bytes > self.limits.max_storage_buffer_binding_size {
             return Err(EngineError::LimitExceeded {
                 limit: "max_storage_buffer_binding_size",
                 what: what.to_string(),
                 needed: bytes,
-                available: self.limits.max_storage_buffer_binding_size as u64,
+                available: self.limits.max_storage_buffer_binding_size,
             });
         }
         Ok(())

@@ -219,7 +219,7 @@ fn rows_per_range(row_bytes: &[u64], limit: u64, align: u64) -> u64 {
 /// Plan every dispatch of the graph: the CPU adapters' to_texture steps, kernel plans, and
 /// nodes whose buffers exceed max_storage_buffer_binding_size run as ranges of rows.
 fn plan_steps(gpu: &Gpu, graph: &Graph, weights: &GpuWeights, variant: Option<&'static str>) -> Result<Vec<StepPlan>> {
-    let limit = gpu.limits.max_storage_buffer_binding_size as u64;
+    let limit = gpu.limits.max_storage_buffer_binding_size;
     let align = gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
     let too_big = |what: String, needed: u64| EngineError::LimitExceeded { limit: "max_storage_buffer_binding_size", what, needed, available: limit };
     let mut out = Vec::new();
@@ -547,7 +547,9 @@ impl Compiled {
         rx.recv()
             .map_err(|e| EngineError::Gpu(e.to_string()))?
             .map_err(|e| EngineError::Gpu(e.to_string()))?;
-        let data = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range())[..len].to_vec();
+        let view = slice.get_mapped_range().map_err(|e| EngineError::Gpu(e.to_string()))?;
+        let data = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        drop(view);
         buf.unmap();
         Ok(data)
     }
