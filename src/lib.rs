@@ -8,6 +8,19 @@
 //! println!("{:?}", &out[0].data[..5]);
 //! # Ok::<(), wgvision::Error>(())
 //! ```
+//!
+//! An app that already renders with wgpu hands in its own device with
+//! [`Gpu::from_wgpu`] (use the re-exported [`wgpu`], so both name the same version):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use wgvision::wgpu;
+//! # fn app_device() -> (wgpu::Adapter, wgpu::Device, wgpu::Queue) { unimplemented!() }
+//! let (adapter, device, queue) = app_device(); // created with required_limits: adapter.limits()
+//! let gpu = Arc::new(wgvision::Gpu::from_wgpu(adapter, device.clone(), queue.clone())?);
+//! let model = wgvision::Model::load("vit.safetensors".as_ref(), gpu)?;
+//! # Ok::<(), wgvision::Error>(())
+//! ```
 pub mod detect;
 pub mod image_input;
 pub mod tokenizer;
@@ -17,6 +30,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, LimitsCap, Tensor};
+/// The wgpu wgvision is built on (`Gpu::from_wgpu` takes its Adapter, Device and Queue).
+pub use wgvision_engine::wgpu;
 pub use wgvision_graphs::{self as graphs, ModelConfig};
 pub use wgvision_weights::{self as weights, format::ModelFile};
 use wgvision_engine::{DType, GpuWeights, WeightData};

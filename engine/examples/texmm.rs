@@ -141,7 +141,7 @@ fn main() {
         wgpu::BindGroupLayoutEntry { binding: 2, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only: false }, has_dynamic_offset: false, min_binding_size: None }, count: None },
         wgpu::BindGroupLayoutEntry { binding: 3, visibility: wgpu::ShaderStages::COMPUTE, ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None }, count: None },
     ]});
-    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: None, bind_group_layouts: &[&bgl], push_constant_ranges: &[] });
+    let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: None, bind_group_layouts: &[Some(&bgl)], immediate_size: 0 });
     let tr: u32 = std::env::var("TR").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     let tc: u32 = std::env::var("TC").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     let engine = std::env::var("ENGINE").is_ok();
@@ -186,7 +186,7 @@ fn main() {
             pass.dispatch_workgroups(tiles.div_ceil(64), 1, 1);
         }
         queue.submit([enc.finish()]);
-        while device.poll(wgpu::PollType::Wait).is_err() {}
+        while device.poll(wgpu::PollType::wait_indefinitely()).is_err() {}
     };
     run();
     let mut best = f64::MAX;
@@ -203,8 +203,8 @@ fn main() {
     enc.copy_buffer_to_buffer(&out, ((5 * n + 8) * 4) as u64, &staging, 0, 16);
     queue.submit([enc.finish()]);
     staging.slice(..).map_async(wgpu::MapMode::Read, |_| {});
-    while device.poll(wgpu::PollType::Wait).is_err() {}
-    let got: Vec<f32> = bytemuck::cast_slice(&staging.slice(..).get_mapped_range()).to_vec();
+    while device.poll(wgpu::PollType::wait_indefinitely()).is_err() {}
+    let got: Vec<f32> = bytemuck::cast_slice(&staging.slice(..).get_mapped_range().unwrap()).to_vec();
     let want: f64 = (0..k).map(|kk| av[(5 * k + kk) as usize] as f64 * bv[(kk * n + 8) as usize] as f64).sum();
     println!("out[5][8] = {} (want {want:.3})", got[0]);
 }

@@ -1,6 +1,7 @@
 //! Adapter selection and device creation: high-performance adapter first, a backend
 //! forced by option or WGVISION_BACKEND, the adapter's full limits requested (models are
-//! checked against them at compile time), optional features detected.
+//! checked against them at compile time), optional features detected. `Gpu::from_wgpu`
+//! wraps a device the application created itself.
 use crate::error::{EngineError, Result};
 use crate::kernels::PipelineCache;
 use std::sync::{Arc, Mutex};
@@ -62,7 +63,7 @@ pub struct Gpu {
 /// where they are lower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LimitsCap {
-    pub max_storage_buffer_binding_size: u32,
+    pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_workgroup_storage_size: u32,
@@ -104,13 +105,18 @@ impl Gpu {
     /// minutes: keep waiting while the device is merely busy.
     pub fn wait_idle(&self) -> crate::error::Result<()> {
         let start = std::time::Instant::now();
-        // wgpu 25's only poll error is its wait timeout.
-        while let Err(e) = self.device.poll(wgpu::PollType::Wait) {
-            if start.elapsed() > std::time::Duration::from_secs(3600) {
-                return Err(crate::error::EngineError::Gpu(format!("device still busy after an hour: {e}")));
+        // Wait in steps of a minute (wgpu 25's fixed wait), up to an hour in all.
+        let step = wgpu::PollType::Wait { submission_index: None, timeout: Some(std::time::Duration::from_secs(60)) };
+        loop {
+            match self.device.poll(step.clone()) {
+                Ok(_) => return Ok(()),
+                Err(wgpu::PollError::Timeout) if start.elapsed() <= std::time::Duration::from_secs(3600) => {}
+                Err(e @ wgpu::PollError::Timeout) => {
+                    return Err(EngineError::Gpu(format!("device still busy after an hour: {e}")));
+                }
+                Err(e) => return Err(EngineError::Gpu(format!("waiting for the device: {e}"))),
             }
         }
-        Ok(())
     }
 
     /// Open a device. `backend` (or the WGVISION_BACKEND environment variable) forces one;
@@ -141,8 +147,9 @@ impl Gpu {
         };
         let mut adapters = Vec::new();
         for backends in tries {
-            let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor { backends, ..Default::default() });
-            adapters = instance.enumerate_adapters(backends);
+            let instance =
+                wgpu::Instance::new(wgpu::InstanceDescriptor { backends, ..wgpu::InstanceDescriptor::new_without_display_handle() });
+            adapters = pollster::block_on(instance.enumerate_adapters(backends));
             if !adapters.is_empty() {
                 break;
             }
@@ -162,9 +169,8 @@ impl Gpu {
                 which: backend.map(|b| format!(" for backend {b:?}")).unwrap_or_default(),
             })?;
         let info = adapter.get_info();
-        let features = adapter.features();
         let wanted = wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY;
-        let required_features = features & wanted;
+        let required_features = adapter.features() & wanted;
         let mut limits = adapter.limits();
         if let Some(c) = &cap {
             c.apply(&mut limits);
@@ -172,25 +178,58 @@ impl Gpu {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgvision"),
             required_features,
-            required_limits: limits.clone(),
+            required_limits: limits,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
         .map_err(|e| EngineError::RequestDevice { adapter: info.name.clone(), message: e.to_string() })?;
+        Self::from_wgpu(adapter, device, queue).map(Arc::new)
+    }
+
+    /// Run on a device the application already has (say, the one it renders with), so
+    /// that tensors, textures and submissions share one device and queue. Nothing new is
+    /// requested: the limits models are planned within and the optional kernel features
+    /// (`Caps`) are the ones `device` was created with (`device.limits()`,
+    /// `device.features()`); the adapter gives the name, backend and device type (a CPU
+    /// adapter gets CPU-shaped kernels). Request the adapter's limits
+    /// (`required_limits: adapter.limits()`) unless the app needs smaller ones: models
+    /// that need more than the device allows fail to compile, naming the limit.
+    ///
+    /// wgvision installs its own uncaptured-error handler on the device (wgpu keeps one
+    /// per device), replacing any the application set; validation errors it catches are
+    /// returned from wgvision's next call on this device.
+    pub fn from_wgpu(adapter: wgpu::Adapter, device: wgpu::Device, queue: wgpu::Queue) -> Result<Gpu> {
+        let info = adapter.get_info();
+        if !adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS) {
+            return Err(EngineError::Gpu(format!(
+                "adapter {} ({:?}) cannot run compute shaders (downlevel flag COMPUTE_SHADERS)",
+                info.name, info.backend
+            )));
+        }
+        let device_info = device.adapter_info();
+        if device_info != info {
+            return Err(EngineError::Gpu(format!(
+                "the device was created on adapter {} ({:?}), not on the adapter passed with it, {} ({:?})",
+                device_info.name, device_info.backend, info.name, info.backend
+            )));
+        }
         let uncaptured = Arc::new(Mutex::new(None));
         let sink = uncaptured.clone();
-        device.on_uncaptured_error(Box::new(move |e| {
+        device.on_uncaptured_error(Arc::new(move |e| {
             if let Ok(mut slot) = sink.lock() {
                 slot.get_or_insert_with(|| e.to_string());
             }
         }));
+        let features = device.features();
         let caps = Caps {
-            shader_f16: required_features.contains(wgpu::Features::SHADER_F16),
-            subgroup: required_features.contains(wgpu::Features::SUBGROUP),
-            timestamp: required_features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroup: features.contains(wgpu::Features::SUBGROUP),
+            timestamp: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
         };
-        Ok(Arc::new(Gpu { device, queue, info, caps, limits, pipelines: PipelineCache::default(), uncaptured }))
+        let limits = device.limits();
+        Ok(Gpu { device, queue, info, caps, limits, pipelines: PipelineCache::default(), uncaptured })
     }
 
     /// "llvmpipe (LLVM 15.0.6, 256 bits) / Vulkan"
@@ -220,12 +259,12 @@ impl Gpu {
                 available: self.limits.max_buffer_size,
             });
         }
-        if storage_binding && bytes > self.limits.max_storage_buffer_binding_size as u64 {
+        if storage_binding && bytes > self.limits.max_storage_buffer_binding_size {
             return Err(EngineError::LimitExceeded {
                 limit: "max_storage_buffer_binding_size",
                 what: what.to_string(),
                 needed: bytes,
-                available: self.limits.max_storage_buffer_binding_size as u64,
+                available: self.limits.max_storage_buffer_binding_size,
             });
         }
         Ok(())

@@ -133,7 +133,7 @@ impl Gpu {
         }
         let label = key.label();
         let source = preprocess(key.shader, &key.defines)?;
-        self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor { label: Some(&label), source: wgpu::ShaderSource::Wgsl(source.into()) };
         let module = self.device.create_shader_module(desc);
         let constants: Vec<(&str, f64)> = key.constants.iter().map(|(n, v)| (*n, *v as f64)).collect();
@@ -148,7 +148,7 @@ impl Gpu {
             },
             cache: None,
         });
-        if let Some(e) = pollster::block_on(self.device.pop_error_scope()) {
+        if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(EngineError::Shader { shader: label, message: e.to_string() });
         }
         let pipeline = Arc::new(pipeline);

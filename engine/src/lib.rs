@@ -9,6 +9,9 @@ pub mod ops;
 pub mod planner;
 
 pub use device::{Backend, Caps, Gpu, LimitsCap};
+/// The wgpu this engine is built on, for apps that hand in their own device
+/// (`Gpu::from_wgpu`): use this one, so both sides name the same wgpu types.
+pub use wgpu;
 pub use error::{EngineError, Result};
 pub use executor::{Autotune, CompileOptions, Compiled, GpuWeights, NodeInfo, NodeTime, Tensor, WeightData};
 pub use graph::{DType, Graph, GraphBuilder, TensorId, TensorKind};
