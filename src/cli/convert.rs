@@ -28,27 +28,21 @@ pub fn convert(
     let ins: Vec<&std::path::Path> = [Some(&input), config.as_ref(), tokenizer.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect();
     st::check_output(&output, &ins)?;
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
-    let (name, model_cfg) = match from {
-        From::Timm => {
-            let name = model.ok_or("--from timm needs --model NAME")?;
-            let cfg = weights::timm_config(&name, &parse_sets(&sets)?)?;
-            (name, cfg)
-        }
+    let model_cfg = match from {
+        From::Timm => weights::timm_config(&model.ok_or("--from timm needs --model NAME")?, &parse_sets(&sets)?)?,
         From::Hf => {
             let path = config.ok_or("--from hf needs --config config.json (the transformers model config)")?;
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from hf".into());
             }
-            let cfg = weights::hf_config(&read_json(&path)?)?;
-            (cfg.name().to_string(), cfg)
+            weights::hf_config(&read_json(&path)?)?
         }
         From::Vmoe => {
             let path = config.ok_or("--from vmoe needs --config config.json (the vmoe model config)")?;
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from vmoe".into());
             }
-            let cfg = weights::vmoe::config(&read_json(&path)?)?;
-            (cfg.name.clone(), ModelConfig::Vmoe(cfg))
+            ModelConfig::Vmoe(weights::vmoe::config(&read_json(&path)?)?)
         }
     };
     let files = match &tokenizer {
@@ -61,12 +55,14 @@ pub fn convert(
         None => Vec::new(),
     };
     let (_, tensors) = st::load(&input)?;
-    let converted = weights::convert(&model_cfg, tensors)?;
-    let count: usize = converted.values().map(|(s, _)| s.iter().product::<usize>()).sum();
-    format::write_model_with_files(&output, &model_cfg, converted, f16, &files)?;
+    // The file and the summary describe the config the converter mapped the tensors for.
+    let converted = weights::convert(model_cfg, tensors)?;
+    let params = converted.parameter_count();
+    format::write_model_with_files(&output, &converted.config, converted.tensors, f16, &files)?;
     eprintln!(
-        "converted {name} ({:.2}M parameters, {}) -> {}",
-        count as f64 / 1e6,
+        "converted {} ({:.2}M parameters, {}) -> {}",
+        converted.config.name(),
+        params as f64 / 1e6,
         if f16 { "f16 matmul weights" } else { "f32" },
         output.display()
     );

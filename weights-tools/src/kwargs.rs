@@ -93,19 +93,6 @@ impl Kwargs {
     }
 }
 
-/// A presets file embedded at build time (recorded from timm by weights-tools/python).
-pub fn parse_presets(text: &str, what: &str) -> Result<Value> {
-    serde_json::from_str(text).map_err(|e| WeightsError::Unsupported(format!("embedded {what} presets: {e}")))
-}
-
-/// The model names of a presets file.
-pub fn preset_names(presets: Result<Value>) -> Vec<String> {
-    presets
-        .ok()
-        .and_then(|p| p["presets"].as_object().map(|m| m.keys().cloned().collect()))
-        .unwrap_or_default()
-}
-
 /// An int (both sides) or [h, w].
 pub fn pair_of(v: &Value) -> Option<[usize; 2]> {
     match v {

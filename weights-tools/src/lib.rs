@@ -2,9 +2,9 @@
 //! tensor names in the engine's layout) and converters from peer checkpoints.
 pub mod format;
 pub mod kwargs;
+pub mod mapper;
 pub mod maxvit;
 pub mod owl;
-pub mod source;
 pub mod st;
 pub mod swin;
 pub mod timm;
@@ -84,7 +84,6 @@ pub fn timm_model_names() -> Vec<String> {
     names
 }
 
-/// Map a peer checkpoint's tensors onto the canonical names of `config`.
 /// Refuse a config whose graph (at its smallest batch) has a tensor no device can hold:
 /// more elements than a shader's u32 index reaches, or more bytes than the host-memory
 /// budget (e.g. `--set img_size=100000`), naming the tensor and its size.
@@ -102,15 +101,16 @@ pub fn check_geometry(config: &wgvision_graphs::ModelConfig) -> Result<()> {
     Ok(())
 }
 
-pub fn convert(config: &wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<source::Converted> {
+/// Map a peer checkpoint's tensors onto the canonical names of `config`; the conversion
+/// hands back the config the tensors were mapped for, to be written with them.
+pub fn convert(config: wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<mapper::Conversion> {
     use wgvision_graphs::ModelConfig;
-    check_geometry(config)?;
-    let converted = match config {
-        ModelConfig::Vit(c) => timm::convert(c, tensors)?.1,
-        ModelConfig::Swin(c) => swin::convert(c, tensors)?.1,
-        ModelConfig::MaxVit(c) => maxvit::convert(c, tensors)?.1,
-        ModelConfig::Vmoe(c) => vmoe::convert(c, tensors)?.1,
-        ModelConfig::Owl(c) => owl::convert(c, tensors)?.1,
-    };
-    Ok(converted)
+    check_geometry(&config)?;
+    match config {
+        ModelConfig::Vit(c) => timm::convert(c, tensors),
+        ModelConfig::Swin(c) => swin::convert(c, tensors),
+        ModelConfig::MaxVit(c) => maxvit::convert(c, tensors),
+        ModelConfig::Vmoe(c) => vmoe::convert(c, tensors),
+        ModelConfig::Owl(c) => owl::convert(c, tensors),
+    }
 }

@@ -4,37 +4,46 @@
 //! matmul, qkv rows are reordered to [q, k, v], LayerScale is folded into the
 //! projections, and each attention's relative-position bias (table, TF table or MLP) is
 //! evaluated once into the dense [heads, N, N] bias the window-attention kernel adds.
-use crate::kwargs::{bad_option, pair_of, parse_presets, preset_names, timm_preprocess, Kwargs};
-use crate::source::{linear_t, Converted, Source};
+use crate::kwargs::{bad_option, pair_of, timm_preprocess, Kwargs};
+use crate::mapper::{self, activation, linear_t, Conversion, Layout, Mapper};
 use crate::st::Tensor;
 use crate::swin::gather_rel_bias;
 use crate::{Result, WeightsError};
 use serde_json::{Map, Value};
-use wgvision_engine::Activation;
 use wgvision_graphs::maxvit::{BlockShape, MaxVitCheckpoint, MaxVitConfig, Padding, RelPos};
 use wgvision_graphs::ModelConfig;
 
 static TIMM_PRESETS: &str = include_str!("../data/timm_maxvit_presets.json");
 
-fn presets() -> Result<Value> {
-    parse_presets(TIMM_PRESETS, "timm MaxViT")
-}
-
 /// timm MaxViT model names this build can convert.
 pub fn model_names() -> Vec<String> {
-    preset_names(presets())
+    mapper::preset_names(TIMM_PRESETS, "MaxViT")
 }
 
-fn act(key: &str, name: &str) -> Result<Activation> {
-    Ok(match name {
-        "gelu" => Activation::Gelu,
-        "gelu_tanh" => Activation::GeluTanh,
-        "silu" | "swish" => Activation::Silu,
-        "relu" => Activation::Relu,
-        "tanh" => Activation::Tanh,
-        "quick_gelu" => Activation::QuickGelu,
-        other => return Err(bad_option(key, format!("activation '{other}' is not supported"))),
-    })
+/// timm's overlay of MaxViT overrides: `transformer_*` and `conv_*` keys go to the
+/// sub-configs (only fields they have), cfg fields to the model cfg, the rest to the
+/// constructor.
+fn route(kwargs: &Map<String, Value>, key: &str) -> Result<Vec<String>> {
+    let cfg = kwargs.get("cfg").and_then(Value::as_object);
+    let field = |sub: &str, f: &str| -> Result<Vec<String>> {
+        match cfg.and_then(|c| c.get(sub)).and_then(Value::as_object) {
+            Some(m) if m.contains_key(f) => Ok(vec!["cfg".into(), sub.into(), f.into()]),
+            _ => Err(bad_option(key, "not a field of timm's MaxxVitTransformerCfg / MaxxVitConvCfg".into())),
+        }
+    };
+    if key == "cfg" {
+        // The model cfg is the preset's, not a constructor option.
+        return Err(bad_option(key, "not an option of timm's MaxxVit (or not supported by wgvision)".into()));
+    }
+    if let Some(f) = key.strip_prefix("transformer_") {
+        field("transformer_cfg", f)
+    } else if let Some(f) = key.strip_prefix("conv_") {
+        field("conv_cfg", f)
+    } else if cfg.is_some_and(|c| c.contains_key(key)) {
+        Ok(vec!["cfg".into(), key.into()])
+    } else {
+        Ok(vec![key.into()])
+    }
 }
 
 /// Reject a config value wgvision does not build, naming the timm option.
@@ -46,36 +55,13 @@ fn require(kw: &Kwargs, key: &str, default: &str, allowed: &[&str], prefix: &str
     Ok(v)
 }
 
-/// `timm.create_model(name, **overrides)`'s MaxViT config. Overrides follow timm's
-/// overlay: `transformer_*` and `conv_*` keys go to the sub-configs, cfg fields (embed_dim,
-/// depths, stem_width, head_hidden_size, ...) to the model cfg, the rest to the constructor.
+/// `timm.create_model(name, **overrides)`'s MaxViT config, overrides placed by `route`.
 pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<MaxVitConfig> {
-    let all = presets()?;
-    let arch = name.split('.').next().unwrap_or(name);
-    let Some(preset) = all["presets"].get(arch) else {
-        return Err(WeightsError::UnknownModel { name: name.to_string(), hint: format!(" (timm MaxViT names: {})", model_names().join(", ")) });
-    };
-    let mut kwargs: Map<String, Value> = preset["kwargs"].as_object().cloned().unwrap_or_default();
+    let preset = mapper::timm_preset(TIMM_PRESETS, "MaxViT", name, overrides, route)?;
+    let mut kwargs = preset.kwargs;
     let mut cfg: Map<String, Value> = kwargs.remove("cfg").and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    let mut conv: Map<String, Value> = cfg.remove("conv_cfg").and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let conv: Map<String, Value> = cfg.remove("conv_cfg").and_then(|v| v.as_object().cloned()).unwrap_or_default();
     let mut tr: Map<String, Value> = cfg.remove("transformer_cfg").and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    for (k, v) in overrides {
-        // 0: constructor kwargs, 1: MaxxVitCfg, 2: conv_cfg, 3: transformer_cfg.
-        let (which, key) = if let Some(f) = k.strip_prefix("transformer_") {
-            (3, f)
-        } else if let Some(f) = k.strip_prefix("conv_") {
-            (2, f)
-        } else if cfg.contains_key(k) {
-            (1, k.as_str())
-        } else {
-            (0, k.as_str())
-        };
-        let maps = [&mut kwargs, &mut cfg, &mut conv, &mut tr];
-        if which > 0 && !maps[which].contains_key(key) {
-            return Err(bad_option(k, "not a field of timm's MaxxVitTransformerCfg / MaxxVitConvCfg".into()));
-        }
-        maps[which].insert(key.to_string(), v.clone());
-    }
     // MaxxVitTransformerCfg.__post_init__: a window_size without grid_size sets both.
     if overrides.iter().any(|(k, _)| k == "transformer_window_size") && !overrides.iter().any(|(k, _)| k == "transformer_grid_size") {
         let w = tr.get("window_size").cloned().unwrap_or(Value::Null);
@@ -134,7 +120,7 @@ pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<MaxVitCo
         Some(v) => pair_of(v).ok_or_else(|| bad_option("stem_width", format!("expected an integer or [c1, c2], got {v}")))?,
     };
     let c = MaxVitConfig {
-        name: arch.to_string(),
+        name: preset.arch,
         img_size,
         in_chans,
         num_classes: kw.usize("num_classes", 1000)?,
@@ -143,21 +129,21 @@ pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<MaxVitCo
         stem_width,
         stem_bias: cfg.bool("stem_bias", false)?,
         padding,
-        conv_act: act("conv_act_layer", &conv.str("act_layer", "gelu")?)?,
+        conv_act: activation("conv_act_layer", &conv.str("act_layer", "gelu")?)?,
         expand_ratio: conv.ratio("expand_ratio", 4.0)? as f32,
         expand_output: conv.bool("expand_output", true)?,
         se_ratio: conv.ratio("attn_ratio", 0.25)? as f32,
-        se_act: act("conv_attn_act_layer", &conv.str("attn_act_layer", "silu")?)?,
+        se_act: activation("conv_attn_act_layer", &conv.str("attn_act_layer", "silu")?)?,
         conv_output_bias: conv.bool("output_bias", true)?,
         dim_head: tr.usize("dim_head", 32)?,
         window,
         grid,
         attn_bias: tr.bool("attn_bias", true)?,
         mlp_ratio: tr.ratio("expand_ratio", 4.0)? as f32,
-        attn_act: act("transformer_act_layer", &tr.str("act_layer", "gelu")?)?,
+        attn_act: activation("transformer_act_layer", &tr.str("act_layer", "gelu")?)?,
         norm_eps: tr.f64("norm_eps", 1e-6)? as f32,
         head_hidden_size: cfg.opt_usize("head_hidden_size")?.filter(|&h| h > 0),
-        preprocess: timm_preprocess(&preset["pretrained_cfg"], in_chans, img_size),
+        preprocess: timm_preprocess(&preset.pretrained_cfg, in_chans, img_size),
         checkpoint: MaxVitCheckpoint {
             head_first: tr.bool("head_first", true)?,
             rel_pos,
@@ -174,48 +160,11 @@ fn shape_hint(name: &str, got: &[usize]) -> String {
     if name.contains("rel_pos") {
         "; the checkpoint was trained at another img_size / window: pass the matching --set img_size=... (or transformer_window_size=...)".into()
     } else if name.starts_with("head.fc") {
-        format!("; if the checkpoint has {} classes, pass --set num_classes={}", got[0], got[0])
+        let n = got.first().unwrap_or(&0);
+        format!("; if the checkpoint has {n} classes, pass --set num_classes={n}")
     } else {
         String::new()
     }
-}
-
-/// Folded BatchNorm: y = x * scale + shift.
-struct Bn {
-    scale: Vec<f64>,
-    shift: Vec<f64>,
-}
-
-fn take_bn(src: &mut Source, name: &str, c: usize, eps: f32) -> Result<Bn> {
-    let g = src.take(&format!("{name}.weight"), &[c])?;
-    let b = src.take(&format!("{name}.bias"), &[c])?;
-    let m = src.take(&format!("{name}.running_mean"), &[c])?;
-    let v = src.take(&format!("{name}.running_var"), &[c])?;
-    let scale: Vec<f64> = (0..c).map(|i| g[i] as f64 / (v[i] as f64 + eps as f64).sqrt()).collect();
-    let shift = (0..c).map(|i| b[i] as f64 - m[i] as f64 * scale[i]).collect();
-    Ok(Bn { scale, shift })
-}
-
-/// torch conv weight [O, I, k, k] (k = 1 or 3) with optional input affine (a BatchNorm
-/// before it), bias and output BatchNorm -> engine matmul weight [(ky, kx, i), O] and bias.
-fn fold_conv(w: &[f32], bias: Option<&[f32]>, (o, i, k): (usize, usize, usize), pre: Option<&Bn>, post: Option<&Bn>) -> (Vec<f32>, Vec<f32>) {
-    let kk = k * k;
-    let mut wt = vec![0.0f32; kk * i * o];
-    let mut bt = vec![0.0f32; o];
-    for oc in 0..o {
-        let (s, t) = post.map_or((1.0, 0.0), |bn| (bn.scale[oc], bn.shift[oc]));
-        let mut acc = bias.map_or(0.0, |b| b[oc] as f64);
-        for ic in 0..i {
-            let (ps, pt) = pre.map_or((1.0, 0.0), |bn| (bn.scale[ic], bn.shift[ic]));
-            for tap in 0..kk {
-                let v = w[(oc * i + ic) * kk + tap] as f64;
-                acc += v * pt;
-                wt[(tap * i + ic) * o + oc] = (v * ps * s) as f32;
-            }
-        }
-        bt[oc] = (acc * s + t) as f32;
-    }
-    (wt, bt)
 }
 
 /// RelPosBiasTf: [heads, 2h-1, 2w-1] table, bias[q, k] = T[ky - qy + h - 1, kx - qx + w - 1].
@@ -256,72 +205,50 @@ fn rel_pos_mlp_table(fc1_w: &[f32], fc1_b: &[f32], fc2_w: &[f32], fc2_b: &[f32],
     table
 }
 
-fn put(out: &mut Converted, name: String, shape: Vec<usize>, data: Vec<f32>) {
-    out.insert(name, (shape, data));
-}
-
 /// Map a timm MaxxVit state dict onto the canonical names of `c`.
-pub fn convert(c: &MaxVitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
+pub fn convert(c: MaxVitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
     let stages = c.blocks()?;
-    let mut src = Source::new(tensors, shape_hint);
+    let mut m = Mapper::new(tensors, Layout::Torch, shape_hint);
     // Derived buffers, not parameters.
-    src.discard(|k| {
+    m.discard(|k| {
         k.ends_with("num_batches_tracked") || k.ends_with("relative_position_index") || k.ends_with("rel_coords_log") || k.ends_with("_lookup")
     });
-    let ck = &c.checkpoint;
-    let eps = ck.bn_eps;
-    let mut out = Converted::new();
+    let eps = c.checkpoint.bn_eps;
     // Stem: conv1 (+ BN + act), conv2.
     let [s0, s1] = c.stem_width;
     let cin = c.in_chans;
-    let w = src.take("stem.conv1.weight", &[s0, cin, 3, 3])?;
-    let b = src.take_opt("stem.conv1.bias", &[s0], c.stem_bias)?;
-    let bn = take_bn(&mut src, "stem.norm1", s0, eps)?;
-    let (wt, bt) = fold_conv(&w, b.as_deref(), (s0, cin, 3), None, Some(&bn));
-    put(&mut out, "stem.conv1.weight".into(), vec![9 * cin, s0], wt);
-    put(&mut out, "stem.conv1.bias".into(), vec![s0], bt);
-    let w = src.take("stem.conv2.weight", &[s1, s0, 3, 3])?;
-    let b = src.take_opt("stem.conv2.bias", &[s1], c.stem_bias)?;
-    let (wt, bt) = fold_conv(&w, b.as_deref(), (s1, s0, 3), None, None);
-    put(&mut out, "stem.conv2.weight".into(), vec![9 * s0, s1], wt);
-    if c.stem_bias {
-        put(&mut out, "stem.conv2.bias".into(), vec![s1], bt);
-    }
+    let w = m.take("stem.conv1.weight", &[s0, cin, 3, 3])?;
+    let b = m.take_opt("stem.conv1.bias", &[s0], c.stem_bias)?;
+    let bn = m.batch_norm("stem.norm1", s0, eps)?;
+    m.put_conv("stem.conv1", &w, b.as_deref(), (s0, cin, 3), None, Some(&bn));
+    let w = m.take("stem.conv2.weight", &[s1, s0, 3, 3])?;
+    let b = m.take_opt("stem.conv2.bias", &[s1], c.stem_bias)?;
+    m.put_conv("stem.conv2", &w, b.as_deref(), (s1, s0, 3), None, None);
     for (i, blocks) in stages.iter().enumerate() {
         for (j, blk) in blocks.iter().enumerate() {
             let p = format!("stages.{i}.blocks.{j}");
-            convert_mbconv(c, &mut src, &mut out, &format!("{p}.conv"), blk)?;
+            convert_mbconv(&c, &mut m, &format!("{p}.conv"), blk)?;
             for (part, size) in [("attn_block", c.window), ("attn_grid", c.grid)] {
-                convert_attention(c, &mut src, &mut out, &format!("{p}.{part}"), blk, size)?;
+                convert_attention(&c, &mut m, &format!("{p}.{part}"), blk, size)?;
             }
         }
     }
     let d = c.num_features();
-    let mut norm = |src: &mut Source, from: &str, to: &str| -> Result<()> {
-        put(&mut out, format!("{to}.weight"), vec![d], src.take(&format!("{from}.weight"), &[d])?);
-        put(&mut out, format!("{to}.bias"), vec![d], src.take(&format!("{from}.bias"), &[d])?);
-        Ok(())
-    };
     let k_in = match c.head_hidden_size {
         Some(hidden) => {
-            norm(&mut src, "head.norm", "head.norm")?;
-            let w = src.take("head.pre_logits.fc.weight", &[hidden, d])?;
-            put(&mut out, "head.pre_logits.weight".into(), vec![d, hidden], linear_t(&w, hidden, d, None));
-            put(&mut out, "head.pre_logits.bias".into(), vec![hidden], src.take("head.pre_logits.fc.bias", &[hidden])?);
+            m.norm("head.norm", "head.norm", d)?;
+            m.linear("head.pre_logits.fc", "head.pre_logits", (d, hidden), true)?;
             hidden
         }
         None => {
-            norm(&mut src, "norm", "norm")?;
+            m.norm("norm", "norm", d)?;
             d
         }
     };
     if c.num_classes > 0 {
-        let k = c.num_classes;
-        let w = src.take("head.fc.weight", &[k, k_in])?;
-        put(&mut out, "head.weight".into(), vec![k_in, k], linear_t(&w, k, k_in, None));
-        put(&mut out, "head.bias".into(), vec![k], src.take("head.fc.bias", &[k])?);
+        m.linear("head.fc", "head", (k_in, c.num_classes), true)?;
     }
-    src.finish(|name| {
+    m.finish(ModelConfig::MaxVit(c), |name| {
         if name.starts_with("head.fc") {
             "; the checkpoint has a classifier head: set --set num_classes=N".into()
         } else if name.contains(".ls1.") || name.contains(".ls2.") {
@@ -329,57 +256,41 @@ pub fn convert(c: &MaxVitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, C
         } else {
             "; check the model name and options against the checkpoint".into()
         }
-    })?;
-    Ok((ModelConfig::MaxVit(c.clone()), out))
+    })
 }
 
-fn convert_mbconv(c: &MaxVitConfig, src: &mut Source, out: &mut Converted, p: &str, b: &BlockShape) -> Result<()> {
+fn convert_mbconv(c: &MaxVitConfig, m: &mut Mapper, p: &str, b: &BlockShape) -> Result<()> {
     let eps = c.checkpoint.bn_eps;
     let (cin, mid, cout, se) = (b.in_chs, b.mid, b.out_chs, b.se);
     if b.stride == 2 && cin != cout {
-        let w = src.take(&format!("{p}.shortcut.expand.weight"), &[cout, cin, 1, 1])?;
-        put(out, format!("{p}.shortcut.expand.weight"), vec![cin, cout], linear_t(&w, cout, cin, None));
-        if let Some(bias) = src.take_opt(&format!("{p}.shortcut.expand.bias"), &[cout], c.conv_output_bias)? {
-            put(out, format!("{p}.shortcut.expand.bias"), vec![cout], bias);
-        }
+        m.linear_dims(&format!("{p}.shortcut.expand"), &format!("{p}.shortcut.expand"), &[cin, 1, 1], &[cout], c.conv_output_bias)?;
     }
-    let pre = take_bn(src, &format!("{p}.pre_norm"), cin, eps)?;
-    let w = src.take(&format!("{p}.conv1_1x1.weight"), &[mid, cin, 1, 1])?;
-    let bn1 = take_bn(src, &format!("{p}.norm1"), mid, eps)?;
-    let (wt, bt) = fold_conv(&w, None, (mid, cin, 1), Some(&pre), Some(&bn1));
-    put(out, format!("{p}.conv1.weight"), vec![cin, mid], wt);
-    put(out, format!("{p}.conv1.bias"), vec![mid], bt);
+    let pre = m.batch_norm(&format!("{p}.pre_norm"), cin, eps)?;
+    let w = m.take(&format!("{p}.conv1_1x1.weight"), &[mid, cin, 1, 1])?;
+    let bn1 = m.batch_norm(&format!("{p}.norm1"), mid, eps)?;
+    m.put_conv(&format!("{p}.conv1"), &w, None, (mid, cin, 1), Some(&pre), Some(&bn1));
     // Depthwise [mid, 1, 3, 3] -> [9, mid] with norm2 folded.
-    let w = src.take(&format!("{p}.conv2_kxk.weight"), &[mid, 1, 3, 3])?;
-    let bn2 = take_bn(src, &format!("{p}.norm2"), mid, eps)?;
+    let w = m.take(&format!("{p}.conv2_kxk.weight"), &[mid, 1, 3, 3])?;
+    let bn2 = m.batch_norm(&format!("{p}.norm2"), mid, eps)?;
     let mut dw = vec![0.0f32; 9 * mid];
     for ch in 0..mid {
         for tap in 0..9 {
             dw[tap * mid + ch] = (w[ch * 9 + tap] as f64 * bn2.scale[ch]) as f32;
         }
     }
-    put(out, format!("{p}.dw.weight"), vec![9, mid], dw);
-    put(out, format!("{p}.dw.bias"), vec![mid], bn2.shift.iter().map(|&v| v as f32).collect());
-    for (from, to, (o, i)) in [("se.fc1", "se.fc1", (se, mid)), ("se.fc2", "se.fc2", (mid, se))] {
-        let w = src.take(&format!("{p}.{from}.weight"), &[o, i, 1, 1])?;
-        put(out, format!("{p}.{to}.weight"), vec![i, o], linear_t(&w, o, i, None));
-        put(out, format!("{p}.{to}.bias"), vec![o], src.take(&format!("{p}.{from}.bias"), &[o])?);
-    }
-    let w = src.take(&format!("{p}.conv3_1x1.weight"), &[cout, mid, 1, 1])?;
-    put(out, format!("{p}.conv3.weight"), vec![mid, cout], linear_t(&w, cout, mid, None));
-    if let Some(bias) = src.take_opt(&format!("{p}.conv3_1x1.bias"), &[cout], c.conv_output_bias)? {
-        put(out, format!("{p}.conv3.bias"), vec![cout], bias);
-    }
+    m.put(format!("{p}.dw.weight"), vec![9, mid], dw);
+    m.put(format!("{p}.dw.bias"), vec![mid], bn2.shift.iter().map(|&v| v as f32).collect());
+    m.linear_dims(&format!("{p}.se.fc1"), &format!("{p}.se.fc1"), &[mid, 1, 1], &[se], true)?;
+    m.linear_dims(&format!("{p}.se.fc2"), &format!("{p}.se.fc2"), &[se, 1, 1], &[mid], true)?;
+    m.linear_dims(&format!("{p}.conv3_1x1"), &format!("{p}.conv3"), &[mid, 1, 1], &[cout], c.conv_output_bias)?;
     Ok(())
 }
 
-fn convert_attention(c: &MaxVitConfig, src: &mut Source, out: &mut Converted, p: &str, b: &BlockShape, size: [usize; 2]) -> Result<()> {
+fn convert_attention(c: &MaxVitConfig, m: &mut Mapper, p: &str, b: &BlockShape, size: [usize; 2]) -> Result<()> {
     let ck = &c.checkpoint;
     let (d, heads, dh) = (b.out_chs, b.heads, c.dim_head);
-    for norm in ["norm1", "norm2"] {
-        put(out, format!("{p}.{norm}.weight"), vec![d], src.take(&format!("{p}.{norm}.weight"), &[d])?);
-        put(out, format!("{p}.{norm}.bias"), vec![d], src.take(&format!("{p}.{norm}.bias"), &[d])?);
-    }
+    m.norm(&format!("{p}.norm1"), &format!("{p}.norm1"), d)?;
+    m.norm(&format!("{p}.norm2"), &format!("{p}.norm2"), d)?;
     // qkv rows: head_first stores [q_h, k_h, v_h] per head; the kernel reads [q, k, v].
     let row = |r: usize| -> usize {
         if ck.head_first {
@@ -389,62 +300,52 @@ fn convert_attention(c: &MaxVitConfig, src: &mut Source, out: &mut Converted, p:
             r
         }
     };
-    let w = src.take(&format!("{p}.attn.qkv.weight"), &[3 * d, d])?;
+    let w = m.take(&format!("{p}.attn.qkv.weight"), &[3 * d, d])?;
     let mut wq = vec![0.0f32; 3 * d * d];
     for r in 0..3 * d {
         wq[row(r) * d..(row(r) + 1) * d].copy_from_slice(&w[r * d..(r + 1) * d]);
     }
-    put(out, format!("{p}.attn.qkv.weight"), vec![d, 3 * d], linear_t(&wq, 3 * d, d, None));
-    if let Some(bias) = src.take_opt(&format!("{p}.attn.qkv.bias"), &[3 * d], c.attn_bias)? {
+    m.put(format!("{p}.attn.qkv.weight"), vec![d, 3 * d], linear_t(&wq, 3 * d, d));
+    if let Some(bias) = m.take_opt(&format!("{p}.attn.qkv.bias"), &[3 * d], c.attn_bias)? {
         let mut bq = vec![0.0f32; 3 * d];
         for (r, v) in bias.iter().enumerate() {
             bq[row(r)] = *v;
         }
-        put(out, format!("{p}.attn.qkv.bias"), vec![3 * d], bq);
+        m.put(format!("{p}.attn.qkv.bias"), vec![3 * d], bq);
     }
     let [wh, ww] = size;
     let n = wh * ww;
     let rp = format!("{p}.attn.rel_pos");
     let rel = match ck.rel_pos {
         RelPos::Bias => {
-            let t = src.take(&format!("{rp}.relative_position_bias_table"), &[(2 * wh - 1) * (2 * ww - 1), heads])?;
+            let t = m.take(&format!("{rp}.relative_position_bias_table"), &[(2 * wh - 1) * (2 * ww - 1), heads])?;
             gather_rel_bias(&t, heads, size)
         }
         RelPos::BiasTf => {
-            let t = src.take(&format!("{rp}.relative_position_bias_table"), &[heads, 2 * wh - 1, 2 * ww - 1])?;
+            let t = m.take(&format!("{rp}.relative_position_bias_table"), &[heads, 2 * wh - 1, 2 * ww - 1])?;
             gather_rel_bias_tf(&t, heads, size)
         }
         RelPos::Mlp => {
             let hidden = ck.rel_pos_dim;
-            let f1w = src.take(&format!("{rp}.mlp.fc1.weight"), &[hidden, 2])?;
-            let f1b = src.take(&format!("{rp}.mlp.fc1.bias"), &[hidden])?;
-            let f2w = src.take(&format!("{rp}.mlp.fc2.weight"), &[heads, hidden])?;
-            let f2b = src.take(&format!("{rp}.mlp.fc2.bias"), &[heads])?;
+            let f1w = m.take(&format!("{rp}.mlp.fc1.weight"), &[hidden, 2])?;
+            let f1b = m.take(&format!("{rp}.mlp.fc1.bias"), &[hidden])?;
+            let f2w = m.take(&format!("{rp}.mlp.fc2.weight"), &[heads, hidden])?;
+            let f2b = m.take(&format!("{rp}.mlp.fc2.bias"), &[heads])?;
             gather_rel_bias(&rel_pos_mlp_table(&f1w, &f1b, &f2w, &f2b, hidden, heads, size), heads, size)
         }
     };
-    put(out, format!("{p}.attn.rel_bias"), vec![heads, n, n], rel);
+    m.put(format!("{p}.attn.rel_bias"), vec![heads, n, n], rel);
     // LayerScale gammas fold into the projection that feeds each residual.
-    let ls1 = src.take_opt(&format!("{p}.ls1.gamma"), &[d], ck.layer_scale)?;
-    let ls2 = src.take_opt(&format!("{p}.ls2.gamma"), &[d], ck.layer_scale)?;
-    let scaled = |b: Vec<f32>, g: &Option<Vec<f32>>| -> Vec<f32> {
-        match g {
-            Some(g) => b.iter().zip(g).map(|(x, s)| x * s).collect(),
-            None => b,
+    let ls1 = m.take_opt(&format!("{p}.ls1.gamma"), &[d], ck.layer_scale)?;
+    let ls2 = m.take_opt(&format!("{p}.ls2.gamma"), &[d], ck.layer_scale)?;
+    m.linear(&format!("{p}.attn.proj"), &format!("{p}.attn.proj"), (d, d), c.attn_bias)?;
+    let hidden = (d as f32 * c.mlp_ratio) as usize;
+    m.linear(&format!("{p}.mlp.fc1"), &format!("{p}.mlp.fc1"), (d, hidden), true)?;
+    m.linear(&format!("{p}.mlp.fc2"), &format!("{p}.mlp.fc2"), (hidden, d), true)?;
+    for (g, to) in [(ls1, "attn.proj"), (ls2, "mlp.fc2")] {
+        if let Some(g) = g {
+            m.fold_layer_scale(&format!("{p}.{to}"), &g)?;
         }
-    };
-    let w = src.take(&format!("{p}.attn.proj.weight"), &[d, d])?;
-    put(out, format!("{p}.attn.proj.weight"), vec![d, d], linear_t(&w, d, d, ls1.as_deref()));
-    if let Some(bias) = src.take_opt(&format!("{p}.attn.proj.bias"), &[d], c.attn_bias)? {
-        put(out, format!("{p}.attn.proj.bias"), vec![d], scaled(bias, &ls1));
     }
-    let m = (d as f32 * c.mlp_ratio) as usize;
-    let w = src.take(&format!("{p}.mlp.fc1.weight"), &[m, d])?;
-    put(out, format!("{p}.mlp.fc1.weight"), vec![d, m], linear_t(&w, m, d, None));
-    put(out, format!("{p}.mlp.fc1.bias"), vec![m], src.take(&format!("{p}.mlp.fc1.bias"), &[m])?);
-    let w = src.take(&format!("{p}.mlp.fc2.weight"), &[d, m])?;
-    put(out, format!("{p}.mlp.fc2.weight"), vec![m, d], linear_t(&w, d, m, ls2.as_deref()));
-    let bias = src.take(&format!("{p}.mlp.fc2.bias"), &[d])?;
-    put(out, format!("{p}.mlp.fc2.bias"), vec![d], scaled(bias, &ls2));
     Ok(())
 }

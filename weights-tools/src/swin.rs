@@ -2,24 +2,20 @@
 //! `SwinForImageClassification`) -> wgvision model files. q/k/v are fused, Linear weights
 //! transposed to [in, out], and each block's relative-position bias table is gathered
 //! into the dense [heads, N, N] bias its window attention adds.
-use crate::kwargs::{bad_option, pair_of, parse_presets, preset_names, Kwargs};
-use crate::source::{linear_t, Converted, Source};
+use crate::kwargs::{bad_option, pair_of, Kwargs};
+use crate::mapper::{self, Conversion, Layout, Mapper};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use wgvision_engine::Activation;
 use wgvision_graphs::swin::{Origin, Stage, SwinConfig};
 use wgvision_graphs::{ModelConfig, Preprocess};
 
 static TIMM_PRESETS: &str = include_str!("../data/timm_swin_presets.json");
 
-fn presets() -> Result<Value> {
-    parse_presets(TIMM_PRESETS, "timm Swin")
-}
-
 /// timm Swin model names this build can convert.
 pub fn model_names() -> Vec<String> {
-    preset_names(presets())
+    mapper::preset_names(TIMM_PRESETS, "Swin")
 }
 
 fn imagenet_preprocess(size: [usize; 2], in_chans: usize, crop_pct: f32, crop_mode: &str) -> Preprocess {
@@ -44,16 +40,8 @@ fn windows(v: Option<&Value>, stages: usize, default: usize) -> Option<Vec<[usiz
 
 /// `timm.create_model(name, **overrides)`'s hyperparameters.
 pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<SwinConfig> {
-    let all = presets()?;
-    let arch = name.split('.').next().unwrap_or(name);
-    let Some(preset) = all["presets"].get(arch) else {
-        return Err(WeightsError::UnknownModel { name: name.to_string(), hint: format!(" (timm Swin names: {})", model_names().join(", ")) });
-    };
-    let mut map: Map<String, Value> = preset["kwargs"].as_object().cloned().unwrap_or_default();
-    for (k, v) in overrides {
-        map.insert(k.clone(), v.clone());
-    }
-    let kw = Kwargs(map);
+    let preset = mapper::timm_preset(TIMM_PRESETS, "Swin", name, overrides, mapper::top_level)?;
+    let kw = Kwargs(preset.kwargs);
     const KNOWN: &[&str] = &[
         "img_size", "patch_size", "in_chans", "num_classes", "global_pool", "embed_dim", "depths", "num_heads", "head_dim",
         "window_size", "always_partition", "strict_img_size", "mlp_ratio", "qkv_bias", "drop_rate", "proj_drop_rate",
@@ -75,13 +63,13 @@ pub fn timm_config(name: &str, overrides: &[(String, Value)]) -> Result<SwinConf
     let window_size = windows(kw.raw("window_size"), n, 7).ok_or_else(|| bad_option("window_size", "expected an int, [h, w], or one [h, w] per stage".into()))?;
     let img_size = kw.pair("img_size", 224)?;
     let in_chans = kw.usize("in_chans", 3)?;
-    let cfg = &preset["pretrained_cfg"];
+    let cfg = &preset.pretrained_cfg;
     let mut pre = imagenet_preprocess(img_size, in_chans, cfg["crop_pct"].as_f64().unwrap_or(0.9) as f32, cfg["crop_mode"].as_str().unwrap_or("center"));
     if let Some(i) = cfg["interpolation"].as_str() {
         pre.interpolation = i.to_string();
     }
     let c = SwinConfig {
-        name: arch.to_string(),
+        name: preset.arch,
         origin: Origin::Timm,
         img_size,
         patch_size: kw.usize("patch_size", 4)?,
@@ -118,13 +106,7 @@ pub fn hf_config(json: &Value) -> Result<SwinConfig> {
     let depths = kw.usizes("depths", &[2, 2, 6, 2])?;
     let n = depths.len();
     let ws = kw.usize("window_size", 7)?;
-    let act = match kw.str("hidden_act", "gelu")?.as_str() {
-        "gelu" => Activation::Gelu,
-        "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
-        "quick_gelu" => Activation::QuickGelu,
-        "relu" => Activation::Relu,
-        other => return Err(WeightsError::Unsupported(format!("hidden_act '{other}'"))),
-    };
+    let act = mapper::activation("hidden_act", &kw.str("hidden_act", "gelu")?)?;
     let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let classifier = archs.contains(&"SwinForImageClassification");
     let num_classes = if classifier {
@@ -176,15 +158,11 @@ pub(crate) fn gather_rel_bias(table: &[f32], heads: usize, [wh, ww]: [usize; 2])
     out
 }
 
-fn put(out: &mut Converted, name: String, shape: Vec<usize>, data: Vec<f32>) {
-    out.insert(name, (shape, data));
-}
-
 /// How a block's attention input projection is stored.
 enum Qkv {
     /// One fused Linear (timm).
     Fused(String),
-    /// Separate q, k, v Linears (transformers).
+    /// Separate q, k, v Linears (transformers), fused on conversion.
     Split([String; 3]),
 }
 
@@ -203,47 +181,38 @@ fn shape_hint(name: &str, got: &[usize]) -> String {
     if name.ends_with("relative_position_bias_table") {
         "; the checkpoint was trained with another window_size or img_size: pass the matching --set window_size=... / img_size=...".into()
     } else if name.contains("head") || name.starts_with("classifier") {
-        format!("; if the checkpoint has {} classes, pass --set num_classes={}", got[0], got[0])
+        let n = got.first().unwrap_or(&0);
+        format!("; if the checkpoint has {n} classes, pass --set num_classes={n}")
     } else {
         String::new()
     }
 }
 
 /// Map a timm or transformers Swin state dict onto the canonical names of `c`.
-pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
+pub fn convert(c: SwinConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
     let stages = c.stages()?;
-    let mut src = Source::new(tensors, shape_hint);
+    let mut m = Mapper::new(tensors, Layout::Torch, shape_hint);
     // Derived buffers, not parameters.
-    src.discard(|k| k.ends_with("relative_position_index") || k.ends_with("attn_mask"));
+    m.discard(|k| k.ends_with("relative_position_index") || k.ends_with("attn_mask"));
     let hf = c.origin == Origin::Hf;
     // transformers: SwinForImageClassification prefixes the backbone with "swin.".
-    let pre = if hf && src.contains("swin.embeddings.norm.weight") { "swin." } else { "" };
-    let mut out = Converted::new();
-    let (p, d0, cin) = (c.patch_size, c.embed_dim, c.in_chans);
-    let cpp = cin * p * p;
+    let pre = if hf && m.contains("swin.embeddings.norm.weight") { "swin." } else { "" };
+    let (p, d0) = (c.patch_size, c.embed_dim);
     let (pw, pnorm) = if hf {
         (format!("{pre}embeddings.patch_embeddings.projection"), format!("{pre}embeddings.norm"))
     } else {
         ("patch_embed.proj".to_string(), "patch_embed.norm".to_string())
     };
-    let w = src.take(&format!("{pw}.weight"), &[d0, cin, p, p])?;
-    put(&mut out, "patch_embed.weight".into(), vec![cpp, d0], linear_t(&w, d0, cpp, None));
-    put(&mut out, "patch_embed.bias".into(), vec![d0], src.take(&format!("{pw}.bias"), &[d0])?);
-    let norm = |src: &mut Source, out: &mut Converted, from: &str, to: &str, d: usize| -> Result<()> {
-        out.insert(format!("{to}.weight"), (vec![d], src.take(&format!("{from}.weight"), &[d])?));
-        out.insert(format!("{to}.bias"), (vec![d], src.take(&format!("{from}.bias"), &[d])?));
-        Ok(())
-    };
-    norm(&mut src, &mut out, &pnorm, "patch_embed.norm", d0)?;
+    m.linear_dims(&pw, "patch_embed", &[c.in_chans, p, p], &[d0], true)?;
+    m.norm(&pnorm, "patch_embed.norm", d0)?;
     for (i, st) in stages.iter().enumerate() {
         if i > 0 {
             let prev: &Stage = &stages[i - 1];
             // timm: the merge opens stage i; transformers: it closes stage i-1.
             let from = if hf { format!("{pre}encoder.layers.{}.downsample", i - 1) } else { format!("layers.{i}.downsample") };
             let to = format!("layers.{i}.downsample");
-            norm(&mut src, &mut out, &format!("{from}.norm"), &format!("{to}.norm"), 4 * prev.dim)?;
-            let r = src.take(&format!("{from}.reduction.weight"), &[st.dim, 4 * prev.dim])?;
-            put(&mut out, format!("{to}.reduction.weight"), vec![4 * prev.dim, st.dim], linear_t(&r, st.dim, 4 * prev.dim, None));
+            m.norm(&format!("{from}.norm"), &format!("{to}.norm"), 4 * prev.dim)?;
+            m.linear(&format!("{from}.reduction"), &format!("{to}.reduction"), (4 * prev.dim, st.dim), false)?;
         }
         let (d, a, heads) = (st.dim, st.heads * st.head_dim, st.heads);
         for j in 0..c.depths[i] {
@@ -253,12 +222,12 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                 let b = format!("{pre}encoder.layers.{i}.blocks.{j}");
                 let s = format!("{b}.attention.self");
                 // Older transformers: query/key/value; newer: q_proj/k_proj/v_proj.
-                let q = if src.contains(&format!("{s}.q_proj.weight")) {
+                let q = if m.contains(&format!("{s}.q_proj.weight")) {
                     [format!("{s}.q_proj"), format!("{s}.k_proj"), format!("{s}.v_proj")]
                 } else {
                     [format!("{s}.query"), format!("{s}.key"), format!("{s}.value")]
                 };
-                let proj = if src.contains(&format!("{b}.attention.output.dense.weight")) {
+                let proj = if m.contains(&format!("{b}.attention.output.dense.weight")) {
                     format!("{b}.attention.output.dense")
                 } else {
                     format!("{s}.o_proj")
@@ -284,56 +253,31 @@ pub fn convert(c: &SwinConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
                     fc2: format!("{b}.mlp.fc2"),
                 }
             };
-            norm(&mut src, &mut out, &names.norm1, &format!("{to}.norm1"), d)?;
-            let (qkv_w, qkv_b) = match &names.qkv {
-                Qkv::Fused(qkv) => (src.take(&format!("{qkv}.weight"), &[3 * a, d])?, src.take_opt(&format!("{qkv}.bias"), &[3 * a], c.qkv_bias)?),
-                Qkv::Split(qs) => {
-                    let mut w = Vec::with_capacity(3 * a * d);
-                    let mut b = Vec::with_capacity(3 * a);
-                    for q in qs {
-                        w.extend(src.take(&format!("{q}.weight"), &[a, d])?);
-                        if c.qkv_bias {
-                            b.extend(src.take(&format!("{q}.bias"), &[a])?);
-                        }
-                    }
-                    (w, c.qkv_bias.then_some(b))
-                }
-            };
-            put(&mut out, format!("{to}.attn.qkv.weight"), vec![d, 3 * a], linear_t(&qkv_w, 3 * a, d, None));
-            if let Some(b) = qkv_b {
-                put(&mut out, format!("{to}.attn.qkv.bias"), vec![3 * a], b);
+            m.norm(&names.norm1, &format!("{to}.norm1"), d)?;
+            match &names.qkv {
+                Qkv::Fused(qkv) => m.linear(qkv, &format!("{to}.attn.qkv"), (d, 3 * a), c.qkv_bias)?,
+                Qkv::Split(qs) => m.fuse_qkv(qs, &format!("{to}.attn.qkv"), &[d], &[a], c.qkv_bias)?,
             }
             let [wh, ww] = layout.window;
-            let table = src.take(&names.table, &[(2 * wh - 1) * (2 * ww - 1), heads])?;
-            put(&mut out, format!("{to}.attn.rel_bias"), vec![heads, wh * ww, wh * ww], gather_rel_bias(&table, heads, layout.window));
-            let pw = src.take(&format!("{}.weight", names.proj), &[d, a])?;
-            put(&mut out, format!("{to}.attn.proj.weight"), vec![a, d], linear_t(&pw, d, a, None));
-            put(&mut out, format!("{to}.attn.proj.bias"), vec![d], src.take(&format!("{}.bias", names.proj), &[d])?);
-            norm(&mut src, &mut out, &names.norm2, &format!("{to}.norm2"), d)?;
-            let m = (d as f32 * c.mlp_ratio) as usize;
-            let f1 = src.take(&format!("{}.weight", names.fc1), &[m, d])?;
-            put(&mut out, format!("{to}.mlp.fc1.weight"), vec![d, m], linear_t(&f1, m, d, None));
-            put(&mut out, format!("{to}.mlp.fc1.bias"), vec![m], src.take(&format!("{}.bias", names.fc1), &[m])?);
-            let f2 = src.take(&format!("{}.weight", names.fc2), &[d, m])?;
-            put(&mut out, format!("{to}.mlp.fc2.weight"), vec![m, d], linear_t(&f2, d, m, None));
-            put(&mut out, format!("{to}.mlp.fc2.bias"), vec![d], src.take(&format!("{}.bias", names.fc2), &[d])?);
+            let table = m.take(&names.table, &[(2 * wh - 1) * (2 * ww - 1), heads])?;
+            m.put(format!("{to}.attn.rel_bias"), vec![heads, wh * ww, wh * ww], gather_rel_bias(&table, heads, layout.window));
+            m.linear(&names.proj, &format!("{to}.attn.proj"), (a, d), true)?;
+            m.norm(&names.norm2, &format!("{to}.norm2"), d)?;
+            let hidden = (d as f32 * c.mlp_ratio) as usize;
+            m.linear(&names.fc1, &format!("{to}.mlp.fc1"), (d, hidden), true)?;
+            m.linear(&names.fc2, &format!("{to}.mlp.fc2"), (hidden, d), true)?;
         }
     }
     let dl = c.num_features();
-    norm(&mut src, &mut out, &(if hf { format!("{pre}layernorm") } else { "norm".into() }), "norm", dl)?;
+    m.norm(&(if hf { format!("{pre}layernorm") } else { "norm".into() }), "norm", dl)?;
     if c.num_classes > 0 {
-        let k = c.num_classes;
-        let head = if hf { "classifier" } else { "head.fc" };
-        let hw = src.take(&format!("{head}.weight"), &[k, dl])?;
-        put(&mut out, "head.weight".into(), vec![dl, k], linear_t(&hw, k, dl, None));
-        put(&mut out, "head.bias".into(), vec![k], src.take(&format!("{head}.bias"), &[k])?);
+        m.linear(if hf { "classifier" } else { "head.fc" }, "head", (dl, c.num_classes), true)?;
     }
-    src.finish(|name| {
+    m.finish(ModelConfig::Swin(c), |name| {
         if name.starts_with("head") || name.starts_with("classifier") {
             "; the checkpoint has a classifier head: set num_classes (timm) or use SwinForImageClassification's config".into()
         } else {
             "; check the model options against the checkpoint".into()
         }
-    })?;
-    Ok((ModelConfig::Swin(c.clone()), out))
+    })
 }

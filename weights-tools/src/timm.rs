@@ -2,58 +2,26 @@
 //! Hyperparameters: the kwargs timm's model function passes (recorded from timm into
 //! data/timm_vit_presets.json) with `--set` overrides applied on top, then the same
 //! defaults `VisionTransformer.__init__` applies.
-use crate::kwargs::{bad_option, parse_presets, preset_names, timm_preprocess, Kwargs};
-use crate::source::{linear_t, Converted, Source};
+use crate::kwargs::{bad_option, timm_preprocess, Kwargs};
+use crate::mapper::{self, Conversion, Layout, Mapper};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
-use serde_json::{Map, Value};
-use std::collections::HashMap;
+use serde_json::Value;
 use wgvision_engine::Activation;
 use wgvision_graphs::vit::{GlobalPool, VitConfig};
 use wgvision_graphs::ModelConfig;
 
 static PRESETS: &str = include_str!("../data/timm_vit_presets.json");
 
-fn presets() -> Result<Value> {
-    parse_presets(PRESETS, "timm ViT")
-}
-
 /// Model names this build can convert.
 pub fn model_names() -> Vec<String> {
-    preset_names(presets())
+    mapper::preset_names(PRESETS, "ViT")
 }
 
 /// Resolve `timm.create_model(name, **overrides)`'s hyperparameters into a config.
 pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
-    let all = presets()?;
-    // A pretrained tag ("vit_base_patch16_224.augreg_in21k") names weights, not architecture.
-    let arch = name.split('.').next().unwrap_or(name);
-    let preset = match all["presets"].get(arch) {
-        Some(p) => p,
-        None => {
-            let hint = match all["unsupported"].get(arch).and_then(Value::as_str) {
-                Some(why) => format!(": timm builds it, but wgvision does not support it yet ({why})"),
-                None => {
-                    let mut close: Vec<String> = model_names()
-                        .into_iter()
-                        .filter(|n| n.starts_with(arch.get(..arch.len().min(9)).unwrap_or(arch)))
-                        .take(6)
-                        .collect();
-                    close.sort();
-                    if close.is_empty() {
-                        " (see `wgvision convert --list-models`)".into()
-                    } else {
-                        format!("; similar names: {}", close.join(", "))
-                    }
-                }
-            };
-            return Err(WeightsError::UnknownModel { name: name.to_string(), hint });
-        }
-    };
-    let mut kw: Map<String, Value> = preset["kwargs"].as_object().cloned().unwrap_or_default();
-    for (k, v) in overrides {
-        kw.insert(k.clone(), v.clone());
-    }
+    let preset = mapper::timm_preset(PRESETS, "ViT", name, overrides, mapper::top_level)?;
+    let arch = preset.arch;
     const KNOWN: &[&str] = &[
         "img_size", "patch_size", "in_chans", "num_classes", "global_pool", "embed_dim", "depth", "num_heads",
         "mlp_ratio", "qkv_bias", "qk_norm", "proj_bias", "init_values", "class_token", "pos_embed", "no_embed_class",
@@ -61,7 +29,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         "pos_drop_rate", "patch_drop_rate", "proj_drop_rate", "attn_drop_rate", "drop_path_rate", "weight_init",
         "fix_init", "embed_norm_layer", "norm_layer", "act_layer",
     ];
-    let kw = Kwargs(kw);
+    let kw = Kwargs(preset.kwargs);
     kw.check_known(KNOWN, "VisionTransformer")?;
     let img_size = kw.pair("img_size", 224)?;
     let patch = kw.pair("patch_size", 16)?;
@@ -94,12 +62,9 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         "layernorm_eps1e-5" | "layernorm" => 1e-5,
         other => return Err(WeightsError::Unsupported(format!("norm_layer '{other}'"))),
     };
-    let act = match kw.str("act_layer", "gelu")?.as_str() {
-        "gelu" => Activation::Gelu,
-        "quick_gelu" => Activation::QuickGelu,
-        "gelu_tanh" => Activation::GeluTanh,
-        other => return Err(WeightsError::Unsupported(format!("act_layer '{other}' (wgvision supports gelu, quick_gelu, gelu_tanh)"))),
-    };
+    // SiLU stays refused here as it was before the shared table: tests/bad_input.rs
+    // pins `act_layer="swish"` as a refused value.
+    let act = mapper::activation_except("act_layer", &kw.str("act_layer", "gelu")?, &[Activation::Silu])?;
     let pos_embed = match kw.str("pos_embed", "learn")?.as_str() {
         "learn" => true,
         "" | "none" => false,
@@ -110,7 +75,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     let pre_norm = kw.bool("pre_norm", false)?;
     let in_chans = kw.usize("in_chans", 3)?;
     let c = VitConfig {
-        name: arch.to_string(),
+        name: arch,
         img_size,
         patch_size,
         in_chans,
@@ -134,9 +99,9 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         norm_eps,
         act,
         layer_scale: kw.is_set("init_values"),
-        preprocess: timm_preprocess(&preset["pretrained_cfg"], in_chans, img_size),
+        preprocess: timm_preprocess(&preset.pretrained_cfg, in_chans, img_size),
     };
-    if c.num_heads == 0 || c.embed_dim % c.num_heads != 0 {
+    if c.num_heads == 0 || !c.embed_dim.is_multiple_of(c.num_heads) {
         return Err(bad_option("num_heads", format!("embed_dim {} is not divisible by num_heads {}", c.embed_dim, c.num_heads)));
     }
     Ok(c)
@@ -144,96 +109,67 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
 
 fn shape_hint(name: &str, got: &[usize]) -> String {
     match name {
-        "head.weight" | "head.bias" => format!("; if the checkpoint has {} classes, pass --set num_classes={}", got[0], got[0]),
+        "head.weight" | "head.bias" => {
+            let n = got.first().unwrap_or(&0);
+            format!("; if the checkpoint has {n} classes, pass --set num_classes={n}")
+        }
         "pos_embed" => "; the checkpoint was trained at another img_size or grid: pass --set img_size=...".into(),
         _ => String::new(),
     }
 }
 
 /// Map a timm VisionTransformer state dict onto the canonical names of `c`.
-pub fn convert(c: &VitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
-    let mut src = Source::new(tensors, shape_hint);
-    let mut out: Converted = HashMap::new();
-    let d = c.embed_dim;
-    let m = c.mlp_hidden;
-    let p = c.patch_size;
-    let cpp = c.in_chans * p * p;
-    let mut put = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
-        out.insert(name.to_string(), (shape, data));
-    };
+pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
+    let mut m = Mapper::new(tensors, Layout::Torch, shape_hint);
+    let (d, h, p) = (c.embed_dim, c.mlp_hidden, c.patch_size);
     // Conv weight [D, C, P, P] flattens to rows of (c, ky, kx), matching patchify.
-    let w = src.take("patch_embed.proj.weight", &[d, c.in_chans, p, p])?;
-    put("patch_embed.weight", vec![cpp, d], linear_t(&w, d, cpp, None));
-    if let Some(b) = src.take_opt("patch_embed.proj.bias", &[d], c.patch_bias)? {
-        put("patch_embed.bias", vec![d], b);
-    }
+    m.linear_dims("patch_embed.proj", "patch_embed", &[c.in_chans, p, p], &[d], c.patch_bias)?;
     let mut prefix = Vec::new();
-    if let Some(cls) = src.take_opt("cls_token", &[1, 1, d], c.class_token)? {
+    if let Some(cls) = m.take_opt("cls_token", &[1, 1, d], c.class_token)? {
         prefix.extend(cls);
     }
-    if let Some(reg) = src.take_opt("reg_token", &[1, c.reg_tokens, d], c.reg_tokens > 0)? {
+    if let Some(reg) = m.take_opt("reg_token", &[1, c.reg_tokens, d], c.reg_tokens > 0)? {
         prefix.extend(reg);
     }
     if c.num_prefix() > 0 {
-        put("prefix_tokens", vec![c.num_prefix(), d], prefix);
+        m.put("prefix_tokens", vec![c.num_prefix(), d], prefix);
     }
     let (gh, gw) = c.grid();
     let embed_len = gh * gw + if c.no_embed_class { 0 } else { c.num_prefix() };
-    if let Some(pos) = src.take_opt("pos_embed", &[1, embed_len, d], c.pos_embed)? {
-        put("pos_embed", vec![embed_len, d], pos);
+    if c.pos_embed {
+        m.copy("pos_embed", "pos_embed", &[1, embed_len, d], vec![embed_len, d])?;
     }
-    let norm = |src: &mut Source, put: &mut dyn FnMut(&str, Vec<usize>, Vec<f32>), from: &str, to: &str| -> Result<()> {
-        put(&format!("{to}.weight"), vec![d], src.take(&format!("{from}.weight"), &[d])?);
-        put(&format!("{to}.bias"), vec![d], src.take(&format!("{from}.bias"), &[d])?);
-        Ok(())
-    };
     if c.pre_norm {
-        norm(&mut src, &mut put, "norm_pre", "norm_pre")?;
+        m.norm("norm_pre", "norm_pre", d)?;
     }
     // LayerScale (init_values): present in the checkpoint or not; folded into the projection.
     for i in 0..c.depth {
         let b = format!("blocks.{i}");
-        norm(&mut src, &mut put, &format!("{b}.norm1"), &format!("{b}.norm1"))?;
-        let qkv = src.take(&format!("{b}.attn.qkv.weight"), &[3 * d, d])?;
-        put(&format!("{b}.attn.qkv.weight"), vec![d, 3 * d], linear_t(&qkv, 3 * d, d, None));
-        if let Some(bias) = src.take_opt(&format!("{b}.attn.qkv.bias"), &[3 * d], c.qkv_bias)? {
-            put(&format!("{b}.attn.qkv.bias"), vec![3 * d], bias);
+        m.norm(&format!("{b}.norm1"), &format!("{b}.norm1"), d)?;
+        m.linear(&format!("{b}.attn.qkv"), &format!("{b}.attn.qkv"), (d, 3 * d), c.qkv_bias)?;
+        let ls1 = m.take_opt(&format!("{b}.ls1.gamma"), &[d], c.layer_scale)?;
+        m.linear(&format!("{b}.attn.proj"), &format!("{b}.attn.proj"), (d, d), c.proj_bias)?;
+        if let Some(g) = ls1 {
+            m.fold_layer_scale(&format!("{b}.attn.proj"), &g)?;
         }
-        let ls1 = src.take_opt(&format!("{b}.ls1.gamma"), &[d], c.layer_scale)?;
-        let proj = src.take(&format!("{b}.attn.proj.weight"), &[d, d])?;
-        put(&format!("{b}.attn.proj.weight"), vec![d, d], linear_t(&proj, d, d, ls1.as_deref()));
-        if let Some(mut bias) = src.take_opt(&format!("{b}.attn.proj.bias"), &[d], c.proj_bias)? {
-            if let Some(g) = &ls1 {
-                bias.iter_mut().zip(g).for_each(|(x, s)| *x *= s);
-            }
-            put(&format!("{b}.attn.proj.bias"), vec![d], bias);
+        m.norm(&format!("{b}.norm2"), &format!("{b}.norm2"), d)?;
+        m.linear(&format!("{b}.mlp.fc1"), &format!("{b}.mlp.fc1"), (d, h), true)?;
+        let ls2 = m.take_opt(&format!("{b}.ls2.gamma"), &[d], c.layer_scale)?;
+        m.linear(&format!("{b}.mlp.fc2"), &format!("{b}.mlp.fc2"), (h, d), true)?;
+        if let Some(g) = ls2 {
+            m.fold_layer_scale(&format!("{b}.mlp.fc2"), &g)?;
         }
-        norm(&mut src, &mut put, &format!("{b}.norm2"), &format!("{b}.norm2"))?;
-        let fc1 = src.take(&format!("{b}.mlp.fc1.weight"), &[m, d])?;
-        put(&format!("{b}.mlp.fc1.weight"), vec![d, m], linear_t(&fc1, m, d, None));
-        put(&format!("{b}.mlp.fc1.bias"), vec![m], src.take(&format!("{b}.mlp.fc1.bias"), &[m])?);
-        let ls2 = src.take_opt(&format!("{b}.ls2.gamma"), &[d], c.layer_scale)?;
-        let fc2 = src.take(&format!("{b}.mlp.fc2.weight"), &[d, m])?;
-        put(&format!("{b}.mlp.fc2.weight"), vec![m, d], linear_t(&fc2, d, m, ls2.as_deref()));
-        let mut bias = src.take(&format!("{b}.mlp.fc2.bias"), &[d])?;
-        if let Some(g) = &ls2 {
-            bias.iter_mut().zip(g).for_each(|(x, s)| *x *= s);
-        }
-        put(&format!("{b}.mlp.fc2.bias"), vec![d], bias);
     }
     if c.norm {
-        norm(&mut src, &mut put, "norm", "norm")?;
+        m.norm("norm", "norm", d)?;
     }
     if c.fc_norm {
-        norm(&mut src, &mut put, "fc_norm", "fc_norm")?;
+        m.norm("fc_norm", "fc_norm", d)?;
     }
     if c.num_classes > 0 {
-        let n = c.num_classes;
-        let hw = src.take("head.weight", &[n, d])?;
-        put("head.weight", vec![d, n], linear_t(&hw, n, d, None));
-        put("head.bias", vec![n], src.take("head.bias", &[n])?);
+        m.linear("head", "head", (d, c.num_classes), true)?;
     }
-    src.finish(|name| {
+    m.finish(ModelConfig::Vit(c), |name| {
         if name == "head.weight" {
             "; the checkpoint has a classifier head: drop --set num_classes=0".to_string()
         } else if name.contains(".ls1.") || name.contains(".ls2.") {
@@ -241,6 +177,5 @@ pub fn convert(c: &VitConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Conv
         } else {
             "; check --model and --set against the checkpoint".to_string()
         }
-    })?;
-    Ok((ModelConfig::Vit(c.clone()), out))
+    })
 }

@@ -3,7 +3,7 @@
 //! already [in, out]; the patch-embedding kernel is HWIO and is reordered to the patchify
 //! rows (channel, y, x); q/k/v [D, H, Dh] kernels are fused into one [D, 3D] matrix.
 use crate::kwargs::{bad_option, pair_of, Kwargs};
-use crate::source::{Converted, Source};
+use crate::mapper::{Conversion, Layout, Mapper};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
 use serde_json::Value;
@@ -106,16 +106,12 @@ fn shape_hint(name: &str, got: &[usize]) -> String {
 }
 
 /// Map a vmoe parameter tree onto the canonical names of `c`.
-pub fn convert(c: &VmoeConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Converted)> {
-    let mut src = Source::new(tensors, shape_hint);
-    let mut out = Converted::new();
-    let (d, p, m) = (c.hidden_size, c.patch_size, c.mlp_dim);
+pub fn convert(c: VmoeConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
+    let mut m = Mapper::new(tensors, Layout::Flax, shape_hint);
+    let (d, p, h) = (c.hidden_size, c.patch_size, c.mlp_dim);
     let (heads, dh) = (c.num_heads, c.hidden_size / c.num_heads);
-    let mut put = |name: &str, shape: Vec<usize>, data: Vec<f32>| {
-        out.insert(name.to_string(), (shape, data));
-    };
     // HWIO [P, P, 3, D] -> rows (c, y, x) of the patchify output.
-    let k = src.take("embedding/kernel", &[p, p, 3, d])?;
+    let k = m.take("embedding/kernel", &[p, p, 3, d])?;
     let mut w = vec![0.0f32; 3 * p * p * d];
     for ch in 0..3 {
         for y in 0..p {
@@ -125,69 +121,52 @@ pub fn convert(c: &VmoeConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
             }
         }
     }
-    put("embedding.weight", vec![3 * p * p, d], w);
-    put("embedding.bias", vec![d], src.take("embedding/bias", &[d])?);
+    m.put("embedding.weight", vec![3 * p * p, d], w);
+    m.copy("embedding/bias", "embedding.bias", &[d], vec![d])?;
     if c.classifier == Classifier::Token {
-        put("cls", vec![1, d], src.take("cls", &[1, 1, d])?);
+        m.copy("cls", "cls", &[1, 1, d], vec![1, d])?;
     }
     let n = c.tokens();
-    put("pos_embed", vec![n, d], src.take("Encoder/posembed_input/pos_embedding", &[1, n, d])?);
+    m.copy("Encoder/posembed_input/pos_embedding", "pos_embed", &[1, n, d], vec![n, d])?;
     for i in 0..c.num_layers {
         let f = format!("Encoder/encoderblock_{i}");
         let b = format!("blocks.{i}");
-        for (ln, to) in [("LayerNorm_0", "norm1"), ("LayerNorm_1", "norm2")] {
-            put(&format!("{b}.{to}.weight"), vec![d], src.take(&format!("{f}/{ln}/scale"), &[d])?);
-            put(&format!("{b}.{to}.bias"), vec![d], src.take(&format!("{f}/{ln}/bias"), &[d])?);
-        }
-        let mut qkv_w = vec![0.0f32; d * 3 * d];
-        let mut qkv_b = Vec::with_capacity(3 * d);
-        for (s, name) in ["query", "key", "value"].iter().enumerate() {
-            let kq = src.take(&format!("{f}/SelfAttention/{name}/kernel"), &[d, heads, dh])?;
-            for r in 0..d {
-                qkv_w[r * 3 * d + s * d..r * 3 * d + (s + 1) * d].copy_from_slice(&kq[r * d..(r + 1) * d]);
+        m.norm(&format!("{f}/LayerNorm_0"), &format!("{b}.norm1"), d)?;
+        m.norm(&format!("{f}/LayerNorm_1"), &format!("{b}.norm2"), d)?;
+        let qkv = ["query", "key", "value"].map(|q| format!("{f}/SelfAttention/{q}"));
+        m.fuse_qkv(&qkv, &format!("{b}.attn.qkv"), &[d], &[heads, dh], true)?;
+        m.linear_dims(&format!("{f}/SelfAttention/out"), &format!("{b}.attn.out"), &[heads, dh], &[d], true)?;
+        match c.moe.as_ref().filter(|_| c.is_moe(i)) {
+            Some(moe) => {
+                let e = moe.num_experts;
+                if moe.shared_expert {
+                    m.linear(&format!("{f}/Moe/Shared/Dense_0"), &format!("{b}.shared.fc1"), (d, h), true)?;
+                    m.linear(&format!("{f}/Moe/Shared/Dense_1"), &format!("{b}.shared.fc2"), (h, d), true)?;
+                }
+                m.linear(&format!("{f}/Moe/Router/dense"), &format!("{b}.moe.router"), (d, e), false)?;
+                // Expert kernels stay stacked [E, in, out]: the MoE kernels index them per expert.
+                for (dense, fc, (i_, o_)) in [("Dense_0", "fc1", (d, h)), ("Dense_1", "fc2", (h, d))] {
+                    let (from, to) = (format!("{f}/Moe/Mlp/{dense}"), format!("{b}.moe.{fc}"));
+                    m.copy(&format!("{from}/kernel"), &format!("{to}.weight"), &[e, i_, o_], vec![e, i_, o_])?;
+                    m.copy(&format!("{from}/bias"), &format!("{to}.bias"), &[e, o_], vec![e, o_])?;
+                }
             }
-            qkv_b.extend(src.take(&format!("{f}/SelfAttention/{name}/bias"), &[heads, dh])?);
-        }
-        put(&format!("{b}.attn.qkv.weight"), vec![d, 3 * d], qkv_w);
-        put(&format!("{b}.attn.qkv.bias"), vec![3 * d], qkv_b);
-        put(&format!("{b}.attn.out.weight"), vec![d, d], src.take(&format!("{f}/SelfAttention/out/kernel"), &[heads, dh, d])?);
-        put(&format!("{b}.attn.out.bias"), vec![d], src.take(&format!("{f}/SelfAttention/out/bias"), &[d])?);
-        let mut dense = |src: &mut Source, from: &str, to: &str, (i, o): (usize, usize)| -> Result<()> {
-            put(&format!("{to}.weight"), vec![i, o], src.take(&format!("{from}/kernel"), &[i, o])?);
-            put(&format!("{to}.bias"), vec![o], src.take(&format!("{from}/bias"), &[o])?);
-            Ok(())
-        };
-        if c.is_moe(i) {
-            let moe = c.moe.as_ref().expect("is_moe implies a moe config");
-            let e = moe.num_experts;
-            if moe.shared_expert {
-                dense(&mut src, &format!("{f}/Moe/Shared/Dense_0"), &format!("{b}.shared.fc1"), (d, m))?;
-                dense(&mut src, &format!("{f}/Moe/Shared/Dense_1"), &format!("{b}.shared.fc2"), (m, d))?;
+            None => {
+                m.linear(&format!("{f}/Mlp/Dense_0"), &format!("{b}.mlp.fc1"), (d, h), true)?;
+                m.linear(&format!("{f}/Mlp/Dense_1"), &format!("{b}.mlp.fc2"), (h, d), true)?;
             }
-            put(&format!("{b}.moe.router.weight"), vec![d, e], src.take(&format!("{f}/Moe/Router/dense/kernel"), &[d, e])?);
-            put(&format!("{b}.moe.fc1.weight"), vec![e, d, m], src.take(&format!("{f}/Moe/Mlp/Dense_0/kernel"), &[e, d, m])?);
-            put(&format!("{b}.moe.fc1.bias"), vec![e, m], src.take(&format!("{f}/Moe/Mlp/Dense_0/bias"), &[e, m])?);
-            put(&format!("{b}.moe.fc2.weight"), vec![e, m, d], src.take(&format!("{f}/Moe/Mlp/Dense_1/kernel"), &[e, m, d])?);
-            put(&format!("{b}.moe.fc2.bias"), vec![e, d], src.take(&format!("{f}/Moe/Mlp/Dense_1/bias"), &[e, d])?);
-        } else {
-            dense(&mut src, &format!("{f}/Mlp/Dense_0"), &format!("{b}.mlp.fc1"), (d, m))?;
-            dense(&mut src, &format!("{f}/Mlp/Dense_1"), &format!("{b}.mlp.fc2"), (m, d))?;
         }
     }
-    put("norm.weight", vec![d], src.take("Encoder/encoder_norm/scale", &[d])?);
-    put("norm.bias", vec![d], src.take("Encoder/encoder_norm/bias", &[d])?);
+    m.norm("Encoder/encoder_norm", "norm", d)?;
     let mut width = d;
     if let Some(r) = c.representation_size {
-        put("pre_logits.weight", vec![d, r], src.take("pre_logits/kernel", &[d, r])?);
-        put("pre_logits.bias", vec![r], src.take("pre_logits/bias", &[r])?);
+        m.linear("pre_logits", "pre_logits", (d, r), true)?;
         width = r;
     }
     if c.num_classes > 0 {
-        let k = c.num_classes;
-        put("head.weight", vec![width, k], src.take("head/kernel", &[width, k])?);
-        put("head.bias", vec![k], src.take("head/bias", &[k])?);
+        m.linear("head", "head", (width, c.num_classes), true)?;
     }
-    src.finish(|name| {
+    m.finish(ModelConfig::Vmoe(c), |name| {
         if name.contains("/Moe/") {
             "; the config's encoder.moe (layers, shared_expert) does not match the checkpoint".into()
         } else if name.starts_with("pre_logits") {
@@ -195,8 +174,7 @@ pub fn convert(c: &VmoeConfig, tensors: Vec<Tensor>) -> Result<(ModelConfig, Con
         } else {
             "; check config.json against the checkpoint".into()
         }
-    })?;
-    Ok((ModelConfig::Vmoe(c.clone()), out))
+    })
 }
 
 /// Built-in benchmark presets (synthetic weights), as vmoe config.json values.
