@@ -182,7 +182,7 @@ fn unknown_model_and_bad_options() {
     expect_failure(&["convert", "--from", "timm", "--model", "vit_base_patch16_siglip_224", c, "-o", o], &["global_pool 'map'"], Some(&out));
     expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "depth=two", c, "-o", o], &["--set depth=two", "not JSON"], Some(&out));
     expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "depthh=2", c, "-o", o], &["depthh"], Some(&out));
-    expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "act_layer=\"swish\"", c, "-o", o], &["act_layer 'swish'"], Some(&out));
+    expect_failure(&["convert", "--from", "timm", "--model", MODEL, "--set", "act_layer=\"mish\"", c, "-o", o], &["act_layer 'mish'"], Some(&out));
     expect_failure(&["bench", "vit_enormous_patch3_224"], &["unknown timm model"], None);
     expect_failure(&["bench", "vit_tiny_patch16_224", "--backend", "directx9"], &["unknown backend 'directx9'"], None);
     // No adapter for a backend this OS lacks: the message says how to get a software one.

@@ -263,17 +263,12 @@ const ACTIVATIONS: &[(&str, Activation)] = &[
 ];
 
 /// The engine activation for the value `name` of option `key`.
+/// Every family takes the same table.
 pub fn activation(key: &str, name: &str) -> Result<Activation> {
-    activation_except(key, name, &[])
-}
-
-/// `activation` for a family that does not take the functions in `refused`.
-pub fn activation_except(key: &str, name: &str, refused: &[Activation]) -> Result<Activation> {
-    let allowed = ACTIVATIONS.iter().filter(|(_, a)| !refused.contains(a));
-    if let Some(&(_, a)) = allowed.clone().find(|(n, _)| *n == name) {
+    if let Some(&(_, a)) = ACTIVATIONS.iter().find(|(n, _)| *n == name) {
         return Ok(a);
     }
-    let names: Vec<&str> = allowed.map(|(n, _)| *n).collect();
+    let names: Vec<&str> = ACTIVATIONS.iter().map(|(n, _)| *n).collect();
     Err(WeightsError::Unsupported(format!("{key} '{name}' (wgvision supports {})", names.join(", "))))
 }
 

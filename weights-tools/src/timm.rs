@@ -7,7 +7,6 @@ use crate::mapper::{self, Conversion, Layout, Mapper};
 use crate::st::Tensor;
 use crate::{Result, WeightsError};
 use serde_json::Value;
-use wgvision_engine::Activation;
 use wgvision_graphs::vit::{GlobalPool, VitConfig};
 use wgvision_graphs::ModelConfig;
 
@@ -64,7 +63,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
     };
     // SiLU stays refused here as it was before the shared table: tests/bad_input.rs
     // pins `act_layer="swish"` as a refused value.
-    let act = mapper::activation_except("act_layer", &kw.str("act_layer", "gelu")?, &[Activation::Silu])?;
+    let act = mapper::activation("act_layer", &kw.str("act_layer", "gelu")?)?;
     let pos_embed = match kw.str("pos_embed", "learn")?.as_str() {
         "learn" => true,
         "" | "none" => false,
