@@ -1,10 +1,10 @@
 //! Kernel benchmarks on the default adapter: matmul at ViT shapes (FLOP/s) and fused
 //! attention at ViT-B/16 (FLOP/s of QK^T and PV), window / grid attention against dense
 //! attention on the same tokens. Run: cargo bench --bench ops
-use wgvision_engine::ops;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::borrow::Cow;
-use wgvision::engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, WeightData, WindowLayout};
+use wgvision::engine::ops::{self, Variant};
+use wgvision::engine::{Activation, Compiled, DType, Graph, GpuWeights, Op, WeightData, WindowGeometry};
 use wgvision::Gpu;
 
 fn single(op: Op, x: &[usize], ws: &[Vec<usize>]) -> Graph {
@@ -22,8 +22,14 @@ fn bench(c: &mut Criterion) {
     let gpu = Gpu::new(None).expect("adapter");
     let mut group = c.benchmark_group(format!("ops/{}", gpu.info.name));
     group.sample_size(10);
+    // WGVISION_MATMUL_VARIANTS=tex,vec4,...: each named variant (`MatmulVariant`) instead of
+    // the adapter's choice.
     let variants: Vec<Option<&'static str>> = match std::env::var("WGVISION_MATMUL_VARIANTS") {
-        Ok(v) => v.split(',').map(|s| Some(&*Box::leak(s.to_string().into_boxed_str()))).collect(),
+        Ok(v) => v
+            .split(',')
+            .map(|s| ops::matmul::MatmulVariant::from_name(s).map(|v| v.name()).unwrap_or_else(|| panic!("unknown matmul variant {s}")))
+            .map(Some)
+            .collect(),
         Err(_) => vec![None],
     };
     let shapes = [(1024usize, 1024usize, 1024usize, "1024^3"), (197, 768, 2304, "vitb_qkv"), (197, 768, 3072, "vitb_fc1"), (197, 3072, 768, "vitb_fc2")];
@@ -41,6 +47,18 @@ fn bench(c: &mut Criterion) {
                 group.throughput(Throughput::Elements((2 * m * n * k) as u64));
                 let label = format!("matmul_{name}_{dtype:?}_{}", variant.unwrap_or("auto"));
                 group.bench_function(label, |b| b.iter(|| cmp.run(&[("x", &x)]).unwrap()));
+                // GPU time alone (timestamps, or submit-to-idle per node on CPU adapters),
+                // the input upload and readback left out; the lowering's texture copy counts.
+                group.bench_function(format!("matmul_{name}_{dtype:?}_{}_gpu_time", variant.unwrap_or("auto")), |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = std::time::Duration::ZERO;
+                        for _ in 0..iters {
+                            let (_, times) = cmp.run_profiled(&[("x", &x)]).unwrap();
+                            total += std::time::Duration::from_secs_f64(times.iter().map(|t| t.ms).sum::<f64>() / 1e3);
+                        }
+                        total
+                    })
+                });
             }
         }
     }
@@ -55,16 +73,16 @@ fn bench(c: &mut Criterion) {
     // Swin-T stage 1: a 56x56 map, 3 heads of 32, 7x7 windows (64 windows of 49 tokens),
     // shifted; MaxViT-T stage 1: the same map, 2 heads of 32, the dilated 7x7 grid. Each
     // against dense attention over the same 64 x 49 tokens as a batch.
-    let swin = WindowLayout { map: [56, 56], window: [7, 7], shift: [3, 3], pad_first: false, grid: false };
+    let swin = WindowGeometry { map: [56, 56], window: [7, 7], shift: [3, 3], pad_first: false, grid: false };
     window_vs_dense(&mut group, &gpu, "window_attention_swint_56x56_w7_shifted", swin, 3);
-    let maxvit = WindowLayout { map: [56, 56], window: [7, 7], shift: [0, 0], pad_first: false, grid: true };
+    let maxvit = WindowGeometry { map: [56, 56], window: [7, 7], shift: [0, 0], pad_first: false, grid: true };
     window_vs_dense(&mut group, &gpu, "grid_attention_maxvitt_56x56_g7", maxvit, 2);
     group.finish();
 }
 
 /// Window (or grid) attention over `layout`, then dense attention over the same windows
 /// as a batch of independent sequences.
-fn window_vs_dense(group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>, gpu: &std::sync::Arc<Gpu>, name: &str, layout: WindowLayout, heads: usize) {
+fn window_vs_dense(group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>, gpu: &std::sync::Arc<Gpu>, name: &str, layout: WindowGeometry, heads: usize) {
     let hd = 32;
     let [h, w] = layout.map;
     let n = layout.tokens();

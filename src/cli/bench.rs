@@ -79,6 +79,12 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     let ips = batch as f64 / (median / 1e3);
     let gflops = flops / (median / 1e3) / 1e9;
     let profile = if per_op { Some(compiled.run_profiled(&inputs)?.1) } else { None };
+    // Which kernel variant each op ran, counted over the nodes (the lowering's copies too).
+    let mut variants: std::collections::BTreeMap<&str, std::collections::BTreeMap<&str, usize>> = Default::default();
+    for n in compiled.nodes() {
+        *variants.entry(n.op).or_default().entry(n.variant).or_default() += 1;
+    }
+    let autotune = wgvision::engine::Autotune::from_env();
     if json {
         let mut v = serde_json::json!({
             "model": m.config.name(),
@@ -102,6 +108,11 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
             "flops_per_batch": compiled.flops,
             "memory": compiled.memory,
             "weight_bytes": m.weight_bytes(),
+            "dispatches": compiled.dispatches(),
+            "variants": variants,
+            "nodes": compiled.nodes(),
+            "autotune": format!("{autotune:?}").to_lowercase(),
+            "autotune_cache": wgvision::engine::executor::autotune::cache_path().map(|p| p.display().to_string()),
         });
         if let Some(t) = text_ms_per_query {
             v["text_ms_per_query"] = t.into();
@@ -123,6 +134,11 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         out!("text     {t:.2} ms per query (text tower, 8 queries per run; embedded once per query set)");
     }
     out!("through  {ips:.2} images/s   {gflops:.2} GFLOP/s ({:.2} GFLOP per batch)", flops / 1e9);
+    let summary: Vec<String> = variants
+        .iter()
+        .map(|(op, vs)| format!("{op} {}", vs.iter().map(|(v, n)| format!("{v} x{n}")).collect::<Vec<_>>().join(", ")))
+        .collect();
+    out!("kernels  {} dispatches, autotune {}: {}", compiled.dispatches(), format!("{autotune:?}").to_lowercase(), summary.join("; "));
     let mem = &compiled.memory;
     out!(
         "memory   activations {:.2} MB planned in {} buffers (naive {:.2} MB), weights {:.2} MB",
@@ -159,7 +175,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         }
         out!("per node:");
         for t in &p {
-            out!("  {:<28} {:>9.3} ms  {}", t.node, t.ms, t.kernel);
+            out!("  {:<28} {:>9.3} ms  {:<8} {}", t.node, t.ms, t.variant, t.kernel);
         }
     }
     Ok(())

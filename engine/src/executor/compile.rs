@@ -176,7 +176,7 @@ fn choose_variants(gpu: &Arc<Gpu>, graph: &Graph, weights: &GpuWeights, opts: &C
 /// max_storage_buffer_binding_size run as ranges of rows where their op allows.
 fn plan_steps(gpu: &Gpu, low: &Lowered, weights: &GpuWeights, nodes: &mut Vec<NodeInfo>) -> Result<Vec<StepPlan>> {
     let graph = &low.graph;
-    let limit = gpu.limits.max_storage_buffer_binding_size as u64;
+    let limit = gpu.limits.max_storage_buffer_binding_size;
     let align = gpu.limits.min_storage_buffer_offset_alignment.max(4) as u64;
     let too_big = |what: String, needed: u64| EngineError::LimitExceeded { limit: "max_storage_buffer_binding_size", what, needed, available: limit };
     let mut out = Vec::new();

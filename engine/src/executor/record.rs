@@ -93,7 +93,9 @@ impl Compiled {
         rx.recv()
             .map_err(|e| EngineError::Gpu(e.to_string()))?
             .map_err(|e| EngineError::Gpu(e.to_string()))?;
-        let data = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range())[..len].to_vec();
+        let view = slice.get_mapped_range().map_err(|e| EngineError::Gpu(e.to_string()))?;
+        let data = bytemuck::cast_slice::<u8, f32>(&view)[..len].to_vec();
+        drop(view);
         buf.unmap();
         Ok(data)
     }
