@@ -1,5 +1,5 @@
 // Fused multi-head attention over a packed qkv tensor [B, N, 3*D] (columns ordered
-// (3, heads, head_dim) as timm's qkv Linear emits them) -> out [B, N, D].
+// (3, heads, head_dim) as a fused qkv projection emits them) -> out [B, N, D].
 // One lane per query row, keys streamed in blocks with an online softmax: the scores
 // never leave registers.
 // Loop shape matters on llvmpipe/lavapipe (Mesa's gallivm): every loop of an invocation
@@ -8,7 +8,7 @@
 // (the head-dim dot product and the V update, over VEC4 lanes) and the keys of a block
 // are loops with constant trip counts, which NIR unrolls: the only loop that iterates at
 // run time is the one over key blocks, N / KB back-edges. K and V addresses are uniform across a workgroup, so SIMD
-// CPU adapters broadcast them and GPUs serve them from cache. Optional masking (CLIP's
+// CPU adapters broadcast them and GPUs serve them from cache. Optional masking (a text
 // text tower): `causal` keeps keys j <= i; with KEY_MASK, keys whose mask [B, N] entry is
 // 0 (padding) get probability 0.
 #include "common/index.wgsl"

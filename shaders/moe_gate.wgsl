@@ -1,8 +1,8 @@
-// MoE gate (vmoe inference semantics), fused with the router: logits = x W (no bias) for
+// MoE gate (deterministic inference semantics), fused with the router: logits = x W (no bias) for
 // each token's row of x [rows, D] and W [D, E], softmax over the E experts and top-K
 // (ties to the lower index). Output per token and choice rank r: [dispatch row, gate,
 // expert]. Token routing leaves the dispatch row at -1 for moe_route (capacity); image
-// routing (Mobile V-MoE: x holds one mean-token row per image, every token follows its
+// routing (x holds one mean-token row per image, every token follows its
 // image without capacity) writes the final row e * rows + t.
 // One invocation per token. The router matmul keeps the experts in vec4 registers with a
 // constant trip count (unrolled), so its only run-time loop is over D: lavapipe's shared

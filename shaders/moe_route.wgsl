@@ -1,4 +1,4 @@
-// MoE slot assignment for token routing (vmoe inference semantics): from the gate table
+// MoE slot assignment for token routing (deterministic inference semantics): from the gate table
 // [T, K, 3] (-1, gate, expert) of moe_gate, the dispatch row of every choice in the
 // expert-major buffer [E, rows, D]: e * rows + g * capacity + position, or -1 when the
 // expert's `capacity` slots in the group are full. Every rank fills slots before the

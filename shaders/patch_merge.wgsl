@@ -1,5 +1,5 @@
-// Swin patch merging: a channels-last map [B, H*W, C] -> [B, ceil(H/2)*ceil(W/2), 4C],
-// each output token the concatenation of its 2x2 block in timm's order (0,0), (1,0),
+// Patch merging: a channels-last map [B, H*W, C] -> [B, ceil(H/2)*ceil(W/2), 4C],
+// each output token the concatenation of its 2x2 block in the order (0,0), (1,0),
 // (0,1), (1,1) as (row, column) offsets; rows/columns past an odd edge read as zero.
 #include "common/index.wgsl"
 

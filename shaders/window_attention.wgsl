@@ -1,4 +1,4 @@
-// Shifted-window multi-head attention (Swin) and grid attention (MaxViT) over a
+// Shifted-window multi-head attention and grid attention over a
 // channels-last map, straight from the
 // packed qkv of the unpadded map [B, H*W, 3*C] (columns (3, heads, head_dim)).
 // The cyclic shift, the padding to whole windows, the window partition and the window
@@ -20,9 +20,9 @@ struct WindowAttentionParams {
     win_w: u32,
     shift_h: u32,
     shift_w: u32,
-    // 0: roll, then pad (timm); 1: pad, then roll (transformers)
+    // 0: roll, then pad; 1: pad, then roll
     pad_first: u32,
-    // 1: MaxViT grid attention (window (wy, wx) = positions (ty*H/wh + wy, tx*W/ww + wx))
+    // 1: grid attention (window (wy, wx) = positions (ty*H/wh + wy, tx*W/ww + wx))
     grid: u32,
     scale: f32,
 }
@@ -61,7 +61,7 @@ fn coord(wi: u32, t: u32, win: u32, len: u32, padded: u32, shift: u32) -> u32 {
     return source(wi * win + t, len, padded, shift);
 }
 
-// Shift region of a shifted-padded coordinate (timm's / transformers' img_mask slices).
+// Shift region of a shifted-padded coordinate (the peer libraries' img_mask slices).
 fn region(s: u32, padded: u32, win: u32, shift: u32) -> u32 {
     if (shift == 0u) {
         return 0u;

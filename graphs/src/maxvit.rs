@@ -12,7 +12,7 @@ use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, ConvGeometry, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowLayout};
+use wgvision_engine::{Activation, ConvGeometry, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowGeometry};
 
 /// How the stride-2 convolutions and pools pad.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -285,7 +285,7 @@ impl MaxVitConfig {
         let d = b.out_chs;
         let eps = self.norm_eps;
         let window = if grid { self.grid } else { self.window };
-        let layout = WindowLayout { map: b.map, window, shift: [0, 0], pad_first: false, grid };
+        let layout = WindowGeometry { map: b.map, window, shift: [0, 0], pad_first: false, grid };
         let h = layer_norm(g, t, &format!("{p}.norm1"), d, eps)?;
         let qkv = linear(g, h, &format!("{p}.attn.qkv"), (d, 3 * d), self.attn_bias, Activation::None, None)?; // (B, H*W, 3C)
         let n = layout.tokens();

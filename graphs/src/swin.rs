@@ -9,7 +9,7 @@ use wgvision_engine::ops;
 use crate::layers::{layer_norm, linear};
 use crate::{GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowLayout};
+use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowGeometry};
 
 const TORCH_LN_EPS: f32 = 1e-5;
 
@@ -59,8 +59,8 @@ pub struct Stage {
     pub heads: usize,
     pub head_dim: usize,
     pub map: [usize; 2],
-    pub regular: WindowLayout,
-    pub shifted: WindowLayout,
+    pub regular: WindowGeometry,
+    pub shifted: WindowGeometry,
 }
 
 impl SwinConfig {
@@ -159,8 +159,8 @@ impl SwinConfig {
                 heads,
                 head_dim,
                 map,
-                regular: WindowLayout { map, window, shift: [0, 0], pad_first, grid: false },
-                shifted: WindowLayout { map, window, shift, pad_first, grid: false },
+                regular: WindowGeometry { map, window, shift: [0, 0], pad_first, grid: false },
+                shifted: WindowGeometry { map, window, shift, pad_first, grid: false },
             });
         }
         Ok(out)
@@ -202,7 +202,7 @@ impl SwinConfig {
         Ok(g.finish())
     }
 
-    fn block(&self, g: &mut GraphBuilder, t: TensorId, p: &str, st: &Stage, layout: &WindowLayout) -> Result<TensorId> {
+    fn block(&self, g: &mut GraphBuilder, t: TensorId, p: &str, st: &Stage, layout: &WindowGeometry) -> Result<TensorId> {
         let (d, a) = (st.dim, st.heads * st.head_dim);
         let eps = self.norm_eps;
         let h = layer_norm(g, t, &format!("{p}.norm1"), d, eps)?;
