@@ -142,8 +142,8 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
         None if !file.files.is_empty() => Some(ClipTokenizer::from_files(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?),
         None => return Err("no tokenizer: pass --tokenizer tokenizer.json (or store one with `convert --tokenizer`)".into()),
     };
-    let img = detect::open_rgb(image)?;
-    let query_img = d.query_image.as_deref().map(detect::open_rgb).transpose()?;
+    let img = image_input::decode_rgb(image)?;
+    let query_img = d.query_image.as_deref().map(image_input::decode_rgb).transpose()?;
     let gpu = open_gpu(backend.as_deref())?;
     let m = Model::from_file(gpu, &file)?;
     drop(file);
