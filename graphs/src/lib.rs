@@ -1,5 +1,6 @@
 //! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
 //! are plain data built from the engine's IR types.
+mod blocks;
 mod layers;
 pub mod maxvit;
 pub mod owl;
