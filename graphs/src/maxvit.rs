@@ -10,7 +10,7 @@
 //! padding, SiLU convs, exact GELU, LayerNorm + linear head).
 use crate::blocks::{Block, Ffn, Head, Mixer};
 use crate::layers::{avg_pool, channel_scale, depthwise_conv, im2col, linear, pool};
-use crate::{GraphError, Preprocess, Result};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, ConvGeometry, Graph, GraphBuilder, PoolKind, TensorId, WindowLayout};
 
@@ -288,5 +288,23 @@ impl MaxVitConfig {
             ffn: Ffn::Mlp { hidden: (d as f32 * self.mlp_ratio) as usize, act: self.attn_act },
         };
         block.build(g, t, p) // (B, H*W, C)
+    }
+}
+
+impl Family for MaxVitConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        MaxVitConfig::build(self, batch)
     }
 }

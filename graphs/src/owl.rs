@@ -9,8 +9,9 @@
 //!   GELU) plus the patch grid's box bias, then a sigmoid; OWLv2's objectness MLP.
 use crate::blocks::{Block, Ffn, Mixer, PatchEmbed, Tokens};
 use crate::layers::{channel_scale, embed_tokens, eos_pool, layer_norm, linear, owl_class_logits, pool, reshape, token_embed, unary};
-use crate::{GraphError, Preprocess, Result};
+use crate::{image_batch, Family, GraphError, Preprocess, Result, Task, TextQueries, IMAGE_INPUT};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, TensorId};
 
 /// The grid's box bias, computed from the config when the model loads.
@@ -231,4 +232,48 @@ pub fn box_bias(grid: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+impl Family for OwlConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [3, self.image_size, self.image_size]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        OwlConfig::build(self, batch)
+    }
+
+    fn task(&self) -> Task {
+        Task::Detector(TextQueries { vocab_size: self.vocab_size, max_len: self.max_position_embeddings, embed_dim: self.projection_dim })
+    }
+
+    /// No pixel_values: the text tower. pixel_values [B, ..] + input_ids [B*Q, L]: the
+    /// whole detector, or with query_embeds the image tower and heads.
+    fn build_for_inputs(&self, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+        if !shapes.contains_key(IMAGE_INPUT) {
+            return match shapes.get("input_ids").map(Vec::as_slice) {
+                Some([n, l]) => self.build_text(*n, *l),
+                _ => Err(GraphError::Config("the text tower needs input_ids [N, L] and attention_mask [N, L]".into())),
+            };
+        }
+        let batch = image_batch(self, shapes)?;
+        let ids = shapes.get("input_ids").ok_or_else(|| GraphError::Config("missing input input_ids [B*Q, L]".into()))?;
+        match ids.as_slice() {
+            [n, l] if *n > 0 && n % batch == 0 && shapes.contains_key("query_embeds") => self.build_image(batch, n / batch, *l),
+            [n, l] if *n > 0 && n % batch == 0 => self.build_for(batch, n / batch, *l),
+            _ => Err(GraphError::Config(format!("input_ids must be [B*Q, L] with B = {batch}, got {ids:?}"))),
+        }
+    }
+
+    fn constant(&self, name: &str) -> Option<Vec<f32>> {
+        OwlConfig::constant(self, name)
+    }
 }

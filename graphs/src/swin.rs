@@ -7,7 +7,7 @@
 //!   smaller side (square) once that side fits in it; blocks pad, then roll.
 use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed};
 use crate::layers::{layer_norm, linear, patch_merge};
-use crate::{GraphError, Preprocess, Result};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, PoolKind, WindowLayout};
 
@@ -221,5 +221,23 @@ impl SwinConfig {
         let logits = head.build(&mut g, t)?; // (B, classes)
         g.output(logits, "logits")?;
         Ok(g.finish())
+    }
+}
+
+impl Family for SwinConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        SwinConfig::build(self, batch)
     }
 }

@@ -3,7 +3,7 @@
 //! register tokens). LayerScale is folded into the preceding projection at conversion.
 use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed, Tokens};
 use crate::layers::layer_norm;
-use crate::{GraphError, Preprocess, Result};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, PoolKind};
 
@@ -135,5 +135,23 @@ impl VitConfig {
         let logits = head.build(&mut g, t)?; // (B, C)
         g.output(logits, "logits")?;
         Ok(g.finish())
+    }
+}
+
+impl Family for VitConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        VitConfig::build(self, batch)
     }
 }

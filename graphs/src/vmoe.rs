@@ -6,7 +6,7 @@
 //! residual.
 use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed, Tokens};
 use crate::layers::{expert_linear, linear, moe_combine, moe_dispatch, moe_gate, moe_route, pool};
-use crate::{GraphError, Preprocess, Result};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, Routing, TensorId};
 
@@ -229,5 +229,35 @@ impl VmoeConfig {
         let y = expert_linear(g, y, &format!("{b}.moe.fc2"), (e, m, d), Activation::None)?; // (E, R, D)
         let out = moe_combine(g, y, &format!("{b}.moe.combine"), table, base)?; // (B, N, D)
         Ok((out, table))
+    }
+}
+
+impl Family for VmoeConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [3, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        VmoeConfig::build(self, batch)
+    }
+
+    fn build_with_routing(&self, batch: usize) -> Result<Graph> {
+        self.build_with(batch, true)
+    }
+
+    fn experts(&self) -> usize {
+        self.moe.as_ref().map_or(0, |m| m.num_experts)
+    }
+
+    fn min_batch(&self) -> usize {
+        VmoeConfig::min_batch(self)
     }
 }

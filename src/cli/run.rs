@@ -49,7 +49,7 @@ pub fn run(
     }
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
-    if matches!(file.config, wgvision::graphs::ModelConfig::Owl(_)) && input.is_none() {
+    if file.config.is_detector() && input.is_none() {
         let image = image.ok_or("give --image FILE with --query TEXT")?;
         if output.is_some() {
             return Err("-o applies to --input runs and classifiers; for detections use --json (stdout) or --draw OUT.png".into());
@@ -64,7 +64,7 @@ pub fn run(
         Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
         None => None,
     };
-    let detector = matches!(file.config, wgvision::graphs::ModelConfig::Owl(_));
+    let detector = file.config.is_detector();
     let pixels = match &input {
         Some(input) => {
             let (_, tensors) = st::load_inputs(input)?;
