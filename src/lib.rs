@@ -32,7 +32,7 @@ use thiserror::Error;
 pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, LimitsCap, Tensor};
 /// The wgpu wgvision is built on (`Gpu::from_wgpu` takes its Adapter, Device and Queue).
 pub use wgvision_engine::wgpu;
-pub use wgvision_graphs::{self as graphs, ModelConfig};
+pub use wgvision_graphs::{self as graphs, Family, ModelConfig, Task, TextQueries};
 pub use wgvision_weights::{self as weights, format::ModelFile};
 use wgvision_engine::{DType, GpuWeights, WeightData};
 
@@ -52,14 +52,16 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A compiled graph's key: the sorted input shapes and whether routing tables are extra outputs.
+type CompileKey = (Vec<(String, Vec<usize>)>, bool);
+
 /// A loaded model: weights resident on the device, compiled per batch size on first use.
 /// `run` may be called from several threads; runs of one model are serialized.
 pub struct Model {
     gpu: Arc<Gpu>,
     pub config: ModelConfig,
     weights: GpuWeights,
-    /// Keyed by the input shapes and whether routing tables are extra outputs.
-    compiled: Mutex<HashMap<(Vec<(String, Vec<usize>)>, bool), Arc<Compiled>>>,
+    compiled: Mutex<HashMap<CompileKey, Arc<Compiled>>>,
     /// A compiled graph owns its input/output buffers, so runs are serialized.
     run_lock: Mutex<()>,
 }
@@ -196,7 +198,7 @@ impl Model {
                 self.check_pixels(data.len(), shape)?;
             }
             // A detector's text tower runs on its own.
-            None if matches!(self.config, ModelConfig::Owl(_)) => {}
+            None if self.config.is_detector() => {}
             None => return Err(Error::Input { tensor: "pixel_values".into(), message: "missing".into() }),
         }
         for (name, data, shape) in inputs {
@@ -204,13 +206,13 @@ impl Model {
                 return Err(Error::Input { tensor: name.to_string(), message: format!("shape {shape:?} does not match {} values", data.len()) });
             }
         }
-        if let ModelConfig::Owl(c) = &self.config {
+        if let Task::Detector(q) = self.config.task() {
             let ids = inputs.iter().find(|(n, _, _)| *n == "input_ids");
             let Some((_, ids, _)) = ids else {
                 return Err(Error::Input { tensor: "input_ids".into(), message: "missing: a detector needs text queries".into() });
             };
-            if let Some(bad) = ids.iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as usize >= c.vocab_size) {
-                return Err(Error::Input { tensor: "input_ids".into(), message: format!("token id {bad} is outside the vocabulary of {}", c.vocab_size) });
+            if let Some(bad) = ids.iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as usize >= q.vocab_size) {
+                return Err(Error::Input { tensor: "input_ids".into(), message: format!("token id {bad} is outside the vocabulary of {}", q.vocab_size) });
             }
         }
         let shapes = inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect();
@@ -281,10 +283,7 @@ impl Model {
         let c = self.compiled_for(vec![("pixel_values".into(), shape.to_vec())], true)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let out = c.run(&[("pixel_values", pixels)])?;
-        let experts = match &self.config {
-            ModelConfig::Vmoe(v) => v.moe.as_ref().map_or(0, |m| m.num_experts),
-            _ => 0,
-        };
+        let experts = self.config.family().experts();
         let (tables, outputs): (Vec<Tensor>, Vec<Tensor>) = out.into_iter().partition(|t| t.name.starts_with("routing."));
         let stats = tables
             .iter()

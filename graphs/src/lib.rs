@@ -1,5 +1,6 @@
 //! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
 //! are plain data built from the engine's IR types.
+mod blocks;
 mod layers;
 pub mod maxvit;
 pub mod owl;
@@ -8,6 +9,7 @@ pub mod vit;
 pub mod vmoe;
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use thiserror::Error;
 use wgvision_engine::{EngineError, Graph};
 
@@ -37,6 +39,82 @@ pub struct Preprocess {
     pub interpolation: String,
 }
 
+/// What a model computes, so callers need not know its family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// pixel_values -> `logits` [B, classes] (or the pooled features).
+    Classifier,
+    /// Open-vocabulary detection: pixel_values + text queries -> `logits` [B, P, Q],
+    /// `pred_boxes` [B, P, 4] (and `objectness_logits`); the text tower can run alone.
+    Detector(TextQueries),
+}
+
+/// A detector's text queries: `input_ids` [N, L] with L <= `max_len` over `vocab_size`
+/// tokens, or precomputed `query_embeds` [N, `embed_dim`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextQueries {
+    pub vocab_size: usize,
+    pub max_len: usize,
+    pub embed_dim: usize,
+}
+
+/// What every model family's config provides; `ModelConfig` dispatches through it.
+pub trait Family {
+    /// The peer model name, for reports.
+    fn name(&self) -> &str;
+
+    fn preprocess(&self) -> &Preprocess;
+
+    /// The input image's [C, H, W].
+    fn image_size(&self) -> [usize; 3];
+
+    /// The static graph for `batch` images.
+    fn build(&self, batch: usize) -> Result<Graph>;
+
+    fn task(&self) -> Task {
+        Task::Classifier
+    }
+
+    /// See `ModelConfig::build_for_inputs`; image models take `pixel_values` only.
+    fn build_for_inputs(&self, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+        self.build(image_batch(self, shapes)?)
+    }
+
+    /// See `ModelConfig::build_with_routing`.
+    fn build_with_routing(&self, _batch: usize) -> Result<Graph> {
+        Err(GraphError::Unsupported(format!("routing statistics: {} is not a mixture-of-experts model", self.name())))
+    }
+
+    /// Experts per MoE layer (0: no mixture of experts).
+    fn experts(&self) -> usize {
+        0
+    }
+
+    /// See `ModelConfig::constant`.
+    fn constant(&self, _name: &str) -> Option<Vec<f32>> {
+        None
+    }
+
+    /// See `ModelConfig::min_batch`.
+    fn min_batch(&self) -> usize {
+        1
+    }
+}
+
+/// The batch of a run's `pixel_values` [B, C, H, W], checked against the model's input.
+pub(crate) fn image_batch<F: Family + ?Sized>(family: &F, shapes: &HashMap<String, Vec<usize>>) -> Result<usize> {
+    let name = IMAGE_INPUT;
+    let [c, h, w] = family.image_size();
+    match shapes.get(name) {
+        Some(s) if s.len() == 4 && s[1..] == [c, h, w] && s[0] > 0 => Ok(s[0]),
+        Some(s) => Err(GraphError::Config(format!("{name} must be [B, {c}, {h}, {w}], got {s:?}"))),
+        None => Err(GraphError::Config(format!("missing input {name}"))),
+    }
+}
+
+/// The image input's name (transformers' and timm's).
+pub const IMAGE_INPUT: &str = "pixel_values";
+
 /// A model file's config: the family tag selects the builder.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "family", rename_all = "snake_case")]
@@ -58,101 +136,67 @@ impl ModelConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The family's config behind the tag.
+    pub fn family(&self) -> &dyn Family {
+        match self {
+            ModelConfig::Vit(c) => c,
+            ModelConfig::Swin(c) => c,
+            ModelConfig::MaxVit(c) => c,
+            ModelConfig::Vmoe(c) => c,
+            ModelConfig::Owl(c) => c,
+        }
+    }
+
     /// The static graph for `batch` images.
     pub fn build(&self, batch: usize) -> Result<Graph> {
-        match self {
-            ModelConfig::Vit(c) => c.build(batch),
-            ModelConfig::Swin(c) => c.build(batch),
-            ModelConfig::MaxVit(c) => c.build(batch),
-            ModelConfig::Vmoe(c) => c.build(batch),
-            ModelConfig::Owl(c) => c.build(batch),
-        }
+        self.family().build(batch)
     }
 
     /// The graph for a run's input shapes (by input name). Image models need only
     /// `pixel_values`; detectors also take `input_ids` [B*Q, L] and `attention_mask`
     /// (whole detector), only `input_ids` + `attention_mask` (text tower), or
     /// `pixel_values` + `input_ids` + `query_embeds` (image tower and heads).
-    pub fn build_for_inputs(&self, shapes: &std::collections::HashMap<String, Vec<usize>>) -> Result<Graph> {
-        if let (ModelConfig::Owl(c), None) = (self, shapes.get("pixel_values")) {
-            return match shapes.get("input_ids").map(Vec::as_slice) {
-                Some([n, l]) => c.build_text(*n, *l),
-                _ => Err(GraphError::Config("the text tower needs input_ids [N, L] and attention_mask [N, L]".into())),
-            };
-        }
-        let (name, want) = self.image_input(1);
-        let batch = match shapes.get(&name) {
-            Some(s) if s.len() == 4 && s[1..] == want[1..] && s[0] > 0 => s[0],
-            Some(s) => return Err(GraphError::Config(format!("{name} must be [B, {}, {}, {}], got {s:?}", want[1], want[2], want[3]))),
-            None => return Err(GraphError::Config(format!("missing input {name}"))),
-        };
-        match self {
-            ModelConfig::Owl(c) => {
-                let ids = shapes.get("input_ids").ok_or_else(|| GraphError::Config("missing input input_ids [B*Q, L]".into()))?;
-                match ids.as_slice() {
-                    [n, l] if *n > 0 && n % batch == 0 && shapes.contains_key("query_embeds") => c.build_image(batch, n / batch, *l),
-                    [n, l] if *n > 0 && n % batch == 0 => c.build_for(batch, n / batch, *l),
-                    _ => Err(GraphError::Config(format!("input_ids must be [B*Q, L] with B = {batch}, got {ids:?}"))),
-                }
-            }
-            _ => self.build(batch),
-        }
+    pub fn build_for_inputs(&self, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+        self.family().build_for_inputs(shapes)
     }
 
     /// The graph with each MoE layer's routing table as an extra output `routing.{layer}`.
     pub fn build_with_routing(&self, batch: usize) -> Result<Graph> {
-        match self {
-            ModelConfig::Vmoe(c) => c.build_with(batch, true),
-            _ => Err(GraphError::Unsupported(format!("routing statistics: {} is not a mixture-of-experts model", self.name()))),
-        }
+        self.family().build_with_routing(batch)
     }
 
     /// A graph weight that is computed from the config rather than stored (e.g. OWL's box
     /// bias); the loader supplies it, the converter does not write it.
     pub fn constant(&self, name: &str) -> Option<Vec<f32>> {
-        match self {
-            ModelConfig::Owl(c) => c.constant(name),
-            _ => None,
-        }
+        self.family().constant(name)
     }
 
     /// The smallest batch the graph can be built for (V-MoE token routing needs whole
     /// routing groups); any model's weights are enumerated from this graph.
     pub fn min_batch(&self) -> usize {
-        match self {
-            ModelConfig::Vmoe(c) => c.min_batch(),
-            _ => 1,
-        }
+        self.family().min_batch()
     }
 
     pub fn preprocess(&self) -> &Preprocess {
-        match self {
-            ModelConfig::Vit(c) => &c.preprocess,
-            ModelConfig::Swin(c) => &c.preprocess,
-            ModelConfig::MaxVit(c) => &c.preprocess,
-            ModelConfig::Vmoe(c) => &c.preprocess,
-            ModelConfig::Owl(c) => &c.preprocess,
-        }
+        self.family().preprocess()
     }
 
     /// Name of the input image tensor and its shape for `batch` images.
     pub fn image_input(&self, batch: usize) -> (String, Vec<usize>) {
-        match self {
-            ModelConfig::Vit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
-            ModelConfig::Swin(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
-            ModelConfig::MaxVit(c) => ("pixel_values".into(), vec![batch, c.in_chans, c.img_size[0], c.img_size[1]]),
-            ModelConfig::Vmoe(c) => ("pixel_values".into(), vec![batch, 3, c.img_size[0], c.img_size[1]]),
-            ModelConfig::Owl(c) => ("pixel_values".into(), vec![batch, 3, c.image_size, c.image_size]),
-        }
+        let [c, h, w] = self.family().image_size();
+        (IMAGE_INPUT.into(), vec![batch, c, h, w])
     }
 
     pub fn name(&self) -> &str {
-        match self {
-            ModelConfig::Vit(c) => &c.name,
-            ModelConfig::Swin(c) => &c.name,
-            ModelConfig::MaxVit(c) => &c.name,
-            ModelConfig::Vmoe(c) => &c.name,
-            ModelConfig::Owl(c) => &c.name,
-        }
+        self.family().name()
+    }
+
+    pub fn task(&self) -> Task {
+        self.family().task()
+    }
+
+    /// Whether the model detects (takes text queries) rather than classifies.
+    pub fn is_detector(&self) -> bool {
+        matches!(self.task(), Task::Detector(_))
     }
 }

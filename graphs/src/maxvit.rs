@@ -8,11 +8,11 @@
 //! activation fused. Both timm families are covered by the config: the `*_tf_*` models
 //! (TF "same" padding, tanh GELU, NormMlp head) and the `*_rw_*` ones (symmetric
 //! padding, SiLU convs, exact GELU, LayerNorm + linear head).
-use wgvision_engine::ops;
-use crate::layers::{layer_norm, linear};
-use crate::{GraphError, Preprocess, Result};
+use crate::blocks::{Block, Ffn, Head, Mixer};
+use crate::layers::{avg_pool, channel_scale, depthwise_conv, im2col, linear, pool};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, ConvGeometry, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowGeometry};
+use wgvision_engine::{Activation, ConvGeometry, Graph, GraphBuilder, PoolKind, TensorId, WindowGeometry};
 
 /// How the stride-2 convolutions and pools pad.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -217,39 +217,33 @@ impl MaxVitConfig {
         let (g1, g2) = self.stem_maps();
         let [s0, s1] = self.stem_width;
         let k1 = 9 * self.in_chans;
-        let cols = g.node("stem.conv1.im2col", Op::Im2col(ops::Im2col { geometry: g1, channels_first: true }), &[x])?; // (B, H/2*W/2, 9*Cin)
+        let cols = im2col(&mut g, x, "stem.conv1.im2col", g1, true)?; // (B, H/2*W/2, 9*Cin)
         let t = linear(&mut g, cols, "stem.conv1", (k1, s0), true, self.conv_act, None)?;
-        let cols = g.node("stem.conv2.im2col", Op::Im2col(ops::Im2col { geometry: g2, channels_first: false }), &[t])?; // (B, H/2*W/2, 9*S0)
+        let cols = im2col(&mut g, t, "stem.conv2.im2col", g2, false)?; // (B, H/2*W/2, 9*S0)
         let mut t = linear(&mut g, cols, "stem.conv2", (9 * s0, s1), self.stem_bias, Activation::None, None)?;
         for (i, blocks) in stages.iter().enumerate() {
             for (j, b) in blocks.iter().enumerate() {
                 let p = format!("stages.{i}.blocks.{j}");
-                t = self.mbconv(&mut g, t, &format!("{p}.conv"), b)?;
+                t = self.mbconv(&mut g, t, &format!("{p}.conv"), b)?; // (B, H*W, C)
                 t = self.partition_attention(&mut g, t, &format!("{p}.attn_block"), b, false)?;
                 t = self.partition_attention(&mut g, t, &format!("{p}.attn_grid"), b, true)?;
             }
         }
         let d = self.num_features();
-        let eps = self.norm_eps;
-        let mean = Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) });
-        let features = match self.head_hidden_size {
-            Some(hidden) => {
-                let pooled = g.node("head.pool", mean, &[t])?; // (B, C)
-                let h = layer_norm(&mut g, pooled, "head.norm", d, eps)?;
-                linear(&mut g, h, "head.pre_logits", (d, hidden), true, Activation::Tanh, None)? // (B, hidden)
-            }
-            None => {
-                let t = layer_norm(&mut g, t, "norm", d, eps)?;
-                g.node("head.pool", mean, &[t])? // (B, C)
-            }
+        // NormMlp head: pool, LayerNorm, Linear + tanh; else LayerNorm on the map, pool.
+        let norm_mlp = self.head_hidden_size.is_some();
+        let head = Head {
+            dim: d,
+            eps: self.norm_eps,
+            norm: (!norm_mlp).then_some("norm"),
+            pool: "head.pool",
+            kind: PoolKind::MeanFrom(0),
+            fc_norm: norm_mlp.then_some("head.norm"),
+            pre_logits: self.head_hidden_size.map(|h| ("head.pre_logits", h)),
+            num_classes: self.num_classes,
         };
-        let out = if self.num_classes > 0 {
-            let k = self.head_hidden_size.unwrap_or(d);
-            linear(&mut g, features, "head", (k, self.num_classes), true, Activation::None, None)?
-        } else {
-            features
-        };
-        g.output(out, "logits")?;
+        let logits = head.build(&mut g, t)?; // (B, classes)
+        g.output(logits, "logits")?;
         Ok(g.finish())
     }
 
@@ -257,7 +251,7 @@ impl MaxVitConfig {
     /// act; depthwise 3x3 (norm2 folded) + act; squeeze-excitation; 1x1 projection.
     fn mbconv(&self, g: &mut GraphBuilder, x: TensorId, p: &str, b: &BlockShape) -> Result<TensorId> {
         let shortcut = if b.stride == 2 {
-            let pooled = g.node(&format!("{p}.shortcut.pool"), Op::AvgPool(ops::AvgPool { geometry: self.padding.pool(b.map_in) }), &[x])?;
+            let pooled = avg_pool(g, x, &format!("{p}.shortcut.pool"), self.padding.pool(b.map_in))?;
             if b.in_chs != b.out_chs {
                 linear(g, pooled, &format!("{p}.shortcut.expand"), (b.in_chs, b.out_chs), self.conv_output_bias, Activation::None, None)?
             } else {
@@ -269,33 +263,48 @@ impl MaxVitConfig {
             return Err(GraphError::Config(format!("{p}: stride-1 MBConv from {} to {} channels has no shortcut", b.in_chs, b.out_chs)));
         };
         let h = linear(g, x, &format!("{p}.conv1"), (b.in_chs, b.mid), true, self.conv_act, None)?; // (B, H*W, mid)
-        let dw_w = g.weight(&format!("{p}.dw.weight"), &[9, b.mid])?;
-        let dw_b = g.weight(&format!("{p}.dw.bias"), &[b.mid])?;
         let geometry = self.padding.conv(b.map_in, 3, b.stride);
-        let h = g.node(&format!("{p}.dw"), Op::DepthwiseConv(ops::DepthwiseConv { geometry, act: self.conv_act }), &[h, dw_w, dw_b])?; // (B, Ho*Wo, mid)
-        let s = g.node(&format!("{p}.se.pool"), Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[h])?; // (B, mid)
+        let h = depthwise_conv(g, h, &format!("{p}.dw"), b.mid, geometry, self.conv_act)?; // (B, Ho*Wo, mid)
+        let s = pool(g, h, &format!("{p}.se.pool"), PoolKind::MeanFrom(0))?; // (B, mid)
         let s = linear(g, s, &format!("{p}.se.fc1"), (b.mid, b.se), true, self.se_act, None)?;
         let s = linear(g, s, &format!("{p}.se.fc2"), (b.se, b.mid), true, Activation::None, None)?;
-        let h = g.node(&format!("{p}.se"), Op::ChannelScale(ops::ChannelScale { act: Activation::Sigmoid, skip: 0 }), &[h, s])?;
+        let h = channel_scale(g, h, &format!("{p}.se"), s, Activation::Sigmoid, 0)?;
         linear(g, h, &format!("{p}.conv3"), (b.mid, b.out_chs), self.conv_output_bias, Activation::None, Some(shortcut))
     }
 
     /// Pre-norm attention over blocks (or the dilated grid) of the map, then the MLP.
     fn partition_attention(&self, g: &mut GraphBuilder, t: TensorId, p: &str, b: &BlockShape, grid: bool) -> Result<TensorId> {
         let d = b.out_chs;
-        let eps = self.norm_eps;
         let window = if grid { self.grid } else { self.window };
-        let layout = WindowGeometry { map: b.map, window, shift: [0, 0], pad_first: false, grid };
-        let h = layer_norm(g, t, &format!("{p}.norm1"), d, eps)?;
-        let qkv = linear(g, h, &format!("{p}.attn.qkv"), (d, 3 * d), self.attn_bias, Activation::None, None)?; // (B, H*W, 3C)
-        let n = layout.tokens();
-        let rel = g.weight(&format!("{p}.attn.rel_bias"), &[b.heads, n, n])?;
-        let scale = 1.0 / (self.dim_head as f32).sqrt();
-        let att = g.node(&format!("{p}.attn"), Op::WindowAttention(ops::WindowAttention { heads: b.heads, layout, pad_bias: false, scale }), &[qkv, rel])?;
-        let t = linear(g, att, &format!("{p}.attn.proj"), (d, d), self.attn_bias, Activation::None, Some(t))?;
-        let h = layer_norm(g, t, &format!("{p}.norm2"), d, eps)?;
-        let hidden = (d as f32 * self.mlp_ratio) as usize;
-        let h = linear(g, h, &format!("{p}.mlp.fc1"), (d, hidden), true, self.attn_act, None)?;
-        linear(g, h, &format!("{p}.mlp.fc2"), (hidden, d), true, Activation::None, Some(t))
+        let block = Block {
+            dim: d,
+            heads: b.heads,
+            head_dim: self.dim_head,
+            eps: self.norm_eps,
+            qkv_bias: self.attn_bias,
+            proj: "proj",
+            proj_bias: self.attn_bias,
+            mixer: Mixer::Window(WindowGeometry { map: b.map, window, shift: [0, 0], pad_first: false, grid }),
+            ffn: Ffn::Mlp { hidden: (d as f32 * self.mlp_ratio) as usize, act: self.attn_act },
+        };
+        block.build(g, t, p) // (B, H*W, C)
+    }
+}
+
+impl Family for MaxVitConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        MaxVitConfig::build(self, batch)
     }
 }

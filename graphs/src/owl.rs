@@ -7,11 +7,12 @@
 //!   the end-of-text token's row (argmax of the ids), text projection.
 //! - Heads: class logits for P patches x Q queries in one fused kernel; box MLP (exact
 //!   GELU) plus the patch grid's box bias, then a sigmoid; OWLv2's objectness MLP.
-use wgvision_engine::ops;
-use crate::layers::{layer_norm, linear};
-use crate::{GraphError, Preprocess, Result};
+use crate::blocks::{Block, Ffn, Mixer, PatchEmbed, Tokens};
+use crate::layers::{channel_scale, embed_tokens, eos_pool, layer_norm, linear, owl_class_logits, pool, reshape, token_embed, unary};
+use crate::{image_batch, Family, GraphError, Preprocess, Result, Task, TextQueries, IMAGE_INPUT};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId};
+use std::collections::HashMap;
+use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, TensorId};
 
 /// The grid's box bias, computed from the config when the model loads.
 pub const BOX_BIAS: &str = "box_bias";
@@ -58,7 +59,7 @@ impl OwlConfig {
             return bad(format!("image_size {} must hold at least one {} patch", self.image_size, self.patch_size));
         }
         for (what, t) in [("vision", &self.vision), ("text", &self.text)] {
-            if t.num_heads == 0 || t.hidden_size % t.num_heads != 0 {
+            if t.num_heads == 0 || !t.hidden_size.is_multiple_of(t.num_heads) {
                 return bad(format!("{what}: hidden_size {} is not divisible by num_attention_heads {}", t.hidden_size, t.num_heads));
             }
         }
@@ -71,21 +72,22 @@ impl OwlConfig {
         Ok(())
     }
 
+    /// A CLIP transformer: `num_layers` pre-norm blocks under `{prefix}.layers.{i}`; a
+    /// text tower masks causally and by its padding `mask`.
     fn encoder(&self, g: &mut GraphBuilder, mut t: TensorId, tower: &Tower, prefix: &str, mask: Option<TensorId>) -> Result<TensorId> {
-        let d = tower.hidden_size;
-        let scale = 1.0 / ((d / tower.num_heads) as f32).sqrt();
         for i in 0..tower.num_layers {
-            let p = format!("{prefix}.layers.{i}");
-            let h = layer_norm(g, t, &format!("{p}.norm1"), d, tower.layer_norm_eps)?;
-            let qkv = linear(g, h, &format!("{p}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
-            let op = Op::Attention(ops::Attention { heads: tower.num_heads, scale, causal: mask.is_some(), key_mask: mask.is_some() });
-            let mut ins = vec![qkv];
-            ins.extend(mask);
-            let a = g.node(&format!("{p}.attn"), op, &ins)?;
-            t = linear(g, a, &format!("{p}.attn.out"), (d, d), true, Activation::None, Some(t))?;
-            let h = layer_norm(g, t, &format!("{p}.norm2"), d, tower.layer_norm_eps)?;
-            let h = linear(g, h, &format!("{p}.mlp.fc1"), (d, tower.intermediate_size), true, tower.act, None)?;
-            t = linear(g, h, &format!("{p}.mlp.fc2"), (tower.intermediate_size, d), true, Activation::None, Some(t))?;
+            let block = Block {
+                dim: tower.hidden_size,
+                heads: tower.num_heads,
+                head_dim: tower.hidden_size / tower.num_heads,
+                eps: tower.layer_norm_eps,
+                qkv_bias: true,
+                proj: "out",
+                proj_bias: true,
+                mixer: Mixer::Global { causal: mask.is_some(), key_mask: mask },
+                ffn: Ffn::Mlp { hidden: tower.intermediate_size, act: tower.act },
+            };
+            t = block.build(g, t, &format!("{prefix}.layers.{i}"))?; // (N, L, D)
         }
         Ok(t)
     }
@@ -96,10 +98,10 @@ impl OwlConfig {
         let d = self.text.hidden_size;
         let table = g.weight("text.token_embedding", &[self.vocab_size, d])?;
         let pos = g.weight("text.position_embedding", &[self.max_position_embeddings, d])?;
-        let t = g.node("text.embed", Op::EmbedTokens(ops::EmbedTokens {}), &[ids, table, pos])?; // (N, L, D)
+        let t = embed_tokens(g, ids, "text.embed", table, pos)?; // (N, L, D)
         let t = self.encoder(g, t, &self.text, "text", Some(mask))?;
         let t = layer_norm(g, t, "text.final_norm", d, self.text.layer_norm_eps)?;
-        let pooled = g.node("text.eos_pool", Op::EosPool(ops::EosPool {}), &[t, ids])?; // (N, D)
+        let pooled = eos_pool(g, t, "text.eos_pool", ids)?; // (N, D)
         linear(g, pooled, "text.projection", (d, self.projection_dim), false, Activation::None, None)
     }
 
@@ -112,35 +114,45 @@ impl OwlConfig {
 
     /// pixels [B, 3, S, S] + query embeddings [B*Q, D] + ids [B*Q, L] -> outputs.
     fn image_tower_and_heads(&self, g: &mut GraphBuilder, batch: usize, pixels: TensorId, queries: TensorId, ids: TensorId) -> Result<()> {
-        let (d, p) = (self.vision.hidden_size, self.patch_size);
+        let (d, eps) = (self.vision.hidden_size, self.vision.layer_norm_eps);
         let np = self.patches();
-        let patches = g.node("vision.patchify", Op::Patchify(ops::Patchify { patch: p, pad: false }), &[pixels])?;
-        let emb = linear(g, patches, "vision.patch_embedding", (3 * p * p, d), false, Activation::None, None)?;
-        let cls = g.weight("vision.class_embedding", &[1, d])?;
-        let pos = g.weight("vision.position_embedding", &[np + 1, d])?;
-        let t = g.node("vision.tokens", Op::TokenEmbed(ops::TokenEmbed { prefix: 1, pos: true, pos_start: 0 }), &[emb, cls, pos])?; // (B, 1+P, D)
-        let t = layer_norm(g, t, "vision.pre_norm", d, self.vision.layer_norm_eps)?;
+        let embed = PatchEmbed {
+            patch: self.patch_size,
+            pad: false,
+            dim: d,
+            patchify: "vision.patchify",
+            proj: "vision.patch_embedding",
+            proj_bias: false,
+            tokens: Some(Tokens {
+                name: "vision.tokens",
+                prefix: Some(("vision.class_embedding", 1)),
+                pos: Some("vision.position_embedding"),
+                pos_start: 0,
+            }),
+        };
+        let t = embed.build(g, pixels)?; // (B, 1+P, D)
+        let t = layer_norm(g, t, "vision.pre_norm", d, eps)?;
         let t = self.encoder(g, t, &self.vision, "vision", None)?;
-        let t = layer_norm(g, t, "vision.post_norm", d, self.vision.layer_norm_eps)?;
-        let cls_out = g.node("vision.class_token", Op::Pool(ops::Pool { kind: PoolKind::Token(0) }), &[t])?; // (B, D)
-        let feats = g.node("vision.patch_times_class", Op::ChannelScale(ops::ChannelScale { act: Activation::None, skip: 1 }), &[t, cls_out])?; // (B, P, D)
-        let feats = layer_norm(g, feats, "layer_norm", d, self.vision.layer_norm_eps)?;
+        let t = layer_norm(g, t, "vision.post_norm", d, eps)?;
+        let cls_out = pool(g, t, "vision.class_token", PoolKind::Token(0))?; // (B, D)
+        let feats = channel_scale(g, t, "vision.patch_times_class", cls_out, Activation::None, 1)?; // (B, P, D)
+        let feats = layer_norm(g, feats, "layer_norm", d, eps)?;
         // Class head.
         let img_class = linear(g, feats, "class_head.dense0", (d, self.text.hidden_size), true, Activation::None, None)?;
         // Per-patch class embeddings: image-guided queries take one of a query image's.
         g.output(img_class, "class_embeds")?;
         let shift_scale = linear(g, feats, "class_head.shift_scale", (d, 2), true, Activation::None, None)?; // (B, P, 2)
-        let logits = g.node("class_head.logits", Op::NormDotHead(ops::NormDotHead { image_eps: 1e-6, text_eps: 1e-6 }), &[img_class, shift_scale, queries, ids])?; // (B, P, Q)
+        let logits = owl_class_logits(g, img_class, "class_head.logits", shift_scale, queries, ids)?; // (B, P, Q)
         g.output(logits, "logits")?;
         // Box head: MLP, plus the grid's box bias, sigmoid.
         let boxes = self.mlp_head(g, feats, "box_head", 4)?;
         let bias = g.weight(BOX_BIAS, &[np, 4])?; // a constant: see `constant`
-        let boxes = g.node("box_head.bias", Op::TokenEmbed(ops::TokenEmbed { prefix: 0, pos: true, pos_start: 0 }), &[boxes, bias])?;
-        let boxes = g.node("box_head.sigmoid", Op::Unary(ops::Unary { act: Activation::Sigmoid }), &[boxes])?;
+        let boxes = token_embed(g, boxes, "box_head.bias", None, Some(bias), 0)?; // (B, P, 4)
+        let boxes = unary(g, boxes, "box_head.sigmoid", Activation::Sigmoid)?;
         g.output(boxes, "pred_boxes")?;
         if self.v2 {
             let obj = self.mlp_head(g, feats, "objectness_head", 1)?; // (B, P, 1)
-            let obj = g.node("objectness_head.squeeze", Op::Reshape(ops::Reshape { shape: vec![batch, np] }), &[obj])?;
+            let obj = reshape(g, obj, "objectness_head.squeeze", vec![batch, np])?;
             g.output(obj, "objectness_logits")?;
         }
         Ok(())
@@ -220,4 +232,48 @@ pub fn box_bias(grid: usize) -> Vec<f32> {
         }
     }
     out
+}
+
+impl Family for OwlConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [3, self.image_size, self.image_size]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        OwlConfig::build(self, batch)
+    }
+
+    fn task(&self) -> Task {
+        Task::Detector(TextQueries { vocab_size: self.vocab_size, max_len: self.max_position_embeddings, embed_dim: self.projection_dim })
+    }
+
+    /// No pixel_values: the text tower. pixel_values [B, ..] + input_ids [B*Q, L]: the
+    /// whole detector, or with query_embeds the image tower and heads.
+    fn build_for_inputs(&self, shapes: &HashMap<String, Vec<usize>>) -> Result<Graph> {
+        if !shapes.contains_key(IMAGE_INPUT) {
+            return match shapes.get("input_ids").map(Vec::as_slice) {
+                Some([n, l]) => self.build_text(*n, *l),
+                _ => Err(GraphError::Config("the text tower needs input_ids [N, L] and attention_mask [N, L]".into())),
+            };
+        }
+        let batch = image_batch(self, shapes)?;
+        let ids = shapes.get("input_ids").ok_or_else(|| GraphError::Config("missing input input_ids [B*Q, L]".into()))?;
+        match ids.as_slice() {
+            [n, l] if *n > 0 && n % batch == 0 && shapes.contains_key("query_embeds") => self.build_image(batch, n / batch, *l),
+            [n, l] if *n > 0 && n % batch == 0 => self.build_for(batch, n / batch, *l),
+            _ => Err(GraphError::Config(format!("input_ids must be [B*Q, L] with B = {batch}, got {ids:?}"))),
+        }
+    }
+
+    fn constant(&self, name: &str) -> Option<Vec<f32>> {
+        OwlConfig::constant(self, name)
+    }
 }

@@ -5,11 +5,11 @@
 //!   stage's resolution; a shifted block rolls the map, then pads it to whole windows.
 //! - transformers: the image is zero-padded to whole patches; the window shrinks to the
 //!   smaller side (square) once that side fits in it; blocks pad, then roll.
-use wgvision_engine::ops;
-use crate::layers::{layer_norm, linear};
-use crate::{GraphError, Preprocess, Result};
+use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed};
+use crate::layers::{layer_norm, linear, patch_merge};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, TensorId, WindowGeometry};
+use wgvision_engine::{Activation, Graph, PoolKind, WindowGeometry};
 
 const TORCH_LN_EPS: f32 = 1e-5;
 
@@ -93,7 +93,7 @@ impl SwinConfig {
             if h == 0 || w.contains(&0) {
                 return bad(format!("stage {i}: num_heads and window_size must be positive"));
             }
-            if self.head_dim.is_none() && self.stage_dim(i) % h != 0 {
+            if self.head_dim.is_none() && !self.stage_dim(i).is_multiple_of(h) {
                 return bad(format!("stage {i}: dim {} is not divisible by num_heads {h}", self.stage_dim(i)));
             }
         }
@@ -171,61 +171,73 @@ impl SwinConfig {
         let eps = self.norm_eps;
         let mut g = Graph::builder();
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
-        let pad = self.origin == Origin::Hf;
-        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: self.patch_size, pad }), &[x])?; // (B, Hp*Wp, C*P*P)
-        let cpp = self.in_chans * self.patch_size * self.patch_size;
         let d0 = self.embed_dim;
-        let mut t = linear(&mut g, patches, "patch_embed", (cpp, d0), true, Activation::None, None)?; // (B, Hp*Wp, D)
+        let embed = PatchEmbed {
+            patch: self.patch_size,
+            pad: self.origin == Origin::Hf,
+            dim: d0,
+            patchify: "patchify",
+            proj: "patch_embed",
+            proj_bias: true,
+            tokens: None,
+        };
+        let mut t = embed.build(&mut g, x)?; // (B, Hp*Wp, D)
         t = layer_norm(&mut g, t, "patch_embed.norm", d0, TORCH_LN_EPS)?;
         for (i, st) in stages.iter().enumerate() {
             if i > 0 {
                 let prev = &stages[i - 1];
                 let p = format!("layers.{i}.downsample");
-                let m = g.node(&format!("{p}.merge"), Op::PatchMerge(ops::PatchMerge { map: prev.map }), &[t])?; // (B, H/2*W/2, 4C)
+                let m = patch_merge(&mut g, t, &format!("{p}.merge"), prev.map)?; // (B, H/2*W/2, 4C)
                 let m = layer_norm(&mut g, m, &format!("{p}.norm"), 4 * prev.dim, TORCH_LN_EPS)?;
                 t = linear(&mut g, m, &format!("{p}.reduction"), (4 * prev.dim, st.dim), false, Activation::None, None)?; // (B, H/2*W/2, 2C)
             }
             for j in 0..self.depths[i] {
+                // Blocks alternate regular and shifted windows.
                 let layout = if j % 2 == 1 { &st.shifted } else { &st.regular };
-                t = self.block(&mut g, t, &format!("layers.{i}.blocks.{j}"), st, layout)?;
+                let block = Block {
+                    dim: st.dim,
+                    heads: st.heads,
+                    head_dim: st.head_dim,
+                    eps,
+                    qkv_bias: self.qkv_bias,
+                    proj: "proj",
+                    proj_bias: true,
+                    mixer: Mixer::Window(layout.clone()),
+                    ffn: Ffn::Mlp { hidden: (st.dim as f32 * self.mlp_ratio) as usize, act: self.act },
+                };
+                t = block.build(&mut g, t, &format!("layers.{i}.blocks.{j}"))?; // (B, H*W, C)
             }
         }
-        let dl = self.num_features();
-        t = layer_norm(&mut g, t, "norm", dl, eps)?;
-        let pooled = g.node("pool", Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[t])?; // (B, C)
-        let out = if self.num_classes > 0 {
-            linear(&mut g, pooled, "head", (dl, self.num_classes), true, Activation::None, None)? // (B, classes)
-        } else {
-            pooled
+        let head = Head {
+            dim: self.num_features(),
+            eps,
+            norm: Some("norm"),
+            pool: "pool",
+            kind: PoolKind::MeanFrom(0),
+            fc_norm: None,
+            pre_logits: None,
+            num_classes: self.num_classes,
         };
-        g.output(out, "logits")?;
+        let logits = head.build(&mut g, t)?; // (B, classes)
+        g.output(logits, "logits")?;
         Ok(g.finish())
     }
+}
 
-    fn block(&self, g: &mut GraphBuilder, t: TensorId, p: &str, st: &Stage, layout: &WindowGeometry) -> Result<TensorId> {
-        let (d, a) = (st.dim, st.heads * st.head_dim);
-        let eps = self.norm_eps;
-        let h = layer_norm(g, t, &format!("{p}.norm1"), d, eps)?;
-        let qkv_w = g.weight(&format!("{p}.attn.qkv.weight"), &[d, 3 * a])?;
-        let mut ins = vec![h, qkv_w];
-        let qkv_b = if self.qkv_bias { Some(g.weight(&format!("{p}.attn.qkv.bias"), &[3 * a])?) } else { None };
-        ins.extend(qkv_b);
-        let qkv = g.node(&format!("{p}.attn.qkv"), Op::MatMul(ops::MatMul { act: Activation::None, bias: self.qkv_bias, residual: false }), &ins)?; // (B, H*W, 3A)
-        let n = layout.tokens();
-        let rel = g.weight(&format!("{p}.attn.rel_bias"), &[st.heads, n, n])?;
-        let mut ins = vec![qkv, rel];
-        let padded = layout.map[0] % layout.window[0] != 0 || layout.map[1] % layout.window[1] != 0;
-        let pad_bias = padded && qkv_b.is_some();
-        if pad_bias {
-            ins.extend(qkv_b);
-        }
-        let scale = 1.0 / (st.head_dim as f32).sqrt();
-        let op = Op::WindowAttention(ops::WindowAttention { heads: st.heads, layout: layout.clone(), pad_bias, scale });
-        let att = g.node(&format!("{p}.attn"), op, &ins)?; // (B, H*W, A)
-        let t = linear(g, att, &format!("{p}.attn.proj"), (a, d), true, Activation::None, Some(t))?;
-        let h = layer_norm(g, t, &format!("{p}.norm2"), d, eps)?;
-        let hidden = (d as f32 * self.mlp_ratio) as usize;
-        let h = linear(g, h, &format!("{p}.mlp.fc1"), (d, hidden), true, self.act, None)?; // (B, H*W, 4C)
-        linear(g, h, &format!("{p}.mlp.fc2"), (hidden, d), true, Activation::None, Some(t))
+impl Family for SwinConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        SwinConfig::build(self, batch)
     }
 }

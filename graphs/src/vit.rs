@@ -1,11 +1,11 @@
 //! Vision Transformer (Dosovitskiy et al. 2020) as timm's `VisionTransformer` builds it,
 //! covering DeiT, CLIP image towers (pre-norm, no patch bias) and DINOv2 (LayerScale,
 //! register tokens). LayerScale is folded into the preceding projection at conversion.
-use wgvision_engine::ops;
-use crate::layers::{layer_norm, linear};
-use crate::{GraphError, Preprocess, Result};
+use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed, Tokens};
+use crate::layers::layer_norm;
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, Graph, Op, PoolKind, TensorId};
+use wgvision_engine::{Activation, Graph, PoolKind};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case")]
@@ -66,7 +66,7 @@ impl VitConfig {
         if self.patch_size == 0 || self.img_size[0] < self.patch_size || self.img_size[1] < self.patch_size {
             return bad(format!("img_size {:?} is smaller than one patch of {}", self.img_size, self.patch_size));
         }
-        if self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
             return bad(format!("embed_dim {} is not divisible by num_heads {}", self.embed_dim, self.num_heads));
         }
         if self.embed_dim / self.num_heads > 256 {
@@ -84,55 +84,74 @@ impl VitConfig {
     pub fn build(&self, batch: usize) -> Result<Graph> {
         self.check()?;
         let (d, eps) = (self.embed_dim, self.norm_eps);
-        let (gh, gw) = self.grid();
-        let tokens = self.num_prefix() + gh * gw;
         let mut g = Graph::builder();
-        let ln = |g: &mut wgvision_engine::GraphBuilder, x: TensorId, name: &str| layer_norm(g, x, name, d, eps);
         let x = g.input("pixel_values", &[batch, self.in_chans, self.img_size[0], self.img_size[1]])?;
-        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: self.patch_size, pad: false }), &[x])?; // (B, Np, C*P*P)
-        let cpp = self.in_chans * self.patch_size * self.patch_size;
-        let emb = linear(&mut g, patches, "patch_embed", (cpp, d), self.patch_bias, Activation::None, None)?; // (B, Np, D)
-        let mut ins = vec![emb];
-        if self.num_prefix() > 0 {
-            ins.push(g.weight("prefix_tokens", &[self.num_prefix(), d])?);
-        }
-        let pos_start = if self.no_embed_class { self.num_prefix() } else { 0 };
-        if self.pos_embed {
-            ins.push(g.weight("pos_embed", &[tokens - pos_start, d])?);
-        }
-        let op = Op::TokenEmbed(ops::TokenEmbed { prefix: self.num_prefix(), pos: self.pos_embed, pos_start });
-        let mut t = g.node("tokens", op, &ins)?; // (B, T, D)
+        let prefix = self.num_prefix();
+        let embed = PatchEmbed {
+            patch: self.patch_size,
+            pad: false,
+            dim: d,
+            patchify: "patchify",
+            proj: "patch_embed",
+            proj_bias: self.patch_bias,
+            tokens: Some(Tokens {
+                name: "tokens",
+                prefix: (prefix > 0).then_some(("prefix_tokens", prefix)),
+                pos: self.pos_embed.then_some("pos_embed"),
+                pos_start: if self.no_embed_class { prefix } else { 0 },
+            }),
+        };
+        let mut t = embed.build(&mut g, x)?; // (B, T, D)
         if self.pre_norm {
-            t = ln(&mut g, t, "norm_pre")?;
+            t = layer_norm(&mut g, t, "norm_pre", d, eps)?;
         }
-        let scale = 1.0 / ((d / self.num_heads) as f32).sqrt();
         for i in 0..self.depth {
-            let p = format!("blocks.{i}");
-            let h = ln(&mut g, t, &format!("{p}.norm1"))?;
-            let qkv = linear(&mut g, h, &format!("{p}.attn.qkv"), (d, 3 * d), self.qkv_bias, Activation::None, None)?; // (B, T, 3D)
-            let a = g.node(&format!("{p}.attn"), Op::Attention(ops::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }), &[qkv])?; // (B, T, D)
-            t = linear(&mut g, a, &format!("{p}.attn.proj"), (d, d), self.proj_bias, Activation::None, Some(t))?;
-            let h = ln(&mut g, t, &format!("{p}.norm2"))?;
-            let h = linear(&mut g, h, &format!("{p}.mlp.fc1"), (d, self.mlp_hidden), true, self.act, None)?; // (B, T, M)
-            t = linear(&mut g, h, &format!("{p}.mlp.fc2"), (self.mlp_hidden, d), true, Activation::None, Some(t))?;
+            let block = Block {
+                dim: d,
+                heads: self.num_heads,
+                head_dim: d / self.num_heads,
+                eps,
+                qkv_bias: self.qkv_bias,
+                proj: "proj",
+                proj_bias: self.proj_bias,
+                mixer: Mixer::Global { causal: false, key_mask: None },
+                ffn: Ffn::Mlp { hidden: self.mlp_hidden, act: self.act },
+            };
+            t = block.build(&mut g, t, &format!("blocks.{i}"))?; // (B, T, D)
         }
-        if self.norm {
-            t = ln(&mut g, t, "norm")?;
-        }
-        let kind = match self.global_pool {
-            GlobalPool::Token => PoolKind::Token(0),
-            GlobalPool::Avg => PoolKind::MeanFrom(self.num_prefix()),
+        let head = Head {
+            dim: d,
+            eps,
+            norm: self.norm.then_some("norm"),
+            pool: "pool",
+            kind: match self.global_pool {
+                GlobalPool::Token => PoolKind::Token(0),
+                GlobalPool::Avg => PoolKind::MeanFrom(prefix),
+            },
+            fc_norm: self.fc_norm.then_some("fc_norm"),
+            pre_logits: None,
+            num_classes: self.num_classes,
         };
-        let mut pooled = g.node("pool", Op::Pool(ops::Pool { kind }), &[t])?; // (B, D)
-        if self.fc_norm {
-            pooled = ln(&mut g, pooled, "fc_norm")?;
-        }
-        let out = if self.num_classes > 0 {
-            linear(&mut g, pooled, "head", (d, self.num_classes), true, Activation::None, None)? // (B, C)
-        } else {
-            pooled
-        };
-        g.output(out, "logits")?;
+        let logits = head.build(&mut g, t)?; // (B, C)
+        g.output(logits, "logits")?;
         Ok(g.finish())
+    }
+}
+
+impl Family for VitConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [self.in_chans, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        VitConfig::build(self, batch)
     }
 }

@@ -4,11 +4,11 @@
 //! top-k and slot assignment in one kernel), experts run as grouped matmuls over
 //! an expert-major dispatch buffer, and the combine adds the gate-weighted outputs to the
 //! residual.
-use wgvision_engine::ops;
-use crate::layers::{layer_norm, linear};
-use crate::{GraphError, Preprocess, Result};
+use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed, Tokens};
+use crate::layers::{expert_linear, linear, moe_combine, moe_dispatch, moe_gate, moe_route, pool};
+use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
-use wgvision_engine::{Activation, Graph, GraphBuilder, Op, PoolKind, Routing, TensorId};
+use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, Routing, TensorId};
 
 const LN_EPS: f32 = 1e-6;
 
@@ -95,7 +95,7 @@ impl VmoeConfig {
         if self.patch_size == 0 || self.img_size.iter().any(|&s| s < self.patch_size) {
             return bad(format!("image_size {:?} must hold at least one {} patch", self.img_size, self.patch_size));
         }
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return bad(format!("hidden_size {} is not divisible by num_heads {}", self.hidden_size, self.num_heads));
         }
         if let Some(m) = &self.moe {
@@ -132,52 +132,67 @@ impl VmoeConfig {
     pub fn build_with(&self, batch: usize, routing_tables: bool) -> Result<Graph> {
         self.check()?;
         let d = self.hidden_size;
-        let p = self.patch_size;
         let mut g = Graph::builder();
         let x = g.input("pixel_values", &[batch, 3, self.img_size[0], self.img_size[1]])?;
-        let patches = g.node("patchify", Op::Patchify(ops::Patchify { patch: p, pad: false }), &[x])?; // (B, Np, 3*P*P)
-        let emb = linear(&mut g, patches, "embedding", (3 * p * p, d), true, Activation::None, None)?;
-        let n = self.tokens();
-        let prefix = (self.classifier == Classifier::Token) as usize;
-        let mut ins = vec![emb];
-        if prefix > 0 {
-            ins.push(g.weight("cls", &[1, d])?);
-        }
-        ins.push(g.weight("pos_embed", &[n, d])?);
-        let mut t = g.node("tokens", Op::TokenEmbed(ops::TokenEmbed { prefix, pos: true, pos_start: 0 }), &ins)?; // (B, N, D)
+        let embed = PatchEmbed {
+            patch: self.patch_size,
+            pad: false,
+            dim: d,
+            patchify: "patchify",
+            proj: "embedding",
+            proj_bias: true,
+            tokens: Some(Tokens {
+                name: "tokens",
+                prefix: (self.classifier == Classifier::Token).then_some(("cls", 1)),
+                pos: Some("pos_embed"),
+                pos_start: 0,
+            }),
+        };
+        let mut t = embed.build(&mut g, x)?; // (B, N, D)
+        let routing = self.routing();
         let mut tables = Vec::new();
         for i in 0..self.num_layers {
             let b = format!("blocks.{i}");
-            let h = layer_norm(&mut g, t, &format!("{b}.norm1"), d, LN_EPS)?;
-            let qkv = linear(&mut g, h, &format!("{b}.attn.qkv"), (d, 3 * d), true, Activation::None, None)?;
-            let scale = 1.0 / ((d / self.num_heads) as f32).sqrt();
-            let a = g.node(&format!("{b}.attn"), Op::Attention(ops::Attention { heads: self.num_heads, scale, causal: false, key_mask: false }), &[qkv])?;
-            t = linear(&mut g, a, &format!("{b}.attn.out"), (d, d), true, Activation::None, Some(t))?;
-            let h = layer_norm(&mut g, t, &format!("{b}.norm2"), d, LN_EPS)?;
-            t = if self.is_moe(i) {
-                let (out, table) = self.moe_block(&mut g, h, t, &b)?;
-                tables.push((i, table));
-                out
-            } else {
-                let m = linear(&mut g, h, &format!("{b}.mlp.fc1"), (d, self.mlp_dim), true, Activation::GeluTanh, None)?;
-                linear(&mut g, m, &format!("{b}.mlp.fc2"), (self.mlp_dim, d), true, Activation::None, Some(t))?
+            let mut experts;
+            let ffn = match self.moe.as_ref().zip(routing.as_ref()).filter(|_| self.is_moe(i)) {
+                Some((cfg, routing)) => {
+                    experts = |g: &mut GraphBuilder, h: TensorId, residual: TensorId| -> Result<TensorId> {
+                        let (out, table) = self.moe_block(g, h, residual, &b, cfg, routing)?;
+                        tables.push((i, table));
+                        Ok(out)
+                    };
+                    Ffn::Custom(&mut experts)
+                }
+                None => Ffn::Mlp { hidden: self.mlp_dim, act: Activation::GeluTanh },
             };
+            let block = Block {
+                dim: d,
+                heads: self.num_heads,
+                head_dim: d / self.num_heads,
+                eps: LN_EPS,
+                qkv_bias: true,
+                proj: "out",
+                proj_bias: true,
+                mixer: Mixer::Global { causal: false, key_mask: None },
+                ffn,
+            };
+            t = block.build(&mut g, t, &b)?; // (B, N, D)
         }
-        t = layer_norm(&mut g, t, "norm", d, LN_EPS)?;
-        let kind = match self.classifier {
-            Classifier::Token => PoolKind::Token(0),
-            Classifier::Gap => PoolKind::MeanFrom(0),
+        let head = Head {
+            dim: d,
+            eps: LN_EPS,
+            norm: Some("norm"),
+            pool: "pool",
+            kind: match self.classifier {
+                Classifier::Token => PoolKind::Token(0),
+                Classifier::Gap => PoolKind::MeanFrom(0),
+            },
+            fc_norm: None,
+            pre_logits: self.representation_size.map(|r| ("pre_logits", r)),
+            num_classes: self.num_classes,
         };
-        let mut f = g.node("pool", Op::Pool(ops::Pool { kind }), &[t])?; // (B, D)
-        let mut width = d;
-        if let Some(r) = self.representation_size {
-            f = linear(&mut g, f, "pre_logits", (d, r), true, Activation::Tanh, None)?;
-            width = r;
-        }
-        if self.num_classes > 0 {
-            f = linear(&mut g, f, "head", (width, self.num_classes), true, Activation::None, None)?;
-        }
-        g.output(f, "logits")?;
+        let logits = head.build(&mut g, t)?; // (B, C)
+        g.output(logits, "logits")?;
         if routing_tables {
             for (i, table) in tables {
                 g.output(table, &format!("routing.{i}"))?;
@@ -191,11 +206,8 @@ impl VmoeConfig {
     }
 
     /// residual + [shared MLP(h)] + sum of routed experts(h); returns (output, routing table).
-    fn moe_block(&self, g: &mut GraphBuilder, h: TensorId, residual: TensorId, b: &str) -> Result<(TensorId, TensorId)> {
-        let (d, m) = (self.hidden_size, self.mlp_dim);
-        let Some(cfg) = &self.moe else { unreachable!("moe_block on a dense config") };
-        let Some(routing) = self.routing() else { unreachable!() };
-        let e = cfg.num_experts;
+    fn moe_block(&self, g: &mut GraphBuilder, h: TensorId, residual: TensorId, b: &str, cfg: &MoeConfig, routing: &Routing) -> Result<(TensorId, TensorId)> {
+        let (d, m, e) = (self.hidden_size, self.mlp_dim, cfg.num_experts);
         let base = if cfg.shared_expert {
             let s = linear(g, h, &format!("{b}.shared.fc1"), (d, m), true, Activation::GeluTanh, None)?;
             linear(g, s, &format!("{b}.shared.fc2"), (m, d), true, Activation::None, Some(residual))?
@@ -204,24 +216,49 @@ impl VmoeConfig {
         };
         let router_in = match cfg.routing {
             RoutingKind::Token => h,
-            RoutingKind::Image => g.node(&format!("{b}.moe.image_mean"), Op::Pool(ops::Pool { kind: PoolKind::MeanFrom(0) }), &[h])?, // (B, D)
+            RoutingKind::Image => pool(g, h, &format!("{b}.moe.image_mean"), PoolKind::MeanFrom(0))?, // (B, D)
         };
         let router = g.weight(&format!("{b}.moe.router.weight"), &[d, e])?;
-        let op = Op::MoeGate(ops::MoeGate { experts: e, k: cfg.num_selected_experts, routing: routing.clone() });
-        let gates = g.node(&format!("{b}.moe.gate"), op, &[router_in, router])?; // (T, K, 3)
+        let gates = moe_gate(g, router_in, &format!("{b}.moe.gate"), router, e, cfg.num_selected_experts, routing.clone())?; // (T, K, 3)
         let table = match routing {
-            Routing::Token { .. } => g.node(&format!("{b}.moe.route"), Op::MoeRoute(ops::MoeRoute { routing: routing.clone() }), &[gates])?, // (T, K, 3)
+            Routing::Token { .. } => moe_route(g, gates, &format!("{b}.moe.route"), routing.clone())?, // (T, K, 3)
             Routing::Image { .. } => gates,
         };
-        let disp = g.node(&format!("{b}.moe.dispatch"), Op::MoeDispatch(ops::MoeDispatch { experts: e, routing }), &[h, table])?; // (E, R, D)
-        let w1 = g.weight(&format!("{b}.moe.fc1.weight"), &[e, d, m])?;
-        let b1 = g.weight(&format!("{b}.moe.fc1.bias"), &[e, m])?;
-        let y = g.node(&format!("{b}.moe.fc1"), Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::GeluTanh, bias: true }), &[disp, w1, b1])?;
-        let w2 = g.weight(&format!("{b}.moe.fc2.weight"), &[e, m, d])?;
-        let b2 = g.weight(&format!("{b}.moe.fc2.bias"), &[e, d])?;
-        let y = g.node(&format!("{b}.moe.fc2"), Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::None, bias: true }), &[y, w2, b2])?;
-        let out = g.node(&format!("{b}.moe.combine"), Op::MoeCombine(ops::MoeCombine {}), &[y, table, base])?;
+        let disp = moe_dispatch(g, h, &format!("{b}.moe.dispatch"), table, e, routing.clone())?; // (E, R, D)
+        let y = expert_linear(g, disp, &format!("{b}.moe.fc1"), (e, d, m), Activation::GeluTanh)?; // (E, R, M)
+        let y = expert_linear(g, y, &format!("{b}.moe.fc2"), (e, m, d), Activation::None)?; // (E, R, D)
+        let out = moe_combine(g, y, &format!("{b}.moe.combine"), table, base)?; // (B, N, D)
         Ok((out, table))
+    }
+}
+
+impl Family for VmoeConfig {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn preprocess(&self) -> &Preprocess {
+        &self.preprocess
+    }
+
+    fn image_size(&self) -> [usize; 3] {
+        [3, self.img_size[0], self.img_size[1]]
+    }
+
+    fn build(&self, batch: usize) -> Result<Graph> {
+        VmoeConfig::build(self, batch)
+    }
+
+    fn build_with_routing(&self, batch: usize) -> Result<Graph> {
+        self.build_with(batch, true)
+    }
+
+    fn experts(&self) -> usize {
+        self.moe.as_ref().map_or(0, |m| m.num_experts)
+    }
+
+    fn min_batch(&self) -> usize {
+        VmoeConfig::min_batch(self)
     }
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 use wgvision::engine::DType;
 use wgvision::weights;
-use wgvision::Model;
+use wgvision::{Model, Task};
 
 #[allow(clippy::too_many_arguments)]
 pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, per_op: bool, json: bool, backend: Option<String>) -> CliResult {
@@ -47,24 +47,24 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(name.clone(), shape.clone(), pixels)];
     // Detectors: the image tower and heads on one precomputed query per image; the text
     // tower is timed separately, per query.
-    let owl = match &m.config {
-        wgvision::ModelConfig::Owl(c) => Some(c.clone()),
-        _ => None,
+    let queries = match m.config.task() {
+        Task::Detector(q) => Some(q),
+        Task::Classifier => None,
     };
-    if let Some(c) = &owl {
-        let l = c.max_position_embeddings;
+    if let Some(q) = &queries {
+        let l = q.max_len;
         let ids: Vec<f32> = (0..batch * l).map(|i| if i % l == 0 { 1.0 } else { 0.0 }).collect();
         named.push(("input_ids".into(), vec![batch, l], ids));
-        named.push(("query_embeds".into(), vec![batch, c.projection_dim], vec![0.05; batch * c.projection_dim]));
+        named.push(("query_embeds".into(), vec![batch, q.embed_dim], vec![0.05; batch * q.embed_dim]));
     }
     let compiled = m.compiled_for_inputs(named.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect())?;
     let inputs: Vec<(&str, &[f32])> = named.iter().map(|(n, _, d)| (n.as_str(), d.as_slice())).collect();
     let times = time_runs(&compiled, &inputs, warmup, iters)?;
-    let text_ms_per_query = match &owl {
-        Some(c) => {
+    let text_ms_per_query = match &queries {
+        Some(q) => {
             const QUERIES: usize = 8;
-            let l = c.max_position_embeddings;
-            let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, (c.vocab_size - 1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
+            let l = q.max_len;
+            let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, (q.vocab_size - 1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
             let mask: Vec<f32> = (0..QUERIES * l).map(|i| if i % l < 4 { 1.0 } else { 0.0 }).collect();
             let shapes = vec![("input_ids".to_string(), vec![QUERIES, l]), ("attention_mask".to_string(), vec![QUERIES, l])];
             let text = m.compiled_for_inputs(shapes)?;

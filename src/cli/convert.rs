@@ -46,7 +46,7 @@ pub fn convert(
         }
     };
     let files = match &tokenizer {
-        Some(path) if matches!(model_cfg, ModelConfig::Owl(_)) => {
+        Some(path) if model_cfg.is_detector() => {
             let files = ClipTokenizer::read_files(path)?;
             ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
             files

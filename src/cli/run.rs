@@ -69,7 +69,7 @@ pub fn run(
     }
     // Read and check the model file and the input before opening the device.
     let file = wgvision::ModelFile::open(&model)?;
-    if matches!(file.config, wgvision::graphs::ModelConfig::Owl(_)) && input.is_none() {
+    if file.config.is_detector() && input.is_none() {
         let image = image.ok_or("give --image FILE with --query TEXT")?;
         if output.is_some() {
             return Err("-o applies to --input runs and classifiers; for detections use --json (stdout) or --draw OUT.png".into());
@@ -84,7 +84,7 @@ pub fn run(
         Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
         None => None,
     };
-    let detector = matches!(file.config, wgvision::graphs::ModelConfig::Owl(_));
+    let detector = file.config.is_detector();
     let pixels = match &input {
         Some(input) => {
             let (_, tensors) = st::load_inputs(input)?;
@@ -194,8 +194,8 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
         None if !file.files.is_empty() => Some(ClipTokenizer::from_files(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?),
         None => return Err("no tokenizer: pass --tokenizer tokenizer.json (or store one with `convert --tokenizer`)".into()),
     };
-    let img = detect::open_rgb(image)?;
-    let query_img = d.query_image.as_deref().map(detect::open_rgb).transpose()?;
+    let img = image_input::decode_rgb(image)?;
+    let query_img = d.query_image.as_deref().map(image_input::decode_rgb).transpose()?;
     let gpu = open_gpu(backend.as_deref())?;
     let m = Model::from_file(gpu, &file)?;
     drop(file);
