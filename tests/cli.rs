@@ -81,3 +81,77 @@ fn webgpu_limits_from_the_environment() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("WGVISION_LIMITS=huge"));
 }
+
+/// `bench --autotune` measures the variants of every shape class on this adapter and
+/// writes the cache; a later bench (no flag) runs every node in the cached variant.
+#[test]
+fn bench_autotune_writes_the_cache_and_later_runs_use_it() {
+    let (dir, model) = converted("cli_autotune");
+    let m = model.to_str().unwrap();
+    let cache = dir.join("cache");
+    let env = [("WGVISION_CACHE_DIR", cache.to_str().unwrap())];
+    let out = wgvision_env_ok(&["bench", m, "--iters", "1", "--warmup", "0", "--json", "--autotune"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["autotune"], "refresh");
+    assert!(v["dispatches"].as_u64().unwrap() > 0);
+    let file = cache.join("autotune.json");
+    let mut c: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let adapters = c["adapters"].as_object_mut().unwrap();
+    assert_eq!(adapters.len(), 1, "one adapter measured");
+    let entries = adapters.values_mut().next().unwrap().as_object_mut().unwrap();
+    let matmuls: Vec<&String> = entries.keys().filter(|k| k.contains("\"mat_mul\"")).collect();
+    assert!(!matmuls.is_empty(), "matmul shape classes measured: {entries:?}");
+    for e in entries.values() {
+        assert!(e["ms"].as_object().unwrap().len() >= 2, "every candidate timed: {e}");
+    }
+    // Make `rows` (never the rules' choice for these shapes) the cached winner of every
+    // matmul class: a plain bench must then run all matmuls in it.
+    for (k, e) in entries.iter_mut() {
+        if k.contains("\"mat_mul\"") {
+            e["variant"] = "rows".into();
+        }
+    }
+    std::fs::write(&file, serde_json::to_string(&c).unwrap()).unwrap();
+    let out = wgvision_env_ok(&["bench", m, "--iters", "1", "--warmup", "0", "--json"], &env);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["autotune"], "cached");
+    assert_eq!(v["variants"]["matmul"], serde_json::json!({ "rows": v["variants"]["matmul"]["rows"].as_u64().unwrap() }), "{}", v["variants"]);
+    let nodes = v["nodes"].as_array().unwrap();
+    assert!(nodes.iter().filter(|n| n["op"] == "matmul").all(|n| n["variant"] == "rows"));
+    // Without a cache the rules choose (not `rows`).
+    let out = wgvision_env_ok(&["bench", m, "--iters", "1", "--warmup", "0", "--json"], &[("WGVISION_CACHE_DIR", dir.join("empty").to_str().unwrap())]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["variants"]["matmul"].get("rows").is_none(), "{}", v["variants"]);
+}
+
+/// `run --dump-nodes DIR` writes every node's output named by node, and nodes.json in
+/// execution order; the last node's dump is the model's output.
+#[test]
+fn run_dump_nodes_writes_every_node() {
+    let (dir, model) = converted("cli_dump");
+    let input = dir.join("in.safetensors");
+    let pixels: Vec<u8> = (0..2 * 3 * 32 * 32).flat_map(|i| ((i % 17) as f32 / 8.0 - 1.0).to_le_bytes()).collect();
+    write_safetensors(&input, &[("pixel_values".into(), safetensors::Dtype::F32, vec![2, 3, 32, 32], pixels)]);
+    let (out, dump) = (dir.join("out.safetensors"), dir.join("nodes"));
+    wgvision_ok(&["run", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--dump-nodes", dump.to_str().unwrap()]);
+    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dump.join("nodes.json")).unwrap()).unwrap();
+    let nodes = index["nodes"].as_array().unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n["node"].as_str().unwrap()).collect();
+    for want in ["patchify", "blocks.0.norm1", "blocks.0.attn.qkv", "blocks.0.attn", "blocks.1.mlp.fc2"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(".to_texture")), "texture copies are not dumped");
+    for n in nodes {
+        let (shape, data) = read_tensor(&dump.join(n["file"].as_str().unwrap()), n["node"].as_str().unwrap());
+        assert_eq!(serde_json::json!(shape), n["shape"]);
+        assert!(data.iter().all(|v| v.is_finite()));
+    }
+    let last = nodes.last().unwrap();
+    let (_, dumped) = read_tensor(&dump.join(last["file"].as_str().unwrap()), last["node"].as_str().unwrap());
+    let (shape, logits) = read_tensor(&out, "logits");
+    assert_eq!(shape, [2, 10]);
+    assert_eq!(dumped, logits, "the last node is the output");
+    // Not a directory: refused before any work.
+    let bad = wgvision(&["run", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--dump-nodes", input.to_str().unwrap()]);
+    assert!(!bad.status.success());
+}
