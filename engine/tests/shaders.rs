@@ -88,3 +88,31 @@ fn workgroup_storage_within_webgpu_default() {
         assert!(bytes <= 16384, "{}: {bytes} bytes of workgroup storage > 16 KiB", key.label());
     }
 }
+
+/// The engine knows no model family: no source, test or shader under engine/ or shaders/
+/// names one (graphs/ passes every family-specific rule in as op parameters).
+#[test]
+fn engine_and_shaders_name_no_model_family() {
+    // Spelled in pieces, so this test does not find itself.
+    const FAMILIES: [&str; 8] = [
+        concat!("o", "wl"), concat!("vm", "oe"), concat!("v-m", "oe"), concat!("ti", "mm"),
+        concat!("sw", "in"), concat!("max", "vit"), concat!("cl", "ip"), concat!("dino", "v2"),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut stack = vec![root.join("src"), root.join("tests"), root.join("build.rs"), root.join("Cargo.toml"), root.join("../shaders")];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap().to_lowercase();
+        seen += 1;
+        for (i, line) in text.lines().enumerate() {
+            for f in FAMILIES {
+                assert!(!line.contains(f), "{}:{}: names the model family {f:?}: {line}", p.display(), i + 1);
+            }
+        }
+    }
+    assert!(seen > 40, "scanned {seen} files");
+}
