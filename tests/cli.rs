@@ -155,3 +155,24 @@ fn run_dump_nodes_writes_every_node() {
     let bad = wgvision(&["run", model.to_str().unwrap(), "--input", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--dump-nodes", input.to_str().unwrap()]);
     assert!(!bad.status.success());
 }
+
+/// `bench matmul:MxNxK` / `attention:BxNxHxD`: one kernel on synthetic data, its FLOPs,
+/// GPU and wall GFLOP/s, variants; bad specs are refused with the expected form.
+#[test]
+fn bench_op_presets_report_one_kernel() {
+    let out = wgvision_ok(&["bench", "matmul:37x20x48", "--iters", "2", "--warmup", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flops"], 2 * 37 * 20 * 48);
+    assert!(v["gflops"].as_f64().unwrap() > 0.0 && v["gpu_ms"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["cold_ms"].as_f64().unwrap() >= v["min_ms"].as_f64().unwrap());
+    assert!(v["nodes"].as_array().unwrap().iter().any(|n| n["op"] == "matmul" && n["variant"].is_string()));
+    let out = wgvision_ok(&["bench", "attention:2x33x3x16", "--iters", "1", "--warmup", "0", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["flops"], 4 * 2 * 33 * 33 * 3 * 16);
+    for bad in ["matmul:0x3x3", "matmul:3x3", "attention:1x2x3xq", "matmul:9999999x2x2"] {
+        let out = wgvision(&["bench", bad, "--iters", "1"]);
+        assert!(!out.status.success(), "{bad} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("expected matmul:MxNxK") || err.contains("expected attention:BxNxHxD"), "{bad}: {err}");
+    }
+}

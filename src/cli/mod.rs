@@ -10,6 +10,7 @@ macro_rules! out {
 }
 
 mod bench;
+mod bench_op;
 mod convert;
 mod inspect;
 mod run;
@@ -126,7 +127,8 @@ enum Cmd {
     },
     /// Benchmark a model file or a built-in preset (synthetic weights).
     Bench {
-        /// Model file or preset name (a timm model name such as vit_base_patch16_224)
+        /// Model file, preset name (a timm model name such as vit_base_patch16_224), or one
+        /// kernel: matmul:MxNxK or attention:BxNxHxD
         model: String,
         #[arg(long, default_value_t = 1)]
         batch: usize,

@@ -68,6 +68,10 @@ pub struct MemoryReport {
     pub naive_bytes: u64,
     pub io_bytes: u64,
     pub shared_buffers: usize,
+    /// Everything this compiled graph allocated on the device besides the weights: the
+    /// shared activation buffers, inputs, outputs and their staging copies, the params
+    /// buffer and the activation textures.
+    pub device_bytes: u64,
 }
 
 /// A graph compiled for one device and one set of shapes.
@@ -417,6 +421,9 @@ impl Compiled {
             steps.push(Step { node: sp.node, pipeline, bind_group, dispatch });
         }
         gpu.take_uncaptured()?;
+        // rgba32float: 16 bytes a texel.
+        let texture_bytes: u64 = textures.keys().map(|(w, h, _)| 16 * *w as u64 * *h as u64).sum();
+        let device_bytes = plan.planned_bytes + io_bytes + params_buf.size() + texture_bytes;
         let tensor_buffers = (0..graph.tensors.len())
             .map(|t| match graph.tensors[t].kind {
                 TensorKind::Texture => None,
@@ -437,6 +444,7 @@ impl Compiled {
                 naive_bytes: plan.naive_bytes,
                 io_bytes,
                 shared_buffers: plan.slot_bytes.len(),
+                device_bytes,
             },
             flops: graph.flops(),
         })
