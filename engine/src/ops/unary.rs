@@ -1,5 +1,5 @@
-//! Standalone elementwise activation (the same functions the matmul epilogue fuses), and
-//! reshape: a copy through the same kernel with no activation.
+//! Standalone elementwise activation (the same functions the matmul epilogue fuses); with
+//! no activation, the copy the lowering pass makes of a reshape that is a graph output.
 use super::{u32_of, Activation, Arg, KernelPlan};
 use crate::kernels::KernelKey;
 
