@@ -37,9 +37,9 @@ fn every_shader_variant_validates() {
 fn uniform_structs_match_wgsl() {
     let layouts = uniform_layouts();
     assert_eq!(layouts.len(), wgvision_engine::Op::NAMES.len(), "one layout per registered op");
-    for (op, (shader, name, size, fields)) in layouts {
-        if shader.is_empty() {
-            assert!(["reshape"].contains(&op), "op {op} has no uniform layout but is not an alias op");
+    for (op, alias, (shader, name, size, fields)) in layouts {
+        assert_eq!(shader.is_empty(), alias, "op {op}: only an alias op (no kernel) goes without a uniform layout");
+        if alias {
             continue;
         }
         assert_eq!(shader, format!("{op}.wgsl"), "op {op}: its params belong to its own shader");

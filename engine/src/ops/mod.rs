@@ -373,9 +373,9 @@ macro_rules! registry {
             }
         }
 
-        /// (op name, uniform layout) of every op.
-        pub fn uniform_layouts() -> Vec<(&'static str, Layout)> {
-            vec![$((<$ty as OpDef>::NAME, layout::<<$ty as OpDef>::Params>())),+]
+        /// (op name, whether it is an alias op, uniform layout) of every op.
+        pub fn uniform_layouts() -> Vec<(&'static str, bool, Layout)> {
+            vec![$((<$ty as OpDef>::NAME, <$ty as OpDef>::ALIAS, layout::<<$ty as OpDef>::Params>())),+]
         }
 
         /// Every variant name of every op.
