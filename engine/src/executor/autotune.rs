@@ -139,9 +139,11 @@ pub(crate) fn choose(gpu: &Arc<Gpu>, graph: &Graph, weights: &GpuWeights, node: 
         }
     }
     // Measure outside the lock: compiling a candidate compiles with autotune off.
+    let trial = Trial::new(gpu, graph, weights, node)?;
     let mut ms = BTreeMap::new();
     for &v in cands {
-        if let Ok(t) = measure(gpu, graph, weights, node, v) {
+        // A candidate that cannot compile or run here (a loop limit, say) is not timed.
+        if let Ok(t) = trial.time(gpu, v) {
             ms.insert(v.to_string(), t);
         }
     }
@@ -155,57 +157,61 @@ pub(crate) fn choose(gpu: &Arc<Gpu>, graph: &Graph, weights: &GpuWeights, node: 
     Ok(cached(&state))
 }
 
-/// GPU time of `node` alone in variant `v` (its lowering steps included): the best of
-/// three runs after a warm-up, on inputs of the node's shapes and weights of its dtypes.
-fn measure(gpu: &Arc<Gpu>, graph: &Graph, weights: &GpuWeights, node: &Node, v: &str) -> Result<f64> {
-    let mut b = Graph::builder();
-    let mut ids = Vec::new();
-    let mut inputs: Vec<(String, Vec<f32>)> = Vec::new();
-    let mut dtypes = Vec::new();
-    // Deterministic values in [-1, 1), nonzero (a key mask of them keeps every key).
-    let pattern = |n: usize| (0..n).map(|i| ((i * 7919 % 1999) as f32 + 1.0) / 1000.0 - 1.0).collect::<Vec<f32>>();
-    for (i, &t) in node.inputs.iter().enumerate() {
-        let d = &graph.tensors[t];
-        if d.kind == TensorKind::Weight {
-            ids.push(b.weight(&format!("w{i}"), &d.shape)?);
-            dtypes.push(weights.dtype(&d.name).unwrap_or(DType::F32));
-        } else {
-            ids.push(b.input(&format!("x{i}"), &d.shape)?);
-            inputs.push((format!("x{i}"), pattern(d.numel())));
-            dtypes.push(DType::F32);
-        }
-    }
-    let out = b.node(&node.name, node.op.clone(), &ids)?;
-    b.output(out, "y")?;
-    let g = b.finish();
-    let w = GpuWeights::upload(gpu, &g, |name| {
-        let i: usize = name.strip_prefix('w')?.parse().ok()?;
-        let shape = g.shape(g.find(name)?).to_vec();
-        let vals = pattern(shape.iter().product());
-        let bytes: Vec<u8> = match dtypes[i] {
-            DType::F16 => vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-            DType::F32 => bytemuck::cast_slice(&vals).to_vec(),
-        };
-        Some(WeightData { dtype: dtypes[i], shape, bytes: std::borrow::Cow::Owned(bytes) })
-    })?;
-    let c = Compiled::with_options(gpu.clone(), &g, &w, &CompileOptions { variant: Some(v.to_string()), autotune: Autotune::Off })?;
-    let feed: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
-    let mut best = f64::INFINITY;
-    for rep in 0..4 {
-        let (_, times) = c.run_profiled(&feed)?;
-        if rep > 0 {
-            best = best.min(times.iter().map(|t| t.ms).sum());
-        }
-    }
-    Ok(best)
+/// `node` alone as a graph, on inputs of its shapes and weights of its dtypes, uploaded
+/// once for all the candidates timed on it.
+struct Trial {
+    graph: Graph,
+    weights: GpuWeights,
+    inputs: Vec<(String, Vec<f32>)>,
 }
 
-/// Every cached entry for this adapter (for `bench --json` and inspection).
-pub fn cached_entries(gpu: &Gpu) -> BTreeMap<String, Entry> {
-    let mut state = match STATE.lock() {
-        Ok(s) => s,
-        Err(_) => return BTreeMap::new(),
-    };
-    load(&mut state);
-    state.file.adapters.get(&adapter_key(gpu)).cloned().unwrap_or_default()
+impl Trial {
+    fn new(gpu: &Gpu, graph: &Graph, weights: &GpuWeights, node: &Node) -> Result<Trial> {
+        let mut b = Graph::builder();
+        let mut ids = Vec::new();
+        let mut inputs: Vec<(String, Vec<f32>)> = Vec::new();
+        let mut dtypes = Vec::new();
+        // Deterministic values in [-1, 1), nonzero (a key mask of them keeps every key).
+        let pattern = |n: usize| (0..n).map(|i| ((i * 7919 % 1999) as f32 + 1.0) / 1000.0 - 1.0).collect::<Vec<f32>>();
+        for (i, &t) in node.inputs.iter().enumerate() {
+            let d = &graph.tensors[t];
+            if d.kind == TensorKind::Weight {
+                ids.push(b.weight(&format!("w{i}"), &d.shape)?);
+                dtypes.push(weights.dtype(&d.name).unwrap_or(DType::F32));
+            } else {
+                ids.push(b.input(&format!("x{i}"), &d.shape)?);
+                inputs.push((format!("x{i}"), pattern(d.numel())));
+                dtypes.push(DType::F32);
+            }
+        }
+        let out = b.node(&node.name, node.op.clone(), &ids)?;
+        b.output(out, "y")?;
+        let g = b.finish();
+        let w = GpuWeights::upload(gpu, &g, |name| {
+            let i: usize = name.strip_prefix('w')?.parse().ok()?;
+            let shape = g.shape(g.find(name)?).to_vec();
+            let vals = pattern(shape.iter().product());
+            let bytes: Vec<u8> = match dtypes[i] {
+                DType::F16 => vals.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+                DType::F32 => bytemuck::cast_slice(&vals).to_vec(),
+            };
+            Some(WeightData { dtype: dtypes[i], shape, bytes: std::borrow::Cow::Owned(bytes) })
+        })?;
+        Ok(Trial { graph: g, weights: w, inputs })
+    }
+
+    /// GPU time in variant `v` (its lowering steps included): the best of three runs after
+    /// a warm-up.
+    fn time(&self, gpu: &Arc<Gpu>, v: &str) -> Result<f64> {
+        let c = Compiled::with_options(gpu.clone(), &self.graph, &self.weights, &CompileOptions { variant: Some(v.to_string()), autotune: Autotune::Off })?;
+        let feed: Vec<(&str, &[f32])> = self.inputs.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        let mut best = f64::INFINITY;
+        for rep in 0..4 {
+            let (_, times) = c.run_profiled(&feed)?;
+            if rep > 0 {
+                best = best.min(times.iter().map(|t| t.ms).sum());
+            }
+        }
+        Ok(best)
+    }
 }

@@ -1,7 +1,7 @@
 //! Average pooling k x k over a channels-last map, padding counted as zeros (PyTorch's
 //! count_include_pad): an inverted-residual block's downsampling shortcut.
 use super::depthwise_conv::{self, ConvGeometry};
-use super::{expect_inputs, mul, u32_of, Arg, KernelPlan, OpDef, PlanCtx, Single};
+use super::{expect_inputs, mul, Arg, KernelPlan, OpDef, PlanCtx, Single};
 use crate::kernels::KernelKey;
 
 uniform!("avg_pool.wgsl", AvgPoolParams {
@@ -30,20 +30,8 @@ impl OpDef for AvgPool {
     }
 
     fn plan(&self, s: &[&[usize]], out: &[usize], _ctx: &PlanCtx, _v: Single) -> Result<KernelPlan, String> {
-        let g = &self.geometry;
-        let params = AvgPoolParams {
-            batch: u32_of(s[0][0], "batch")?,
-            height: u32_of(g.map[0], "height")?,
-            width: u32_of(g.map[1], "width")?,
-            channels: u32_of(s[0][2], "channels")?,
-            out_h: u32_of(g.out[0], "out height")?,
-            out_w: u32_of(g.out[1], "out width")?,
-            kernel: u32_of(g.kernel, "kernel")?,
-            stride: u32_of(g.stride, "stride")?,
-            pad_top: u32_of(g.pad[0], "padding")?,
-            pad_left: u32_of(g.pad[1], "padding")?,
-            ..Default::default()
-        };
+        let [batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left] = self.geometry.uniform_dims(s[0][0], s[0][2])?;
+        let params = AvgPoolParams { batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left, ..Default::default() };
         Ok(KernelPlan {
             chunks: None,
             key: key(),

@@ -36,6 +36,23 @@ impl ConvGeometry {
         ConvGeometry { map, kernel, stride, pad: [0, 0], out }
     }
 
+    /// The uniform fields both window kernels (depthwise conv, average pooling) read:
+    /// [batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left].
+    pub(crate) fn uniform_dims(&self, batch: usize, channels: usize) -> Result<[u32; 10], String> {
+        Ok([
+            u32_of(batch, "batch")?,
+            u32_of(self.map[0], "height")?,
+            u32_of(self.map[1], "width")?,
+            u32_of(channels, "channels")?,
+            u32_of(self.out[0], "out height")?,
+            u32_of(self.out[1], "out width")?,
+            u32_of(self.kernel, "kernel")?,
+            u32_of(self.stride, "stride")?,
+            u32_of(self.pad[0], "padding")?,
+            u32_of(self.pad[1], "padding")?,
+        ])
+    }
+
     /// TensorFlow "SAME": output ceil(n / stride), the odd padding pixel at the bottom/right.
     pub fn tf_same(map: [usize; 2], kernel: usize, stride: usize) -> ConvGeometry {
         let out = map.map(|n| n.div_ceil(stride));
@@ -69,20 +86,8 @@ fn variants() -> Vec<KernelKey> {
 }
 
 pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) -> Result<KernelPlan, String> {
-    let params = DepthwiseConvParams {
-        batch: u32_of(s[0][0], "batch")?,
-        height: u32_of(g.map[0], "height")?,
-        width: u32_of(g.map[1], "width")?,
-        channels: u32_of(s[0][2], "channels")?,
-        out_h: u32_of(g.out[0], "out height")?,
-        out_w: u32_of(g.out[1], "out width")?,
-        kernel: u32_of(g.kernel, "kernel")?,
-        stride: u32_of(g.stride, "stride")?,
-        pad_top: u32_of(g.pad[0], "padding")?,
-        pad_left: u32_of(g.pad[1], "padding")?,
-        act: act.code(),
-        _pad0: 0,
-    };
+    let [batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left] = g.uniform_dims(s[0][0], s[0][2])?;
+    let params = DepthwiseConvParams { batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left, act: act.code(), _pad0: 0 };
     Ok(KernelPlan {
         chunks: None,
         key: key(),
