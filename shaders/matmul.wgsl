@@ -4,8 +4,9 @@
 // lavapipe), `main_cols8` for CPU adapters otherwise (uniform weight loads), `main_rows`
 // (one column, TM rows per lane), `main_tiled` for GPUs (workgroup-shared 64x64 tiles),
 // `main_tex` (TEX) for CPU adapters: A and W read through rgba32float textures, 8x8 tile
-// per lane; lavapipe fetches texels with gathers where every storage-buffer load is a
-// per-lane loop, so this is ~6x the vec4 kernel there.
+// per lane (16x4 with SG: A shared through subgroup broadcasts); lavapipe fetches texels
+// with gathers where every storage-buffer load is a per-lane loop, so this is ~6x the vec4
+// kernel there.
 #include "common/act.wgsl"
 #include "common/index.wgsl"
 
@@ -68,27 +69,62 @@ override WG: u32 = 64u;
 override TR: u32 = 1u;  // rows per lane in main_cols8 (1 or 2)
 
 #ifdef TEX
-const TEX_ROWS: u32 = 8u;
-const TEX_COLS4: u32 = 2u;
-
+// TEX_ROWS x 4*TEX_COLS4 outputs per lane (value defines). Lanes go in groups of 8 that
+// share one row block: lane j of group g covers column texels (cg*8 + j)*TEX_COLS4.. of
+// the group's block of 32*TEX_COLS4 columns. With SG (subgroups of at least 8 lanes,
+// consecutive local ids), lane j loads the A texel of rows j, j+8, .. once and subgroup
+// broadcasts hand it to the other 7 lanes: on lavapipe, where a subgroup is one SIMD
+// register, that is one gathered load where there were 8 (44 against 29 GFLOP/s at 1024^3).
 @compute @workgroup_size(WG)
 fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(workgroup_id) wid: vec3<u32>,
+#ifdef SG
+            @builtin(subgroup_invocation_id) sg_lane: u32,
+            @builtin(subgroup_size) sg_size: u32,
+#endif
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let n4 = p.n / 4u;
-    let tiles_n = (n4 + TEX_COLS4 - 1u) / TEX_COLS4;
+    let groups_n = (n4 + 8u * TEX_COLS4 - 1u) / (8u * TEX_COLS4);
     let idx = linear_workgroup(wid, nwg) * WG + lid.x;
-    let row0 = (idx / tiles_n) * TEX_ROWS;
-    let c40 = (idx % tiles_n) * TEX_COLS4;
+    let g = idx / 8u;
+    let row0 = (g / groups_n) * TEX_ROWS;
+    let c40 = ((g % groups_n) * 8u + idx % 8u) * TEX_COLS4;
+    // A whole group leaves together (row0 is the group's), so the broadcasts below only
+    // read lanes that are still running.
     if (row0 >= p.m) {
         return;
     }
-    var acc: array<vec4<f32>, 16>;
+    var acc: array<vec4<f32>, TEX_ROWS * TEX_COLS4>;
+#ifdef SG
+    let lane = sg_lane % 8u;
+    let base = sg_lane - lane;
+#endif
     for (var k4 = 0u; k4 < p.k / 4u; k4++) {
         var av: array<vec4<f32>, TEX_ROWS>;
+#ifdef SG
+        for (var r = 0u; r < TEX_ROWS / 8u; r++) {
+            let mine = textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + min(row0 + 8u * r + lane, p.m - 1u)), 0);
+            if (sg_size == 8u) {
+                // Constant lane indices: a register extract and splat on lavapipe.
+                av[8u * r] = subgroupBroadcast(mine, 0u);
+                av[8u * r + 1u] = subgroupBroadcast(mine, 1u);
+                av[8u * r + 2u] = subgroupBroadcast(mine, 2u);
+                av[8u * r + 3u] = subgroupBroadcast(mine, 3u);
+                av[8u * r + 4u] = subgroupBroadcast(mine, 4u);
+                av[8u * r + 5u] = subgroupBroadcast(mine, 5u);
+                av[8u * r + 6u] = subgroupBroadcast(mine, 6u);
+                av[8u * r + 7u] = subgroupBroadcast(mine, 7u);
+            } else {
+                for (var i = 0u; i < 8u; i++) {
+                    av[8u * r + i] = subgroupShuffle(mine, base + i);
+                }
+            }
+        }
+#else
         for (var i = 0u; i < TEX_ROWS; i++) {
             av[i] = textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + min(row0 + i, p.m - 1u)), 0);
         }
+#endif
         for (var h = 0u; h < TEX_COLS4; h++) {
             let c4 = min(c40 + h, n4 - 1u);
             let w0 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4), 0);

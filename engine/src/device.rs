@@ -43,6 +43,8 @@ impl Backend {
 pub struct Caps {
     pub shader_f16: bool,
     pub subgroup: bool,
+    /// The smallest subgroup the adapter may run (wgpu's `subgroup_min_size`).
+    pub subgroup_min_size: u32,
     pub timestamp: bool,
     /// A CPU (software) adapter such as lavapipe: kernels pick CPU-shaped variants.
     pub cpu: bool,
@@ -225,6 +227,7 @@ impl Gpu {
         let caps = Caps {
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroup: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
             timestamp: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
         };

@@ -13,6 +13,18 @@ pub fn shader_source(name: &str) -> Option<&'static str> {
     SHADER_FILES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
+/// The text a shader compiles from: the embedded file, or, when `WGVISION_SHADER_DIR` is
+/// set (kernel development: edit a .wgsl and rerun without rebuilding), that folder's copy
+/// of it. A file missing from the folder falls back to the embedded one.
+fn load_source(name: &str) -> Option<std::borrow::Cow<'static, str>> {
+    if let Some(dir) = std::env::var_os("WGVISION_SHADER_DIR").filter(|d| !d.is_empty()) {
+        if let Ok(s) = std::fs::read_to_string(std::path::Path::new(&dir).join(name)) {
+            return Some(s.into());
+        }
+    }
+    shader_source(name).map(Into::into)
+}
+
 /// Names of the top-level (op) shaders, not the shared `common/` snippets.
 pub fn op_shaders() -> impl Iterator<Item = &'static str> {
     SHADER_FILES.iter().map(|(n, _)| *n).filter(|n| !n.starts_with("common/"))
@@ -28,7 +40,7 @@ pub enum Define {
 /// Expand `#include "file"`, `#ifdef`/`#ifndef`/`#else`/`#endif` for one shader variant.
 pub fn preprocess(name: &str, defines: &[Define]) -> Result<String> {
     let err = |message: String| EngineError::Shader { shader: name.to_string(), message };
-    let src = shader_source(name).ok_or_else(|| err("no such shader file".into()))?;
+    let src = load_source(name).ok_or_else(|| err("no such shader file".into()))?;
     let mut out = String::new();
     for d in defines {
         if let Define::Value(n, v) = d {
@@ -39,8 +51,20 @@ pub fn preprocess(name: &str, defines: &[Define]) -> Result<String> {
         .iter()
         .filter_map(|d| if let Define::Flag(f) = d { Some(*f) } else { None })
         .collect();
-    expand(name, src, &flags, &mut out, 0)?;
-    Ok(out)
+    let mut body = String::new();
+    expand(name, &src, &flags, &mut body, 0)?;
+    // WGSL wants `enable` directives before any declaration, the value defines included.
+    let (enables, rest): (Vec<&str>, Vec<&str>) = body.lines().partition(|l| l.trim_start().starts_with("enable "));
+    let mut text = enables.join("\n");
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text.push_str(&out);
+    for l in rest {
+        text.push_str(l);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 fn expand(name: &str, src: &str, flags: &[&str], out: &mut String, depth: usize) -> Result<()> {
@@ -66,8 +90,8 @@ fn expand(name: &str, src: &str, flags: &[&str], out: &mut String, depth: usize)
         } else if let Some(inc) = directive("#include") {
             if active(&stack) {
                 let inc = inc.trim_matches('"');
-                let inc_src = shader_source(inc).ok_or_else(|| err(format!("#include of unknown file {inc}")))?;
-                expand(inc, inc_src, flags, out, depth + 1)?;
+                let inc_src = load_source(inc).ok_or_else(|| err(format!("#include of unknown file {inc}")))?;
+                expand(inc, &inc_src, flags, out, depth + 1)?;
             }
         } else if t.starts_with('#') {
             return Err(err(format!("line {}: unknown directive {t}", lineno + 1)));

@@ -16,6 +16,11 @@ fn check(op: Op, shapes: &[&[usize]], variant: Option<&'static str>, w_f16: bool
 
 const F32_TOL: (f64, f64, f64) = (2e-5, 1e-4, 1e-5);
 
+fn matmul_variant_names() -> Vec<&'static str> {
+    use ops::Variant;
+    ops::matmul::MatmulVariant::ALL.iter().map(|v| v.name()).collect()
+}
+
 #[test]
 fn matmul_all_variants_ragged_shapes() {
     // K a multiple of 64 with N a multiple of 4 runs the texture kernel (8x8 tiles: rows
@@ -23,7 +28,7 @@ fn matmul_all_variants_ragged_shapes() {
     let shapes: &[(usize, usize, usize)] =
         &[(1, 1, 1), (7, 5, 3), (257, 7, 33), (65, 130, 257), (3, 257, 67), (7, 12, 20), (257, 36, 4), (257, 128, 36), (9, 64, 4), (1, 192, 12)];
     for &(m, k, n) in shapes {
-        for variant in ["rows", "tiled", "cols8", "cols8x2", "vec4", "tex"] {
+        for variant in matmul_variant_names() {
             for (bias, residual, act) in [
                 (false, false, Activation::None),
                 (true, false, Activation::Gelu),
@@ -463,6 +468,9 @@ fn matmul_texture_kernel_runs_on_cpu_adapters() {
     let kernels = c.kernels();
     if gpu.caps.cpu {
         assert!(kernels.iter().any(|(_, k)| k.contains("main_tex")), "{kernels:?}");
+        // With subgroups of 8 or more lanes (lavapipe), A texels are shared by broadcasts.
+        let variant = if gpu.caps.subgroup && gpu.caps.subgroup_min_size >= 8 { "tex_sg" } else { "tex" };
+        assert!(c.nodes().iter().any(|n| n.variant == variant), "{:?}", c.nodes());
     }
     let xd = rand_vec(2 * 33 * 128, 4);
     let got = c.run(&[("x0", &xd)]).unwrap();

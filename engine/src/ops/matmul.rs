@@ -13,6 +13,25 @@ const WG_ROWS: u32 = 64;
 const COLS_WG: u32 = 16;
 const VEC4_WG: u32 = 64;
 const TEX_WG: u32 = 64;
+/// Rows and column texels per lane of the texture kernel, without and with subgroups
+/// (measured on lavapipe: 8x2 best without, 16x1 with; 64 accumulators is the most
+/// before LLVM spills them).
+const TEX_SHAPE: (u32, u32) = (8, 2);
+const TEX_SG_SHAPE: (u32, u32) = (16, 1);
+
+fn tex_defines(sg: bool) -> Vec<Define> {
+    let (r, c) = if sg { TEX_SG_SHAPE } else { TEX_SHAPE };
+    let mut d = vec![Define::Flag("TEX"), Define::Value("TEX_ROWS", r), Define::Value("TEX_COLS4", c)];
+    if sg {
+        d.push(Define::Flag("SG"));
+    }
+    d
+}
+
+/// Lanes go in groups of 8 sharing a row block of `r` rows and 8*c column texels.
+fn tex_workgroups(m: usize, n: usize, (r, c): (u32, u32)) -> usize {
+    (m.div_ceil(r as usize) * (n / 4).div_ceil(8 * c as usize) * 8).div_ceil(TEX_WG as usize)
+}
 
 /// inputs: a [.., K], w [K, N], bias [N] if `bias`, residual [.., N] if `residual`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -35,6 +54,9 @@ variant_enum!(MatmulVariant {
     Vec4 = "vec4",
     /// A and W read as rgba textures (CPU adapters: texel loads are vector loads).
     Tex = "tex",
+    /// `tex` with each A texel loaded by one lane of 8 and shared by subgroup broadcasts
+    /// (adapters with subgroups of at least 8 lanes).
+    TexSg = "tex_sg",
 });
 
 impl OpDef for MatMul {
@@ -52,6 +74,7 @@ impl OpDef for MatMul {
         let (vec4_ok, tex_ok) = fits(s, ctx);
         let mut v = Vec::new();
         if ctx.caps.cpu {
+            v.extend((tex_ok && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8).then_some(TexSg));
             v.extend(tex_ok.then_some(Tex));
             v.extend(vec4_ok.then_some(Vec4));
             v.extend([Cols8x2, Cols8, Rows, Tiled]);
@@ -84,7 +107,7 @@ impl OpDef for MatMul {
     }
 
     fn texture_inputs(&self, v: MatmulVariant) -> &'static [usize] {
-        if v == MatmulVariant::Tex { &[0, 1] } else { &[] }
+        if matches!(v, MatmulVariant::Tex | MatmulVariant::TexSg) { &[0, 1] } else { &[] }
     }
 }
 
@@ -141,12 +164,14 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
 
 fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
-    for f16 in [false, true] {
-        for bias in [false, true] {
-            for res in [false, true] {
-                let mut d = defines(f16, bias, res);
-                d.push(Define::Flag("TEX"));
-                v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+    for sg in [false, true] {
+        for f16 in [false, true] {
+            for bias in [false, true] {
+                for res in [false, true] {
+                    let mut d = defines(f16, bias, res);
+                    d.extend(tex_defines(sg));
+                    v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+                }
             }
         }
     }
@@ -184,8 +209,12 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
         Cols8 => ("main_cols8", vec![("TR", 1), ("WG", COLS_WG)], |m, n| m.div_ceil(COLS_WG as usize) * n.div_ceil(8)),
         Cols8x2 => ("main_cols8", vec![("TR", 2), ("WG", COLS_WG)], |m, n| m.div_ceil(2 * COLS_WG as usize) * n.div_ceil(8)),
         Tex => {
-            defs.push(Define::Flag("TEX"));
-            ("main_tex", vec![("WG", TEX_WG)], |m, n| (m.div_ceil(8) * (n / 4).div_ceil(2)).div_ceil(TEX_WG as usize))
+            defs.extend(tex_defines(false));
+            ("main_tex", vec![("WG", TEX_WG)], |m, n| tex_workgroups(m, n, TEX_SHAPE))
+        }
+        TexSg => {
+            defs.extend(tex_defines(true));
+            ("main_tex", vec![("WG", TEX_WG)], |m, n| tex_workgroups(m, n, TEX_SG_SHAPE))
         }
         Vec4 => {
             defs.push(Define::Flag("VEC4"));
@@ -193,7 +222,7 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
         }
     };
     let code = act.code();
-    let tex = variant == Tex;
+    let tex = matches!(variant, Tex | TexSg);
     // A row range starts at `row0`: buffers are bound from there, A's texture is whole.
     let params_for = move |row0: usize, m: usize| -> Result<Vec<u8>, String> {
         let a_row0 = if tex { u32_of(row0, "row")? } else { 0 };
