@@ -1,5 +1,8 @@
-// LayerNorm over the last dimension: one workgroup per row, statistics in f32 with a
-// two-pass (mean, then centred variance) reduction in workgroup memory.
+// LayerNorm over the last dimension, statistics in f32, two passes (mean, then centred
+// variance). `main`: one workgroup per row, reductions in workgroup memory. `main_sg`
+// (SG, dim a multiple of 4): one subgroup per row, vec4 loads and subgroupAdd, no
+// barriers (on lavapipe each barrier is a coroutine switch); with TEX_OUT it writes the
+// rgba32float texture the next texture matmul reads (texel (c4, row) = out[row, 4c4..]).
 #include "common/index.wgsl"
 
 struct LayerNormParams {
@@ -10,6 +13,57 @@ struct LayerNormParams {
 }
 
 @group(0) @binding(0) var<uniform> p: LayerNormParams;
+#ifdef SG
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> gamma4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> beta4: array<vec4<f32>>;
+#ifdef TEX_OUT
+@group(0) @binding(4) var out_tex: texture_storage_2d<rgba32float, write>;
+#else
+@group(0) @binding(4) var<storage, read_write> out4: array<vec4<f32>>;
+#endif
+
+const SG_ROWS: u32 = 8u;  // rows per workgroup of 64
+
+@compute @workgroup_size(64)
+fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32,
+           @builtin(subgroup_size) sg_size: u32) {
+    // Subgroups are consecutive local ids; each takes rows s, s + n_sg, .. of the block.
+    let width = min(sg_size, 64u);
+    let n_sg = 64u / width;
+    let s_id = lid.x / width;
+    let d4 = p.dim / 4u;
+    for (var r = s_id; r < SG_ROWS; r += n_sg) {
+        let row = linear_workgroup(wid, nwg) * SG_ROWS + r;
+        if (row >= p.rows) {
+            break;
+        }
+        let base = row * d4;
+        var s4 = vec4<f32>(0.0);
+        for (var c = lane; c < d4; c += width) {
+            s4 += x4[base + c];
+        }
+        let mean = subgroupAdd(s4.x + s4.y + s4.z + s4.w) / f32(p.dim);
+        var v4 = vec4<f32>(0.0);
+        for (var c = lane; c < d4; c += width) {
+            let d = x4[base + c] - mean;
+            v4 += d * d;
+        }
+        let inv = inverseSqrt(subgroupAdd(v4.x + v4.y + v4.z + v4.w) / f32(p.dim) + p.eps);
+        for (var c = lane; c < d4; c += width) {
+            let y = (x4[base + c] - mean) * inv * gamma4[c] + beta4[c];
+#ifdef TEX_OUT
+            textureStore(out_tex, vec2<u32>(c, row), y);
+#else
+            out4[base + c] = y;
+#endif
+        }
+    }
+}
+#else
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
@@ -57,3 +111,4 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         out[base + c] = (x[base + c] - mean) * inv * gamma[c] + beta[c];
     }
 }
+#endif

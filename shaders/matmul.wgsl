@@ -45,7 +45,12 @@ struct MatmulParams {
 #ifdef RESIDUAL
 @group(0) @binding(4) var<storage, read> residual: array<f32>;
 #endif
+#ifdef TEX_OUT
+// The output as the next texture matmul's A texture (texel (c4, row) = out[row, 4c4..]).
+@group(0) @binding(5) var out_tex: texture_storage_2d<rgba32float, write>;
+#else
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
+#endif
 
 #ifndef VEC4
 #ifndef TEX
@@ -53,7 +58,7 @@ struct MatmulParams {
 #endif
 #endif
 
-fn epilogue(row: u32, col: u32, acc: f32) {
+fn finish(row: u32, col: u32, acc: f32) -> f32 {
     var v = acc;
 #ifdef BIAS
     v += bias[col];
@@ -62,8 +67,14 @@ fn epilogue(row: u32, col: u32, acc: f32) {
 #ifdef RESIDUAL
     v += residual[row * p.n + col];
 #endif
-    out[row * p.n + col] = v;
+    return v;
 }
+
+#ifndef TEX_OUT
+fn epilogue(row: u32, col: u32, acc: f32) {
+    out[row * p.n + col] = finish(row, col, acc);
+}
+#endif
 
 override WG: u32 = 64u;
 override TR: u32 = 1u;  // rows per lane in main_cols8 (1 or 2)
@@ -144,9 +155,15 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
         let h = t % TEX_COLS4;
         if (row0 + i < p.m && c40 + h < n4) {
             let v = res[t];
+            let col = (c40 + h) * 4u;
+#ifdef TEX_OUT
+            let y = vec4<f32>(finish(row0 + i, col, v.x), finish(row0 + i, col + 1u, v.y), finish(row0 + i, col + 2u, v.z), finish(row0 + i, col + 3u, v.w));
+            textureStore(out_tex, vec2<u32>(c40 + h, p.a_row0 + row0 + i), y);
+#else
             for (var j = 0u; j < 4u; j++) {
-                epilogue(row0 + i, (c40 + h) * 4u + j, v[j]);
+                epilogue(row0 + i, col + j, v[j]);
             }
+#endif
         }
     }
 }

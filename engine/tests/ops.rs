@@ -58,9 +58,13 @@ fn matmul_batched_leading_dims() {
 
 #[test]
 fn layernorm_ragged() {
-    for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 64), (2, 1000)] {
-        check(Op::LayerNorm(ops::LayerNorm { eps: 1e-6 }), &[&[rows, d], &[d], &[d]], None, false, F32_TOL);
-        check(Op::LayerNorm(ops::LayerNorm { eps: 1e-5 }), &[&[1, rows, d], &[d], &[d]], None, false, F32_TOL);
+    // Both variants (the subgroup one where dim % 4 == 0 and the adapter has subgroups),
+    // rows that do not fill the subgroup variant's 8-row workgroups.
+    for (rows, d) in [(1, 1), (7, 7), (3, 257), (257, 64), (2, 1000), (9, 4), (197, 768), (13, 12)] {
+        for variant in [Some("main"), Some("sg")] {
+            check(Op::LayerNorm(ops::LayerNorm { eps: 1e-6 }), &[&[rows, d], &[d], &[d]], variant, false, F32_TOL);
+            check(Op::LayerNorm(ops::LayerNorm { eps: 1e-5 }), &[&[1, rows, d], &[d], &[d]], variant, false, F32_TOL);
+        }
     }
 }
 
@@ -594,7 +598,7 @@ macro_rules! op_tests {
 
 op_tests! {
     "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters],
-    "layernorm" => [layernorm_ragged],
+    "layernorm" => [layernorm_ragged, lowering_fuses_texture_writes_into_producers],
     "softmax" => [softmax_ragged],
     "attention" => [attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
     "patchify" => [patchify_ragged],
@@ -674,7 +678,8 @@ fn lowering_inserts_texture_copies_on_cpu_adapters() {
     let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     let nodes: Vec<(String, &str, &str)> = c.nodes().iter().map(|n| (n.name.clone(), n.op, n.variant)).collect();
     if gpu.caps.cpu {
-        assert_eq!(nodes, [("mm.to_texture".to_string(), "to_texture", "main"), ("mm".to_string(), "matmul", "tex")]);
+        let tex = if gpu.caps.subgroup && gpu.caps.subgroup_min_size >= 8 { "tex_sg" } else { "tex" };
+        assert_eq!(nodes, [("mm.to_texture".to_string(), "to_texture", "main"), ("mm".to_string(), "matmul", tex)]);
     } else {
         assert_eq!(nodes.len(), 1);
     }
@@ -682,4 +687,78 @@ fn lowering_inserts_texture_copies_on_cpu_adapters() {
     let c = Compiled::with_variant(gpu.clone(), &g, &weights, Some("vec4")).unwrap();
     assert_eq!(c.nodes().iter().map(|n| n.variant).collect::<Vec<_>>(), ["vec4"]);
     assert!(Compiled::with_variant(gpu, &g, &weights, Some("no_such_variant")).is_err());
+}
+
+/// CPU adapters: a node that produces a texture matmul's A for it alone, right before it,
+/// writes the texture itself (LayerNorm's subgroup variant, the texture matmul's
+/// epilogue); an activation that is also read elsewhere still gets a to_texture copy.
+#[test]
+fn lowering_fuses_texture_writes_into_producers() {
+    let gpu = gpu();
+    let (m, d, h) = (37, 64, 96);
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[m, d]).unwrap();
+    let (g1, b1) = (b.weight("g1", &[d]).unwrap(), b.weight("b1", &[d]).unwrap());
+    let (w1, w2) = (b.weight("w1", &[d, h]).unwrap(), b.weight("w2", &[h, d]).unwrap());
+    let ln = Op::LayerNorm(ops::LayerNorm { eps: 1e-6 });
+    let mm1 = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: false });
+    let mm2 = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: true });
+    let n = b.node("ln", ln.clone(), &[x, g1, b1]).unwrap();
+    let y1 = b.node("fc1", mm1.clone(), &[n, w1]).unwrap();
+    let y2 = b.node("fc2", mm2.clone(), &[y1, w2, x]).unwrap();
+    b.output(y2, "y").unwrap();
+    let g = b.finish();
+    let data = |name: &str| -> Vec<f32> {
+        match name {
+            "g1" => rand_vec(d, 11).iter().map(|v| 1.0 + v).collect(),
+            "b1" => rand_vec(d, 12),
+            "w1" => rand_vec(d * h, 13),
+            _ => rand_vec(h * d, 14),
+        }
+    };
+    let shape = |name: &str| match name { "g1" | "b1" => vec![d], "w1" => vec![d, h], _ => vec![h, d] };
+    let weights = GpuWeights::upload(&gpu, &g, |n| Some(WeightData { dtype: DType::F32, shape: shape(n), bytes: Cow::Owned(bytemuck::cast_slice(&data(n)).to_vec()) })).unwrap();
+    let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let ops_run: Vec<&str> = c.nodes().iter().map(|n| n.op).collect();
+    if gpu.caps.cpu && gpu.caps.subgroup {
+        assert_eq!(ops_run, ["layernorm", "matmul", "matmul"], "{:?}", c.nodes());
+    }
+    let xd = rand_vec(m * d, 15);
+    let got = c.run(&[("x0", &xd)]).unwrap();
+    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (xs, g1s, b1s, w1s, w2s) = (f(&xd), f(&data("g1")), f(&data("b1")), f(&data("w1")), f(&data("w2")));
+    let r_n = ln.reference(&[&xs, &g1s, &b1s], &[&[m, d], &[d], &[d]], &[m, d]);
+    let r_1 = mm1.reference(&[&r_n, &w1s], &[&[m, d], &[d, h]], &[m, h]);
+    let r_2 = mm2.reference(&[&r_1, &w2s, &xs], &[&[m, h], &[h, d], &[m, d]], &[m, d]);
+    assert_close("layernorm -> matmul -> matmul, texture writes fused", &got[0].data, &r_2, 2e-4, 1e-4, 1e-5);
+}
+
+/// An activation read twice (as A and as the residual) keeps its to_texture copy.
+#[test]
+fn lowering_keeps_the_texture_copy_of_a_shared_activation() {
+    let gpu = gpu();
+    let (m, d) = (20, 32);
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[m, d]).unwrap();
+    let w = b.weight("w", &[d, d]).unwrap();
+    let mm1 = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: false });
+    let mm2 = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: true });
+    let y1 = b.node("fc1", mm1.clone(), &[x, w]).unwrap();
+    let y2 = b.node("fc2", mm2.clone(), &[y1, w, y1]).unwrap();
+    b.output(y2, "y").unwrap();
+    let g = b.finish();
+    let wd = rand_vec(d * d, 21);
+    let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![d, d], bytes: Cow::Owned(bytemuck::cast_slice(&wd).to_vec()) })).unwrap();
+    let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    let names: Vec<&str> = c.nodes().iter().map(|n| n.name.as_str()).collect();
+    if gpu.caps.cpu {
+        assert_eq!(names, ["fc1.to_texture", "fc1", "fc2.to_texture", "fc2"]);
+    }
+    let xd = rand_vec(m * d, 22);
+    let got = c.run(&[("x0", &xd)]).unwrap();
+    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let (xs, ws) = (f(&xd), f(&wd));
+    let r_1 = mm1.reference(&[&xs, &ws], &[&[m, d], &[d, d]], &[m, d]);
+    let r_2 = mm2.reference(&[&r_1, &ws, &r_1], &[&[m, d], &[d, d], &[m, d]], &[m, d]);
+    assert_close("shared activation", &got[0].data, &r_2, 2e-4, 1e-4, 1e-5);
 }

@@ -148,7 +148,8 @@ pub(crate) fn plan_ctx(gpu: &Gpu, graph: &Graph, weights: &GpuWeights, node: &cr
         })
         .collect();
     let w_texture = node.inputs.get(1).is_some_and(|&w| graph.tensors[w].kind == TensorKind::Weight && weights.has_texture(&graph.tensors[w].name));
-    PlanCtx { caps: gpu.caps, input_dtypes, w_texture, max_texture_dim: gpu.limits.max_texture_dimension_2d }
+    let out_texture = graph.tensors[node.output].kind == TensorKind::Texture;
+    PlanCtx { caps: gpu.caps, input_dtypes, w_texture, max_texture_dim: gpu.limits.max_texture_dimension_2d, out_texture }
 }
 
 /// The variant of every node: forced where it can run, else the autotune cache's (or a

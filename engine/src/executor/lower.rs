@@ -1,7 +1,8 @@
 //! The lowering pass: the graph as this adapter runs it. Adapter-specific steps become
 //! ordinary nodes, so compile and record know no special cases:
 //! - an activation that a node's chosen variant reads through a texture is first written
-//!   into one by a `to_texture` node (CPU adapters' texture kernels);
+//!   into one by a `to_texture` node (CPU adapters' texture kernels), or, when the node
+//!   right before produces it for this node alone and can write a texture, by that node;
 //! - a reshape whose output is a graph output becomes a copy (elsewhere a reshape is an
 //!   alias the memory planner resolves, and two pinned buffers cannot be one).
 use super::weights::GpuWeights;
@@ -31,6 +32,19 @@ pub(crate) fn lower(graph: &Graph, variants: &[&'static str], weights: &GpuWeigh
                 if !weights.has_texture(&desc.name) {
                     return Err(EngineError::InvalidOp { node: node.name.clone(), message: format!("variant {variant} needs a texture of weight {}", desc.name) });
                 }
+                continue;
+            }
+            // The node just before produces it for this node alone, and its variant can
+            // write a texture: it writes one, and no copy is needed (the texture is still
+            // written right before the one node that reads it).
+            let fusable = g.nodes.last().is_some_and(|p| p.output == t)
+                && vs.last().is_some_and(|&pv| g.nodes.last().is_some_and(|p| p.op.texture_output(pv)))
+                && !graph.outputs.contains(&t)
+                && graph.nodes.iter().flat_map(|n| &n.inputs).filter(|&&x| x == t).count() == 1
+                && desc.kind == TensorKind::Activation;
+            if fusable {
+                g.tensors[t].kind = TensorKind::Texture;
+                texture_slot.insert(t, i);
                 continue;
             }
             let name = format!("{}.to_texture", node.name);

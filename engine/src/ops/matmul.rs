@@ -1,5 +1,5 @@
 //! Matmul with fused epilogue: out = act(a @ w + bias) + residual, f32 or packed-f16 weights.
-use super::{expect_inputs, mul, u32_of, Activation, Arg, InputForm, KernelPlan, OpDef, PlanCtx};
+use super::{Variant, expect_inputs, mul, u32_of, Activation, Arg, InputForm, KernelPlan, OpDef, PlanCtx};
 use serde::{Deserialize, Serialize};
 use crate::graph::DType;
 use crate::kernels::{Define, KernelKey};
@@ -106,6 +106,10 @@ impl OpDef for MatMul {
         if input == 1 { InputForm::Matrix } else { InputForm::Plain }
     }
 
+    fn texture_output(&self, v: MatmulVariant) -> bool {
+        matches!(v, MatmulVariant::Tex | MatmulVariant::TexSg)
+    }
+
     fn texture_inputs(&self, v: MatmulVariant) -> &'static [usize] {
         if matches!(v, MatmulVariant::Tex | MatmulVariant::TexSg) { &[0, 1] } else { &[] }
     }
@@ -164,12 +168,15 @@ fn defines(w_f16: bool, bias: bool, residual: bool) -> Vec<Define> {
 
 fn variants() -> Vec<KernelKey> {
     let mut v = Vec::new();
-    for sg in [false, true] {
+    for (sg, tex_out) in [(false, false), (true, false), (false, true), (true, true)] {
         for f16 in [false, true] {
             for bias in [false, true] {
                 for res in [false, true] {
                     let mut d = defines(f16, bias, res);
                     d.extend(tex_defines(sg));
+                    if tex_out {
+                        d.push(Define::Flag("TEX_OUT"));
+                    }
                     v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
                 }
             }
@@ -223,6 +230,12 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
     };
     let code = act.code();
     let tex = matches!(variant, Tex | TexSg);
+    if ctx.out_texture {
+        if !tex {
+            return Err(format!("matmul variant {} cannot write a texture", variant.name()));
+        }
+        defs.push(Define::Flag("TEX_OUT"));
+    }
     // A row range starts at `row0`: buffers are bound from there, A's texture is whole.
     let params_for = move |row0: usize, m: usize| -> Result<Vec<u8>, String> {
         let a_row0 = if tex { u32_of(row0, "row")? } else { 0 };
@@ -240,11 +253,11 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
     if residual {
         bindings.push((4, Arg::Input(2 + bias as usize)));
     }
-    bindings.push((5, Arg::Output));
+    bindings.push((5, if ctx.out_texture { Arg::OutputTexture } else { Arg::Output }));
     // Rows are independent: A (a buffer unless read through its texture), the residual
     // and the output are row-aligned; W and the bias are bound whole.
     let (kb, nb) = (4 * k as u64, 4 * n as u64);
-    let mut row_bytes = vec![(5, nb)];
+    let mut row_bytes = if ctx.out_texture { vec![] } else { vec![(5, nb)] };
     if !tex {
         row_bytes.push((1, kb));
     }

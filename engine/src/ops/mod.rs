@@ -115,6 +115,8 @@ pub struct PlanCtx {
     pub w_texture: bool,
     /// The adapter's max_texture_dimension_2d.
     pub max_texture_dim: u32,
+    /// The output is a texture (the lowering pass fused the consumer's to_texture here).
+    pub out_texture: bool,
 }
 
 /// A node's binding slot: one of its inputs, or its output.
@@ -292,6 +294,12 @@ pub trait OpDef: Clone + std::fmt::Debug + PartialEq + Serialize + DeserializeOw
     fn texture_inputs(&self, _variant: Self::Variant) -> &'static [usize] {
         &[]
     }
+    /// Whether `variant` can write its output straight into the rgba32float texture a
+    /// texture kernel reads next (the lowering pass then needs no to_texture node; `plan`
+    /// sees `ctx.out_texture` and binds `Arg::OutputTexture`).
+    fn texture_output(&self, _variant: Self::Variant) -> bool {
+        false
+    }
 }
 
 /// (shader, WGSL struct name, Rust size, Rust field offsets) of a uniform struct.
@@ -366,6 +374,10 @@ macro_rules! registry {
             /// Inputs the named variant reads through textures.
             pub fn texture_inputs(&self, variant: &str) -> &'static [usize] {
                 match self { $(Op::$ty(o) => <<$ty as OpDef>::Variant as Variant>::from_name(variant).map_or(&[], |v| o.texture_inputs(v))),+ }
+            }
+            /// Whether the named variant can write its output as a texture.
+            pub fn texture_output(&self, variant: &str) -> bool {
+                match self { $(Op::$ty(o) => <<$ty as OpDef>::Variant as Variant>::from_name(variant).is_some_and(|v| o.texture_output(v))),+ }
             }
             /// No kernel: the output aliases input 0.
             pub fn is_alias(&self) -> bool {
