@@ -12,6 +12,9 @@
 // text tower): `causal` keeps keys j <= i; with KEY_MASK, keys whose mask [B, N] entry is
 // 0 (padding) get probability 0.
 #include "common/index.wgsl"
+#ifdef SG
+#include "common/subgroup.wgsl"
+#endif
 
 struct AttentionParams {
     batch: u32,
@@ -161,6 +164,109 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#ifdef SG
+// SG (subgroups of at least 8 lanes): the 8 lanes of a group are 8 consecutive queries of
+// one head; per block of 8 keys, lane j loads key (and value) row j0 + j once and
+// `spread8` shares it, so each K/V row is loaded once per 8 queries (on lavapipe a
+// storage load with one address for all lanes is still a per-lane loop).
+@compute @workgroup_size(WG)
+fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(subgroup_invocation_id) sg_lane: u32,
+           @builtin(subgroup_size) sg_size: u32) {
+    let lane = query_lane(lid, wid, nwg);
+    if (lane.b >= p.batch) {
+        return;
+    }
+    let b = lane.b;
+    let h = lane.h;
+    let i = lane.i;
+    let qi = min(i, p.tokens - 1u);
+    let hd4 = p.head_dim / 4u;
+    let d_model4 = p.heads * hd4;
+    let row4 = 3u * d_model4;
+    let batch_base = b * p.tokens * row4;
+    let q_base = batch_base + qi * row4 + h * hd4;
+    let k_off = batch_base + d_model4 + h * hd4;
+    let v_off = batch_base + 2u * d_model4 + h * hd4;
+    let g = sg_lane % 8u;
+
+    var q: array<vec4<f32>, DH4>;
+    var acc: array<vec4<f32>, DH4>;
+    for (var d = 0u; d < DH4; d++) {
+        q[d] = select(vec4<f32>(0.0), qkv[q_base + min(d, hd4 - 1u)] * p.scale, d < hd4);
+        acc[d] = vec4<f32>(0.0);
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j0 = 0u; j0 < p.tokens; j0 += 8u) {
+        let my_key = min(j0 + g, p.tokens - 1u) * row4;
+        var dot4: array<vec4<f32>, 8>;
+        for (var d = 0u; d < DH4; d++) {
+            let k = spread8(qkv[k_off + my_key + min(d, hd4 - 1u)], sg_lane, sg_size);
+            for (var jj = 0u; jj < 8u; jj++) {
+                dot4[jj] += q[d] * k[jj];
+            }
+        }
+        var s: array<f32, 8>;
+        var ok: array<bool, 8>;
+        var bmax = m;
+        for (var jj = 0u; jj < 8u; jj++) {
+            s[jj] = dot4[jj].x + dot4[jj].y + dot4[jj].z + dot4[jj].w;
+            ok[jj] = j0 + jj < p.tokens && key_allowed(b, qi, min(j0 + jj, p.tokens - 1u));
+            if (ok[jj]) {
+                bmax = max(bmax, s[jj]);
+            }
+        }
+        let corr = exp(m - bmax);
+        l *= corr;
+        var pj: array<f32, 8>;
+        for (var jj = 0u; jj < 8u; jj++) {
+            pj[jj] = select(0.0, exp(s[jj] - bmax), ok[jj]);
+            l += pj[jj];
+        }
+        for (var d = 0u; d < DH4; d++) {
+            let v = spread8(qkv[v_off + my_key + min(d, hd4 - 1u)], sg_lane, sg_size);
+            var a = acc[d] * corr;
+            for (var jj = 0u; jj < 8u; jj++) {
+                a += pj[jj] * v[jj];
+            }
+            acc[d] = a;
+        }
+        m = bmax;
+    }
+    if (l == 0.0) {
+        // Every key masked: uniform over the keys the causal mask allows (see causal_ok).
+        // Uniform across the group only when all 8 queries are fully masked, so no
+        // subgroup operations here.
+        for (var j0 = 0u; j0 < p.tokens; j0 += KB) {
+            for (var jj = 0u; jj < KB; jj++) {
+                let ok = j0 + jj < p.tokens && causal_ok(qi, j0 + jj);
+                let pj = select(0.0, 1.0, ok);
+                l += pj;
+                let vr = v_off + min(j0 + jj, p.tokens - 1u) * row4;
+                for (var d = 0u; d < DH4; d++) {
+                    acc[d] += pj * qkv[vr + min(d, hd4 - 1u)];
+                }
+            }
+        }
+    }
+    if (i < p.tokens) {
+        let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                let v = acc[d] * inv;
+                out[o + 4u * d] = v.x;
+                out[o + 4u * d + 1u] = v.y;
+                out[o + 4u * d + 2u] = v.z;
+                out[o + 4u * d + 3u] = v.w;
+            }
+        }
+    }
+}
+#endif
 #else
 // Scalar fallback for head dims that are not a multiple of 4. Its head-dim loops run at
 // run time, so ops/attention.rs refuses shapes that would spend lavapipe's loop limiter.

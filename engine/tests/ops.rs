@@ -79,8 +79,12 @@ fn softmax_ragged() {
 fn attention_ragged() {
     for (b, n, heads, hd) in [(1, 1, 1, 4), (2, 7, 3, 8), (1, 257, 2, 64), (2, 50, 4, 32), (1, 33, 1, 80), (1, 9, 2, 256)] {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention(ops::Attention { heads, scale, causal: false, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
-        check(Op::Attention(ops::Attention { heads, scale, causal: true, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        // The subgroup kernel (where the adapter has one) and the plain vec4 one; each
+        // falls back to the scalar kernel where the head dim needs it.
+        for variant in [Some("sg"), Some("vec4")] {
+            check(Op::Attention(ops::Attention { heads, scale, causal: false, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
+            check(Op::Attention(ops::Attention { heads, scale, causal: true, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
+        }
     }
 }
 
@@ -266,11 +270,16 @@ fn reference_erf_is_accurate() {
 /// One node whose inputs are all graph inputs with the given values (a routing table must
 /// be a real one, not random numbers).
 fn check_exact_inputs(op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
-    check_exact_inputs_on(&gpu(), op.clone(), shapes, data);
-    check_exact_inputs_on(&split_gpu(), op, shapes, data);
+    check_exact_inputs_in(op, shapes, data, None);
 }
 
-fn check_exact_inputs_on(gpu: &std::sync::Arc<wgvision_engine::Gpu>, op: Op, shapes: &[&[usize]], data: &[&[f64]]) {
+/// As `check_exact_inputs`, with every node in `variant` where it can run.
+fn check_exact_inputs_in(op: Op, shapes: &[&[usize]], data: &[&[f64]], variant: Option<&str>) {
+    check_exact_inputs_on(&gpu(), op.clone(), shapes, data, variant);
+    check_exact_inputs_on(&split_gpu(), op, shapes, data, variant);
+}
+
+fn check_exact_inputs_on(gpu: &std::sync::Arc<wgvision_engine::Gpu>, op: Op, shapes: &[&[usize]], data: &[&[f64]], variant: Option<&str>) {
     let gpu = gpu.clone();
     let mut b = Graph::builder();
     let ids: Vec<_> = shapes.iter().enumerate().map(|(i, s)| b.input(&format!("x{i}"), s).unwrap()).collect();
@@ -278,7 +287,7 @@ fn check_exact_inputs_on(gpu: &std::sync::Arc<wgvision_engine::Gpu>, op: Op, sha
     b.output(out, "y").unwrap();
     let g = b.finish();
     let weights = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
-    let c = Compiled::new(gpu, &g, &weights).unwrap();
+    let c = Compiled::with_variant(gpu, &g, &weights, variant).unwrap();
     let f32s: Vec<Vec<f32>> = data.iter().map(|d| d.iter().map(|&v| v as f32).collect()).collect();
     let seen: Vec<Vec<f64>> = f32s.iter().map(|d| d.iter().map(|&v| v as f64).collect()).collect();
     let named: Vec<(String, &[f32])> = f32s.iter().enumerate().map(|(i, d)| (format!("x{i}"), d.as_slice())).collect();
@@ -304,7 +313,9 @@ fn attention_causal_with_padding_mask() {
         let mask: Vec<f64> = (0..b * n).map(|i| if i % n < n - (i / n) * 2 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
             let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
-            check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
+            for variant in [Some("sg"), Some("vec4")] {
+                check_exact_inputs_in(op.clone(), &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask], variant);
+            }
         }
     }
 }
@@ -506,7 +517,9 @@ fn attention_released_token_counts() {
     ];
     for &(b, n, heads, hd, causal) in cases {
         let scale = 1.0 / (hd as f32).sqrt();
-        check(Op::Attention(ops::Attention { heads, scale, causal, key_mask: false }), &[&[b, n, 3 * heads * hd]], None, false, F32_TOL);
+        for variant in [Some("sg"), Some("vec4")] {
+            check(Op::Attention(ops::Attention { heads, scale, causal, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
+        }
     }
 }
 
@@ -542,7 +555,9 @@ fn attention_all_keys_masked_is_uniform_not_nan() {
         let mask: Vec<f64> = (0..b * n).map(|i| if i / n > 0 && i % n < 3 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
             let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
-            check_exact_inputs(op, &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask]);
+            for variant in [Some("sg"), Some("vec4")] {
+                check_exact_inputs_in(op.clone(), &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask], variant);
+            }
         }
     }
 }

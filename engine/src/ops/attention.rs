@@ -51,42 +51,49 @@ pub fn infer(qkv: &[usize], heads: usize) -> Result<Vec<usize>, String> {
     Ok(vec![*b, *n, d3 / 3])
 }
 
-fn key(bucket: u32, wg: u32, vec4: bool, key_mask: bool) -> KernelKey {
+fn key(bucket: u32, wg: u32, v: AttentionVariant, key_mask: bool) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
-    if vec4 {
+    if v != AttentionVariant::Scalar {
         defines.push(Define::Value("KB", keys_per_block(bucket)));
         defines.push(Define::Flag("VEC4"));
+    }
+    if v == AttentionVariant::Sg {
+        defines.push(Define::Flag("SG"));
     }
     if key_mask {
         defines.push(Define::Flag("KEY_MASK"));
     }
     KernelKey {
         shader: "attention.wgsl",
-        entry: "main",
+        entry: if v == AttentionVariant::Sg { "main_sg" } else { "main" },
         defines,
         constants: vec![("WG", wg)],
     }
 }
 
 fn variants() -> Vec<KernelKey> {
+    use AttentionVariant::*;
     let mut v = Vec::new();
     for &b in &HEAD_DIM_BUCKETS {
-        for vec4 in [false, true].into_iter().filter(|&v| !v || b <= VEC4_MAX_BUCKET) {
+        for var in [Scalar, Vec4, Sg].into_iter().filter(|&v| v == Scalar || b <= VEC4_MAX_BUCKET) {
             for mask in [false, true] {
-                v.push(key(b, 32, vec4, mask));
+                v.push(key(b, 32, var, mask));
             }
         }
     }
     v
 }
 
-fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, ctx: &PlanCtx, vec4: bool) -> Result<KernelPlan, String> {
+fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, ctx: &PlanCtx, v: AttentionVariant) -> Result<KernelPlan, String> {
+    let vec4 = v != AttentionVariant::Scalar;
     let (b, n, d) = (qkv[0], qkv[1], qkv[2] / 3);
     let hd = d / heads;
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
-    let loops = loop_iterations(n as u64, hd as u64, vec4, keys_per_block(bucket) as u64, key_mask);
+    // The subgroup kernel's blocks are 8 keys (its all-masked pass uses KB).
+    let kb = if v == AttentionVariant::Sg { 8 } else { keys_per_block(bucket) as u64 };
+    let loops = loop_iterations(n as u64, hd as u64, vec4, kb, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
             "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \
@@ -108,7 +115,7 @@ fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, c
     }
     Ok(KernelPlan {
         chunks: None,
-        key: key(bucket, wg, vec4, key_mask),
+        key: key(bucket, wg, v, key_mask),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups: (b * heads * n.div_ceil(wg as usize)) as u64,
@@ -165,6 +172,9 @@ variant_enum!(AttentionVariant {
     Vec4 = "vec4",
     /// One scalar loop over the head dim (any head dim).
     Scalar = "scalar",
+    /// `vec4` with each K/V row loaded once per 8 queries and shared by subgroup
+    /// broadcasts (subgroups of at least 8 lanes).
+    Sg = "sg",
 });
 
 impl OpDef for Attention {
@@ -180,20 +190,26 @@ impl OpDef for Attention {
         infer(s[0], self.heads)
     }
 
-    fn candidates(&self, s: &[&[usize]], _ctx: &PlanCtx) -> Vec<AttentionVariant> {
+    fn candidates(&self, s: &[&[usize]], ctx: &PlanCtx) -> Vec<AttentionVariant> {
         let hd = s[0][2] / 3 / self.heads.max(1);
         let bucket = HEAD_DIM_BUCKETS.iter().copied().find(|&x| x as usize >= hd).unwrap_or(u32::MAX);
         // vec4 needs whole vec4 columns; NIR does not unroll the 64-trip loops of the 256
         // bucket, which takes the scalar kernel.
+        let sg = ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8;
         if hd.is_multiple_of(4) && bucket <= VEC4_MAX_BUCKET {
-            vec![AttentionVariant::Vec4, AttentionVariant::Scalar]
+            use AttentionVariant::*;
+            match (sg, ctx.caps.cpu) {
+                (true, true) => vec![Sg, Vec4, Scalar],
+                (true, false) => vec![Vec4, Sg, Scalar],
+                (false, _) => vec![Vec4, Scalar],
+            }
         } else {
             vec![AttentionVariant::Scalar]
         }
     }
 
     fn plan(&self, s: &[&[usize]], _out: &[usize], ctx: &PlanCtx, v: AttentionVariant) -> Result<KernelPlan, String> {
-        plan(s[0], self.heads, self.scale, self.causal, self.key_mask, ctx, v == AttentionVariant::Vec4)
+        plan(s[0], self.heads, self.scale, self.causal, self.key_mask, ctx, v)
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
