@@ -714,12 +714,14 @@ fn lowering_fuses_texture_writes_into_producers() {
     let mut b = Graph::builder();
     let x = b.input("x0", &[m, d]).unwrap();
     let (g1, b1) = (b.weight("g1", &[d]).unwrap(), b.weight("b1", &[d]).unwrap());
-    let (w1, w2) = (b.weight("w1", &[d, h]).unwrap(), b.weight("w2", &[h, d]).unwrap());
+    let (w0, w1, w2) = (b.weight("w0", &[d, d]).unwrap(), b.weight("w1", &[d, h]).unwrap(), b.weight("w2", &[h, d]).unwrap());
     let ln = Op::LayerNorm(ops::LayerNorm { eps: 1e-6 });
     let mm1 = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: false, residual: false });
     let mm2 = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: true });
     let n = b.node("ln", ln.clone(), &[x, g1, b1]).unwrap();
-    let y1 = b.node("fc1", mm1.clone(), &[n, w1]).unwrap();
+    // A square matmul reads a texture the size of the one it writes (they must differ).
+    let y0 = b.node("fc0", mm1.clone(), &[n, w0]).unwrap();
+    let y1 = b.node("fc1", mm1.clone(), &[y0, w1]).unwrap();
     let y2 = b.node("fc2", mm2.clone(), &[y1, w2, x]).unwrap();
     b.output(y2, "y").unwrap();
     let g = b.finish();
@@ -727,25 +729,27 @@ fn lowering_fuses_texture_writes_into_producers() {
         match name {
             "g1" => rand_vec(d, 11).iter().map(|v| 1.0 + v).collect(),
             "b1" => rand_vec(d, 12),
+            "w0" => rand_vec(d * d, 16),
             "w1" => rand_vec(d * h, 13),
             _ => rand_vec(h * d, 14),
         }
     };
-    let shape = |name: &str| match name { "g1" | "b1" => vec![d], "w1" => vec![d, h], _ => vec![h, d] };
+    let shape = |name: &str| match name { "g1" | "b1" => vec![d], "w0" => vec![d, d], "w1" => vec![d, h], _ => vec![h, d] };
     let weights = GpuWeights::upload(&gpu, &g, |n| Some(WeightData { dtype: DType::F32, shape: shape(n), bytes: Cow::Owned(bytemuck::cast_slice(&data(n)).to_vec()) })).unwrap();
     let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
     let ops_run: Vec<&str> = c.nodes().iter().map(|n| n.op).collect();
     if gpu.caps.cpu && gpu.caps.subgroup {
-        assert_eq!(ops_run, ["layernorm", "matmul", "matmul"], "{:?}", c.nodes());
+        assert_eq!(ops_run, ["layernorm", "matmul", "matmul", "matmul"], "{:?}", c.nodes());
     }
     let xd = rand_vec(m * d, 15);
     let got = c.run(&[("x0", &xd)]).unwrap();
     let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
-    let (xs, g1s, b1s, w1s, w2s) = (f(&xd), f(&data("g1")), f(&data("b1")), f(&data("w1")), f(&data("w2")));
+    let (xs, g1s, b1s, w0s, w1s, w2s) = (f(&xd), f(&data("g1")), f(&data("b1")), f(&data("w0")), f(&data("w1")), f(&data("w2")));
     let r_n = ln.reference(&[&xs, &g1s, &b1s], &[&[m, d], &[d], &[d]], &[m, d]);
-    let r_1 = mm1.reference(&[&r_n, &w1s], &[&[m, d], &[d, h]], &[m, h]);
+    let r_0 = mm1.reference(&[&r_n, &w0s], &[&[m, d], &[d, d]], &[m, d]);
+    let r_1 = mm1.reference(&[&r_0, &w1s], &[&[m, d], &[d, h]], &[m, h]);
     let r_2 = mm2.reference(&[&r_1, &w2s, &xs], &[&[m, h], &[h, d], &[m, d]], &[m, d]);
-    assert_close("layernorm -> matmul -> matmul, texture writes fused", &got[0].data, &r_2, 2e-4, 1e-4, 1e-5);
+    assert_close("layernorm -> matmul x3, texture writes fused", &got[0].data, &r_2, 2e-4, 1e-4, 1e-5);
 }
 
 /// An activation read twice (as A and as the residual) keeps its to_texture copy.

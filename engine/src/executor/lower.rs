@@ -10,6 +10,10 @@ use crate::error::{EngineError, Result};
 use crate::graph::{Graph, Node, TensorDesc, TensorKind};
 use crate::ops::{Activation, Op, ToTexture, Unary};
 
+/// Texture slots from here on hold textures a producer writes for the next node (below
+/// them: the to_texture copies, by the input slot they feed).
+const FUSED_SLOTS: usize = 64;
+
 /// A lowered graph and the kernel variant of each of its nodes.
 pub(crate) struct Lowered {
     pub graph: Graph,
@@ -44,7 +48,11 @@ pub(crate) fn lower(graph: &Graph, variants: &[&'static str], weights: &GpuWeigh
                 && desc.kind == TensorKind::Activation;
             if fusable {
                 g.tensors[t].kind = TensorKind::Texture;
-                texture_slot.insert(t, i);
+                // Not an input slot: the producer may itself read a texture of this size
+                // (a square matmul after another), and one dispatch cannot read and write
+                // one texture. Alternating between two slots by the producer's position
+                // keeps a chain of fused producers off each other's textures.
+                texture_slot.insert(t, FUSED_SLOTS + (g.nodes.len() - 1) % 2);
                 continue;
             }
             let name = format!("{}.to_texture", node.name);
