@@ -34,7 +34,7 @@ pub use wgvision_engine::{self as engine, Backend, Compiled, Gpu, LimitsCap, Ten
 pub use wgvision_engine::wgpu;
 pub use wgvision_graphs::{self as graphs, Family, ModelConfig, Task, TextQueries};
 pub use wgvision_weights::{self as weights, format::ModelFile};
-use wgvision_engine::{DType, GpuWeights, WeightData};
+use wgvision_engine::{CompileOptions, DType, GpuWeights, WeightData};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -52,8 +52,9 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A compiled graph's key: the sorted input shapes and whether routing tables are extra outputs.
-type CompileKey = (Vec<(String, Vec<usize>)>, bool);
+/// A compiled graph's key: the sorted input shapes, whether routing tables are extra outputs,
+/// and whether it is compiled for reading back every node (`run_inputs_debug`).
+type CompileKey = (Vec<(String, Vec<usize>)>, bool, bool);
 
 /// A loaded model: weights resident on the device, compiled per batch size on first use.
 /// `run` may be called from several threads; runs of one model are serialized.
@@ -145,18 +146,20 @@ impl Model {
             return Err(Error::Input { tensor: "pixel_values".into(), message: "batch size must be at least 1".into() });
         }
         // Detectors also take text inputs: use `compiled_for_inputs` with their shapes.
-        self.compiled_for(vec![self.config.image_input(batch)], false)
+        self.compiled_for(vec![self.config.image_input(batch)], false, false)
     }
 
     /// The graph for these named input shapes (see `ModelConfig::build_for_inputs`).
     pub fn compiled_for_inputs(&self, shapes: Vec<(String, Vec<usize>)>) -> Result<Arc<Compiled>> {
-        self.compiled_for(shapes, false)
+        self.compiled_for(shapes, false, false)
     }
 
     /// The graph compiled for these input shapes (compiled once, then cached).
-    fn compiled_for(&self, mut shapes: Vec<(String, Vec<usize>)>, routing: bool) -> Result<Arc<Compiled>> {
+    /// `debug`: every node keeps its output in a buffer (no node writes its output
+    /// straight into the next one's texture), so `run_debug` can read all of them back.
+    fn compiled_for(&self, mut shapes: Vec<(String, Vec<usize>)>, routing: bool, debug: bool) -> Result<Arc<Compiled>> {
         shapes.sort();
-        let key = (shapes, routing);
+        let key = (shapes, routing, debug);
         let mut map = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
@@ -167,7 +170,8 @@ impl Model {
         } else {
             self.config.build_for_inputs(&key.0.iter().cloned().collect())?
         };
-        let c = Arc::new(Compiled::new(self.gpu.clone(), &graph, &self.weights)?);
+        let opts = CompileOptions { fuse_textures: !debug, ..Default::default() };
+        let c = Arc::new(Compiled::with_options(self.gpu.clone(), &graph, &self.weights, &opts)?);
         map.insert(key, c.clone());
         Ok(c)
     }
@@ -175,7 +179,7 @@ impl Model {
     /// Run on named inputs (`pixel_values` [B, C, H, W]; detectors also `input_ids`
     /// [B*Q, L] and `attention_mask` [B*Q, L], token ids as f32 values).
     pub fn run_inputs(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Vec<Tensor>> {
-        let c = self.checked(inputs)?;
+        let c = self.checked(inputs, false)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
         Ok(c.run(&named)?)
@@ -184,14 +188,14 @@ impl Model {
     /// `run_inputs`, node by node, also reading back every node's output (named by node;
     /// for comparing a conversion with its peer layer by layer).
     pub fn run_inputs_debug(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
-        let c = self.checked(inputs)?;
+        let c = self.checked(inputs, true)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, d, _)| (*n, *d)).collect();
         Ok(c.run_debug(&named)?)
     }
 
     /// Check named inputs against the model and return the graph compiled for them.
-    fn checked(&self, inputs: &[(&str, &[f32], &[usize])]) -> Result<Arc<Compiled>> {
+    fn checked(&self, inputs: &[(&str, &[f32], &[usize])], debug: bool) -> Result<Arc<Compiled>> {
         let pixels = inputs.iter().find(|(n, _, _)| *n == "pixel_values");
         match pixels {
             Some((_, data, shape)) => {
@@ -216,7 +220,7 @@ impl Model {
             }
         }
         let shapes = inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect();
-        self.compiled_for(shapes, false)
+        self.compiled_for(shapes, false, debug)
     }
 
     /// Check an image batch against the model's input and return the batch size.
@@ -280,7 +284,7 @@ impl Model {
     /// Run and also return each MoE layer's routing statistics (V-MoE models only).
     pub fn run_with_routing(&self, pixels: &[f32], shape: &[usize]) -> Result<(Vec<Tensor>, Vec<RoutingStats>)> {
         self.check_pixels(pixels.len(), shape)?;
-        let c = self.compiled_for(vec![("pixel_values".into(), shape.to_vec())], true)?;
+        let c = self.compiled_for(vec![("pixel_values".into(), shape.to_vec())], true, false)?;
         let _one_run_at_a_time = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let out = c.run(&[("pixel_values", pixels)])?;
         let experts = self.config.family().experts();

@@ -203,7 +203,7 @@ impl Trial {
     /// GPU time in variant `v` (its lowering steps included): the best of three runs after
     /// a warm-up.
     fn time(&self, gpu: &Arc<Gpu>, v: &str) -> Result<f64> {
-        let c = Compiled::with_options(gpu.clone(), &self.graph, &self.weights, &CompileOptions { variant: Some(v.to_string()), autotune: Autotune::Off })?;
+        let c = Compiled::with_options(gpu.clone(), &self.graph, &self.weights, &CompileOptions { variant: Some(v.to_string()), autotune: Autotune::Off, fuse_textures: true })?;
         let feed: Vec<(&str, &[f32])> = self.inputs.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
         let mut best = f64::INFINITY;
         for rep in 0..4 {

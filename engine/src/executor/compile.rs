@@ -22,12 +22,16 @@ pub struct CompileOptions {
     pub variant: Option<String>,
     /// Whether measured variant choices are used, or measured now.
     pub autotune: Autotune,
+    /// Let a node write its output straight into the texture the next node reads (CPU
+    /// adapters' texture kernels) instead of a to_texture copy. Off, every node's output
+    /// stays in a buffer that `run_debug` reads back.
+    pub fuse_textures: bool,
 }
 
 impl Default for CompileOptions {
     /// No forced variant; autotune as WGVISION_AUTOTUNE says (cached choices by default).
     fn default() -> Self {
-        CompileOptions { variant: None, autotune: Autotune::from_env() }
+        CompileOptions { variant: None, autotune: Autotune::from_env(), fuse_textures: true }
     }
 }
 
@@ -282,7 +286,7 @@ impl Compiled {
     /// allocation; then buffers, params, pipelines and bind groups are made.
     pub fn with_options(gpu: Arc<Gpu>, graph: &Graph, weights: &GpuWeights, opts: &CompileOptions) -> Result<Self> {
         let variants = choose_variants(&gpu, graph, weights, opts)?;
-        let low = lower(graph, &variants, weights)?;
+        let low = lower(graph, &variants, weights, opts.fuse_textures)?;
         let mut nodes = Vec::new();
         let steps_plan = plan_steps(&gpu, &low, weights, &mut nodes)?;
         let graph = &low.graph;

@@ -23,7 +23,7 @@ pub(crate) struct Lowered {
     pub texture_slot: std::collections::HashMap<usize, usize>,
 }
 
-pub(crate) fn lower(graph: &Graph, variants: &[&'static str], weights: &GpuWeights) -> Result<Lowered> {
+pub(crate) fn lower(graph: &Graph, variants: &[&'static str], weights: &GpuWeights, fuse_textures: bool) -> Result<Lowered> {
     let mut g = Graph { tensors: graph.tensors.clone(), nodes: Vec::new(), inputs: graph.inputs.clone(), outputs: graph.outputs.clone() };
     let mut vs = Vec::new();
     let mut texture_slot = std::collections::HashMap::new();
@@ -41,7 +41,8 @@ pub(crate) fn lower(graph: &Graph, variants: &[&'static str], weights: &GpuWeigh
             // The node just before produces it for this node alone, and its variant can
             // write a texture: it writes one, and no copy is needed (the texture is still
             // written right before the one node that reads it).
-            let fusable = g.nodes.last().is_some_and(|p| p.output == t)
+            let fusable = fuse_textures
+                && g.nodes.last().is_some_and(|p| p.output == t)
                 && vs.last().is_some_and(|&pv| g.nodes.last().is_some_and(|p| p.op.texture_output(pv)))
                 && !graph.outputs.contains(&t)
                 && graph.nodes.iter().flat_map(|n| &n.inputs).filter(|&&x| x == t).count() == 1
