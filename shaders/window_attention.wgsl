@@ -9,6 +9,9 @@
 // Scores: q.k * scale + relative-position bias [heads, N, N] + (-100 between positions
 // of different shift regions), online softmax as in attention.wgsl.
 #include "common/index.wgsl"
+#ifdef SG
+#include "common/subgroup.wgsl"
+#endif
 
 struct WindowAttentionParams {
     batch: u32,
@@ -28,7 +31,11 @@ struct WindowAttentionParams {
 }
 
 @group(0) @binding(0) var<uniform> p: WindowAttentionParams;
+#ifdef SG
+@group(0) @binding(1) var<storage, read> qkv4: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
+#endif
 @group(0) @binding(2) var<storage, read> rel_bias: array<f32>;
 #ifdef PAD_BIAS
 @group(0) @binding(3) var<storage, read> qkv_bias: array<f32>;
@@ -72,6 +79,7 @@ fn region(s: u32, padded: u32, win: u32, shift: u32) -> u32 {
     return select(2u, 1u, s < padded - shift);
 }
 
+#ifndef SG
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -207,3 +215,137 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#else
+// SG (head dims a multiple of 4, subgroups of at least 8 lanes): vec4 head-dim loops
+// unrolled (DH4 constant) and, per block of 8 keys, lane g of each 8-lane group finds
+// key j0 + g on the map and loads its K (then V) row once; `spread8` shares the rows
+// and the keys' padding and shift regions with the group. The queries of a workgroup
+// are one window's, so the group's keys are the same for all its lanes.
+const DH4: u32 = DH / 4u;
+
+fn pad_kv4(which: u32, h: u32, d4: u32) -> vec4<f32> {
+#ifdef PAD_BIAS
+    let o = which * p.heads * p.head_dim + h * p.head_dim + 4u * d4;
+    return vec4<f32>(qkv_bias[o], qkv_bias[o + 1u], qkv_bias[o + 2u], qkv_bias[o + 3u]);
+#else
+    return vec4<f32>(0.0);
+#endif
+}
+
+@compute @workgroup_size(WG)
+fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(subgroup_invocation_id) sg_lane: u32,
+           @builtin(subgroup_size) sg_size: u32) {
+    let n = p.win_h * p.win_w;
+    let hp = (p.height + p.win_h - 1u) / p.win_h * p.win_h;
+    let wp = (p.width + p.win_w - 1u) / p.win_w * p.win_w;
+    let nwin_w = wp / p.win_w;
+    let nwin = (hp / p.win_h) * nwin_w;
+    let chunks = (n + WG - 1u) / WG;
+    let tile = linear_workgroup(wid, nwg);
+    let chunk = tile % chunks;
+    let rest = tile / chunks;
+    let win = rest % nwin;
+    let bh = rest / nwin;
+    if (bh >= p.batch * p.heads) {
+        return;
+    }
+    let b = bh / p.heads;
+    let h = bh % p.heads;
+    let wyi = win / nwin_w;
+    let wxi = win % nwin_w;
+    let wy0 = wyi * p.win_h;
+    let wx0 = wxi * p.win_w;
+    let hd4 = p.head_dim / 4u;
+    let d_model4 = p.heads * hd4;
+    let row4 = 3u * d_model4;
+    let batch_base = b * p.height * p.width * row4;
+
+    let i = chunk * WG + lid.x;
+    let qi = min(i, n - 1u);
+    let qy = coord(wyi, qi / p.win_w, p.win_h, p.height, hp, p.shift_h);
+    let qx = coord(wxi, qi % p.win_w, p.win_w, p.width, wp, p.shift_w);
+    let q_pad = qy == p.height || qx == p.width;
+    let q_region = region(wy0 + qi / p.win_w, hp, p.win_h, p.shift_h) * 3u + region(wx0 + qi % p.win_w, wp, p.win_w, p.shift_w);
+    let q_row = batch_base + (min(qy, p.height - 1u) * p.width + min(qx, p.width - 1u)) * row4 + h * hd4;
+
+    // Lanes past the head's dim hold q = 0 and read a clamped column (see attention.wgsl).
+    var q: array<vec4<f32>, DH4>;
+    var acc: array<vec4<f32>, DH4>;
+    for (var d = 0u; d < DH4; d++) {
+        q[d] = select(vec4<f32>(0.0), qkv4[q_row + min(d, hd4 - 1u)] * p.scale, d < hd4);
+    }
+    let g = sg_lane % 8u;
+    let bias_row = (h * n + qi) * n;
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j0 = 0u; j0 < n; j0 += 8u) {
+        // This lane's key of the block: where it is, padding or not, its shift region.
+        let t = min(j0 + g, n - 1u);
+        let ky = coord(wyi, t / p.win_w, p.win_h, p.height, hp, p.shift_h);
+        let kx = coord(wxi, t % p.win_w, p.win_w, p.width, wp, p.shift_w);
+        let kpad = ky == p.height || kx == p.width;
+        let kreg = region(wy0 + t / p.win_w, hp, p.win_h, p.shift_h) * 3u + region(wx0 + t % p.win_w, wp, p.win_w, p.shift_w);
+        let krow = batch_base + (min(ky, p.height - 1u) * p.width + min(kx, p.width - 1u)) * row4 + h * hd4;
+        let info = spread8(vec4<f32>(f32(kreg), select(0.0, 1.0, kpad), 0.0, 0.0), sg_lane, sg_size);
+        var dot4: array<vec4<f32>, 8>;
+        for (var d = 0u; d < DH4; d++) {
+            var kd = qkv4[krow + d_model4 + min(d, hd4 - 1u)];
+            if (kpad) {
+                kd = pad_kv4(1u, h, min(d, hd4 - 1u));
+            }
+            let k = spread8(kd, sg_lane, sg_size);
+            for (var jj = 0u; jj < 8u; jj++) {
+                dot4[jj] += q[d] * k[jj];
+            }
+        }
+        var sc: array<f32, 8>;
+        var bmax = m;
+        for (var jj = 0u; jj < 8u; jj++) {
+            var s = dot4[jj].x + dot4[jj].y + dot4[jj].z + dot4[jj].w + rel_bias[bias_row + min(j0 + jj, n - 1u)];
+            if (u32(info[jj].x) != q_region) {
+                s -= 100.0;
+            }
+            sc[jj] = s;
+            if (j0 + jj < n) {
+                bmax = max(bmax, s);
+            }
+        }
+        let corr = exp(m - bmax);
+        l *= corr;
+        var pj: array<f32, 8>;
+        for (var jj = 0u; jj < 8u; jj++) {
+            pj[jj] = select(0.0, exp(sc[jj] - bmax), j0 + jj < n);
+            l += pj[jj];
+        }
+        for (var d = 0u; d < DH4; d++) {
+            var vd = qkv4[krow + 2u * d_model4 + min(d, hd4 - 1u)];
+            if (kpad) {
+                vd = pad_kv4(2u, h, min(d, hd4 - 1u));
+            }
+            let v = spread8(vd, sg_lane, sg_size);
+            var a = acc[d] * corr;
+            for (var jj = 0u; jj < 8u; jj++) {
+                a += pj[jj] * v[jj];
+            }
+            acc[d] = a;
+        }
+        m = bmax;
+    }
+    if (i < n && !q_pad) {
+        let o = (b * p.height * p.width + qy * p.width + qx) * p.heads * p.head_dim + h * p.head_dim;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                let v = acc[d] * inv;
+                out[o + 4u * d] = v.x;
+                out[o + 4u * d + 1u] = v.y;
+                out[o + 4u * d + 2u] = v.z;
+                out[o + 4u * d + 3u] = v.w;
+            }
+        }
+    }
+}
+#endif

@@ -88,6 +88,9 @@ fn attention_ragged() {
     }
 }
 
+/// Window attention's kernels: the subgroup one (forced where it can run) and the scalar one.
+const WINDOW_VARIANTS: [Option<&str>; 2] = [Some("sg"), Some("main")];
+
 #[test]
 fn window_attention_windows_7_8_12_shift_and_padding() {
     // (batch, map, heads, head_dim, window, shift, pad_first, qkv bias)
@@ -110,10 +113,14 @@ fn window_attention_windows_7_8_12_shift_and_padding() {
         let qkv = [b, map[0] * map[1], d3];
         let rel = [heads, n, n];
         let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias, scale });
-        if pad_bias {
-            check(op, &[&qkv, &rel, &[d3]], None, false, F32_TOL);
-        } else {
-            check(op, &[&qkv, &rel], None, false, F32_TOL);
+        // The subgroup kernel (vec4 head dims; the head dims of 8 and 16 here need it
+        // when the adapter has subgroups) and the scalar one.
+        for variant in WINDOW_VARIANTS {
+            if pad_bias {
+                check(op.clone(), &[&qkv, &rel, &[d3]], variant, false, F32_TOL);
+            } else {
+                check(op.clone(), &[&qkv, &rel], variant, false, F32_TOL);
+            }
         }
     }
 }
@@ -132,7 +139,9 @@ fn grid_attention_grids_7_8_12() {
         let n = window[0] * window[1];
         let d3 = 3 * heads * hd;
         let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
-        check(op, &[&[b, map[0] * map[1], d3], &[heads, n, n]], None, false, F32_TOL);
+        for variant in WINDOW_VARIANTS {
+            check(op.clone(), &[&[b, map[0] * map[1], d3], &[heads, n, n]], variant, false, F32_TOL);
+        }
     }
 }
 
@@ -580,11 +589,17 @@ fn window_and_grid_attention_released_geometries() {
         let layout = WindowGeometry { map, window, shift, pad_first: false, grid };
         let n = window[0] * window[1];
         let op = Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 1.0 / (hd as f32).sqrt() });
-        check(op, &[&[b, map[0] * map[1], 3 * heads * hd], &[heads, n, n]], None, false, F32_TOL);
+        for variant in WINDOW_VARIANTS {
+            check(op.clone(), &[&[b, map[0] * map[1], 3 * heads * hd], &[heads, n, n]], variant, false, F32_TOL);
+        }
     }
+    // 256-token windows at head dim 128: the subgroup kernel loops over 32 key blocks only.
+    let layout = WindowGeometry { map: [16, 16], window: [16, 16], shift: [0, 0], pad_first: false, grid: false };
+    let op = Op::WindowAttention(ops::WindowAttention { heads: 1, layout, pad_bias: false, scale: 0.1 });
+    check(op, &[&[1, 256, 3 * 128], &[1, 256, 256]], Some("sg"), false, F32_TOL);
     let gpu = gpu();
     if gpu.caps.cpu {
-        // 256-token windows at head dim 128: ~66k back-edges per invocation.
+        // The scalar kernel there: ~66k back-edges per invocation, refused.
         let layout = WindowGeometry { map: [16, 16], window: [16, 16], shift: [0, 0], pad_first: false, grid: false };
         let mut g = Graph::builder();
         let x = g.input("qkv", &[1, 256, 3 * 128]).unwrap();
@@ -593,7 +608,7 @@ fn window_and_grid_attention_released_geometries() {
         g.output(y, "y").unwrap();
         let g = g.finish();
         let w = GpuWeights::upload(&gpu, &g, |_| None).unwrap();
-        let err = Compiled::new(gpu.clone(), &g, &w).err().expect("refused").to_string();
+        let err = Compiled::with_variant(gpu.clone(), &g, &w, Some("main")).err().expect("refused").to_string();
         assert!(err.contains("256-token windows") && err.contains("65535"), "{err}");
     }
 }

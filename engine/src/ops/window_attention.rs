@@ -77,25 +77,51 @@ fn lanes(window_tokens: usize) -> u32 {
     window_tokens.div_ceil(8).clamp(1, 32) as u32 * 8
 }
 
-fn key(bucket: u32, pad_bias: bool, wg: u32) -> KernelKey {
+variant_enum!(WindowAttentionVariant {
+    /// Scalar head-dim loops, any head dim.
+    Main = "main",
+    /// vec4 head dims (a multiple of 4, up to 128), K/V rows shared by subgroup
+    /// broadcasts across 8 queries (subgroups of at least 8 lanes).
+    Sg = "sg",
+});
+
+fn key(bucket: u32, pad_bias: bool, wg: u32, v: WindowAttentionVariant) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
     if pad_bias {
         defines.push(Define::Flag("PAD_BIAS"));
     }
-    KernelKey { shader: "window_attention.wgsl", entry: "main", defines, constants: vec![("WG", wg)] }
+    let entry = match v {
+        WindowAttentionVariant::Main => "main",
+        WindowAttentionVariant::Sg => {
+            defines.push(Define::Flag("SG"));
+            "main_sg"
+        }
+    };
+    KernelKey { shader: "window_attention.wgsl", entry, defines, constants: vec![("WG", wg)] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    HEAD_DIM_BUCKETS.iter().flat_map(|&b| [key(b, false, 64), key(b, true, 64)]).collect()
+    use WindowAttentionVariant::*;
+    HEAD_DIM_BUCKETS
+        .iter()
+        .flat_map(|&b| {
+            let sg = (b <= SG_MAX_BUCKET).then_some(Sg);
+            [Some(Main), sg].into_iter().flatten().flat_map(move |v| [key(b, false, 64, v), key(b, true, 64, v)])
+        })
+        .collect()
 }
 
-pub fn plan(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool, scale: f32, ctx: &super::PlanCtx) -> Result<KernelPlan, String> {
+const SG_MAX_BUCKET: u32 = 128;
+
+pub fn plan(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool, scale: f32, ctx: &super::PlanCtx, v: WindowAttentionVariant) -> Result<KernelPlan, String> {
     let (b, d) = (s[0][0], s[0][2] / 3);
     let hd = d / heads;
+    let sg = v == WindowAttentionVariant::Sg;
     // Run-time loop back-edges per invocation (head-dim loops per key, see attention.rs's
     // CPU_LOOP_LIMIT): refused on CPU adapters rather than silently cut short.
     let n = l.tokens() as u64;
-    let loops = n * (2 * hd as u64 + 2) + n.div_ceil(16) * (hd as u64 + 2) + 2 * hd as u64 + (l.window[0] + l.window[1]) as u64;
+    // The subgroup kernel's head-dim loops unroll: it loops over blocks of 8 keys only.
+    let loops = if sg { n.div_ceil(8) + 1 } else { n * (2 * hd as u64 + 2) + n.div_ceil(16) * (hd as u64 + 2) + 2 * hd as u64 + (l.window[0] + l.window[1]) as u64 };
     if ctx.caps.cpu && loops > super::attention::CPU_LOOP_LIMIT {
         return Err(format!(
             "window attention over {n}-token windows with head_dim {hd} needs {loops} loop iterations per invocation; \
@@ -128,7 +154,7 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool, sc
     let wg = lanes(l.tokens());
     Ok(KernelPlan {
         chunks: None,
-        key: key(bucket, pad_bias, wg),
+        key: key(bucket, pad_bias, wg, v),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups: (b * heads * windows * l.tokens().div_ceil(wg as usize)) as u64,
@@ -231,16 +257,27 @@ pub struct WindowAttention { pub heads: usize, pub layout: WindowGeometry, pub p
 impl super::OpDef for WindowAttention {
     const NAME: &'static str = "window_attention";
     type Params = WindowAttentionParams;
-    type Variant = super::Single;
+    type Variant = WindowAttentionVariant;
 
     fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
         super::expect_inputs(s, 2 + self.pad_bias as usize)?;
         infer(s, self.heads, &self.layout, self.pad_bias)
     }
 
-    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
-        let _ = (s, out, ctx);
-        plan(s, self.heads, &self.layout, self.pad_bias, self.scale, ctx)
+    fn candidates(&self, s: &[&[usize]], ctx: &super::PlanCtx) -> Vec<WindowAttentionVariant> {
+        use WindowAttentionVariant::*;
+        let hd = s[0][2] / 3 / self.heads.max(1);
+        let sg = ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8 && hd.is_multiple_of(4) && hd <= SG_MAX_BUCKET as usize;
+        match (sg, ctx.caps.cpu) {
+            (true, true) => vec![Sg, Main],
+            (true, false) => vec![Main, Sg],
+            (false, _) => vec![Main],
+        }
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, v: WindowAttentionVariant) -> Result<KernelPlan, String> {
+        let _ = out;
+        plan(s, self.heads, &self.layout, self.pad_bias, self.scale, ctx, v)
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
