@@ -1,3 +1,6 @@
+#ifdef F16_MATH
+enable f16;
+#endif
 // out[M,N] = act(A[M,K] * W[K,N] + bias[N]) + residual[M,N], accumulated in f32.
 // Entry points (chosen per adapter in ops/matmul.rs): `main_vec4` for CPU adapters when K
 // and N are multiples of 4 (4x4 register tile per lane, vec4 loads; fastest measured on
@@ -29,7 +32,15 @@ struct MatmulParams {
 #else
 #ifdef VEC4
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+#ifdef F16_MATH
+@group(0) @binding(2) var<storage, read> w4h: array<vec4<f16>>;
+#else
+#ifdef W_F16
+@group(0) @binding(2) var<storage, read> w2: array<vec2<u32>>;
+#else
 @group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
+#endif
+#endif
 #else
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 #ifdef W_F16
@@ -341,6 +352,101 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
     }
 }
 #else
+#ifdef TILED4
+// GPUs, K and N multiples of 4: a 64x64 output tile per workgroup of 16x16 lanes, each
+// lane a 4x4 register tile; per step of BK4 = 16 k, the workgroup stages A (k-major, so a
+// lane's 4 rows are one vec4) and W (vec4 columns) in workgroup memory with one vec4
+// load per lane each. W_F16 reads packed f16 (widened, f32 arithmetic); F16_MATH (the
+// adapter has SHADER_F16) keeps both tiles in f16 and multiplies in f16, accumulating
+// in f32.
+#ifdef F16_MATH
+alias TW = f16;
+#else
+alias TW = f32;
+#endif
+const BK4: u32 = 16u;
+var<workgroup> ta: array<vec4<TW>, 256>;  // [BK4][64 rows / 4]
+var<workgroup> tw: array<vec4<TW>, 256>;  // [BK4][64 cols / 4]
+
+fn w_vec4(idx: u32) -> vec4<TW> {
+#ifdef F16_MATH
+    return w4h[idx];
+#else
+#ifdef W_F16
+    let q = w2[idx];
+    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+#else
+    return w4[idx];
+#endif
+#endif
+}
+
+@compute @workgroup_size(16, 16)
+fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n4 = p.n / 4u;
+    let k4 = p.k / 4u;
+    let tiles_n = (n4 + 15u) / 16u;
+    let tile = linear_workgroup(wid, nwg);
+    let row_base = (tile / tiles_n) * 64u;
+    let c4_base = (tile % tiles_n) * 16u;
+    if (row_base >= p.m) {
+        return;
+    }
+    let t = lid.y * 16u + lid.x;
+    // Loader roles: A row t / 4, k quad t % 4 (of the step's 4 quads); W k row t / 16,
+    // column quad t % 16.
+    let a_row = row_base + t / 4u;
+    let a_q = t % 4u;
+    let w_k = t / 16u;
+    let w_c4 = c4_base + t % 16u;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += BK4) {
+        let gq = k0 / 4u + a_q;
+        var av = vec4<f32>(0.0);
+        if (a_row < p.m && gq < k4) {
+            av = a4[a_row * k4 + gq];
+        }
+        // Transposed into k-major: element j of quad a_q is k = 4 a_q + j.
+        let r4 = (t / 4u) / 4u;
+        let rc = (t / 4u) % 4u;
+        for (var j = 0u; j < 4u; j++) {
+            ta[(4u * a_q + j) * 16u + r4][rc] = TW(av[j]);
+        }
+        let gk = k0 + w_k;
+        var wv = vec4<TW>(0.0);
+        if (gk < p.k && w_c4 < n4) {
+            wv = w_vec4(gk * n4 + w_c4);
+        }
+        tw[w_k * 16u + t % 16u] = wv;
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK4; kk++) {
+            let a = ta[kk * 16u + lid.y];
+            let w = tw[kk * 16u + lid.x];
+            acc[0] += vec4<f32>(a.x * w);
+            acc[1] += vec4<f32>(a.y * w);
+            acc[2] += vec4<f32>(a.z * w);
+            acc[3] += vec4<f32>(a.w * w);
+        }
+        workgroupBarrier();
+    }
+    let c4 = c4_base + lid.x;
+    if (c4 >= n4) {
+        return;
+    }
+    var res = acc;
+    for (var i = 0u; i < 4u; i++) {
+        let row = row_base + lid.y * 4u + i;
+        if (row < p.m) {
+            let v = res[i];
+            for (var j = 0u; j < 4u; j++) {
+                epilogue(row, 4u * c4 + j, v[j]);
+            }
+        }
+    }
+}
+#else
 // 4x4 outputs per lane, both operands read as vec4 (K and N multiples of 4): 8 vector
 // loads feed 64 multiply-adds, the best load/FMA ratio without shared memory.
 @compute @workgroup_size(WG)
@@ -388,5 +494,6 @@ fn main_vec4(@builtin(local_invocation_id) lid: vec3<u32>,
         if (row0 + 3u < p.m) { epilogue(row0 + 3u, col + j, c3[j]); }
     }
 }
+#endif
 #endif
 #endif

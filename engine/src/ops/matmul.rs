@@ -19,6 +19,14 @@ const TEX_WG: u32 = 64;
 const TEX_SHAPE: (u32, u32) = (8, 2);
 const TEX_SG_SHAPE: (u32, u32) = (16, 1);
 
+/// The tiled vec4 kernel's flags: its weight binding is f32, packed f16 (W_F16), or f16
+/// with f16 arithmetic (F16_MATH).
+fn tiled4_defines(f16: Option<&'static str>) -> Vec<Define> {
+    let mut d = vec![Define::Flag("VEC4"), Define::Flag("TILED4")];
+    d.extend(f16.map(Define::Flag));
+    d
+}
+
 fn tex_defines(sg: bool) -> Vec<Define> {
     let (r, c) = if sg { TEX_SG_SHAPE } else { TEX_SHAPE };
     let mut d = vec![Define::Flag("TEX"), Define::Value("TEX_ROWS", r), Define::Value("TEX_COLS4", c)];
@@ -44,6 +52,9 @@ pub struct MatMul {
 variant_enum!(MatmulVariant {
     /// 64x64 shared-memory tile (GPUs).
     Tiled = "tiled",
+    /// 64x64 shared-memory tile with vec4 loads and 4x4 register tiles (GPUs; K and N
+    /// multiples of 4); f16 weights multiply in f16 where the adapter has SHADER_F16.
+    Tiled4 = "tiled4",
     /// TM rows per lane, lanes over columns.
     Rows = "rows",
     /// 8 columns per lane, one row per lane.
@@ -73,12 +84,15 @@ impl OpDef for MatMul {
         use MatmulVariant::*;
         let (vec4_ok, tex_ok) = fits(s, ctx);
         let mut v = Vec::new();
+        let tiled4_ok = s[0][s[0].len() - 1].is_multiple_of(4) && s[1][1].is_multiple_of(4);
         if ctx.caps.cpu {
             v.extend((tex_ok && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8).then_some(TexSg));
             v.extend(tex_ok.then_some(Tex));
             v.extend(vec4_ok.then_some(Vec4));
             v.extend([Cols8x2, Cols8, Rows, Tiled]);
+            v.extend(tiled4_ok.then_some(Tiled4));
         } else {
+            v.extend(tiled4_ok.then_some(Tiled4));
             v.extend([Tiled, Rows, Cols8, Cols8x2]);
             v.extend(vec4_ok.then_some(Vec4));
         }
@@ -182,6 +196,15 @@ fn variants() -> Vec<KernelKey> {
             }
         }
     }
+    for f16 in [None, Some("W_F16"), Some("F16_MATH")] {
+        for bias in [false, true] {
+            for res in [false, true] {
+                let mut d = defines(false, bias, res);
+                d.extend(tiled4_defines(f16));
+                v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tiled4", defines: d, constants: vec![] });
+            }
+        }
+    }
     for entry in ["main_rows", "main_tiled", "main_cols8", "main_vec4"] {
         for f16 in [false, true] {
             for bias in [false, true] {
@@ -222,6 +245,12 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
         TexSg => {
             defs.extend(tex_defines(true));
             ("main_tex", vec![("WG", TEX_WG)], |m, n| tex_workgroups(m, n, TEX_SG_SHAPE))
+        }
+        Tiled4 => {
+            // Packed f16 weights: f16 arithmetic where the adapter has it.
+            defs.retain(|d| *d != Define::Flag("W_F16"));
+            defs.extend(tiled4_defines(w_f16.then_some(if ctx.caps.shader_f16 { "F16_MATH" } else { "W_F16" })));
+            ("main_tiled4", vec![], |m, n| m.div_ceil(64) * (n / 4).div_ceil(16))
         }
         Vec4 => {
             defs.push(Define::Flag("VEC4"));
