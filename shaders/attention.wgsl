@@ -164,6 +164,105 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#ifdef FLASH
+// FLASH (GPUs): the workgroup's WG queries share each tile of KT keys: its lanes load the
+// tile's K and V rows into workgroup memory together (one vec4 each per step), then every
+// lane scores its query against the tile from there, with the online softmax as above.
+const KT: u32 = 16u;
+var<workgroup> kt: array<vec4<f32>, KT * DH4>;
+var<workgroup> vt: array<vec4<f32>, KT * DH4>;
+
+@compute @workgroup_size(WG)
+fn main_flash(@builtin(local_invocation_id) lid: vec3<u32>,
+              @builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lane = query_lane(lid, wid, nwg);
+    if (lane.b >= p.batch) {
+        return;
+    }
+    let b = lane.b;
+    let h = lane.h;
+    let i = lane.i;
+    let qi = min(i, p.tokens - 1u);
+    let hd4 = p.head_dim / 4u;
+    let d_model4 = p.heads * hd4;
+    let row4 = 3u * d_model4;
+    let batch_base = b * p.tokens * row4;
+    let q_base = batch_base + qi * row4 + h * hd4;
+    let k_off = batch_base + d_model4 + h * hd4;
+    let v_off = batch_base + 2u * d_model4 + h * hd4;
+
+    var q: array<vec4<f32>, DH4>;
+    var acc: array<vec4<f32>, DH4>;
+    for (var d = 0u; d < DH4; d++) {
+        q[d] = select(vec4<f32>(0.0), qkv[q_base + min(d, hd4 - 1u)] * p.scale, d < hd4);
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    for (var j0 = 0u; j0 < p.tokens; j0 += KT) {
+        for (var e = lid.x; e < KT * DH4; e += WG) {
+            let key = min(j0 + e / DH4, p.tokens - 1u) * row4 + min(e % DH4, hd4 - 1u);
+            kt[e] = qkv[k_off + key];
+            vt[e] = qkv[v_off + key];
+        }
+        workgroupBarrier();
+        var s: array<f32, KT>;
+        var ok: array<bool, KT>;
+        var bmax = m;
+        for (var jj = 0u; jj < KT; jj++) {
+            var dot4 = vec4<f32>(0.0);
+            for (var d = 0u; d < DH4; d++) {
+                dot4 += q[d] * kt[jj * DH4 + d];
+            }
+            s[jj] = dot4.x + dot4.y + dot4.z + dot4.w;
+            ok[jj] = j0 + jj < p.tokens && key_allowed(b, qi, min(j0 + jj, p.tokens - 1u));
+            if (ok[jj]) {
+                bmax = max(bmax, s[jj]);
+            }
+        }
+        let corr = exp(m - bmax);
+        l *= corr;
+        for (var d = 0u; d < DH4; d++) {
+            acc[d] *= corr;
+        }
+        for (var jj = 0u; jj < KT; jj++) {
+            let pj = select(0.0, exp(s[jj] - bmax), ok[jj]);
+            l += pj;
+            for (var d = 0u; d < DH4; d++) {
+                acc[d] += pj * vt[jj * DH4 + d];
+            }
+        }
+        m = bmax;
+        workgroupBarrier();
+    }
+    if (l == 0.0) {
+        // Every key masked: uniform over the causal keys (see causal_ok).
+        for (var j0 = 0u; j0 < p.tokens; j0 += KT) {
+            for (var jj = 0u; jj < KT; jj++) {
+                let pj = select(0.0, 1.0, j0 + jj < p.tokens && causal_ok(qi, j0 + jj));
+                l += pj;
+                let vr = v_off + min(j0 + jj, p.tokens - 1u) * row4;
+                for (var d = 0u; d < DH4; d++) {
+                    acc[d] += pj * qkv[vr + min(d, hd4 - 1u)];
+                }
+            }
+        }
+    }
+    if (i < p.tokens) {
+        let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
+        let inv = 1.0 / l;
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                let v = acc[d] * inv;
+                out[o + 4u * d] = v.x;
+                out[o + 4u * d + 1u] = v.y;
+                out[o + 4u * d + 2u] = v.z;
+                out[o + 4u * d + 3u] = v.w;
+            }
+        }
+    }
+}
+#endif
 #ifdef SG
 // SG (subgroups of at least 8 lanes): the 8 lanes of a group are 8 consecutive queries of
 // one head; per block of 8 keys, lane j loads key (and value) row j0 + j once and

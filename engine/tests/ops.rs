@@ -85,7 +85,7 @@ fn attention_ragged() {
         let scale = 1.0 / (hd as f32).sqrt();
         // The subgroup kernel (where the adapter has one) and the plain vec4 one; each
         // falls back to the scalar kernel where the head dim needs it.
-        for variant in [Some("sg"), Some("vec4")] {
+        for variant in [Some("sg"), Some("vec4"), Some("flash")] {
             check(Op::Attention(ops::Attention { heads, scale, causal: false, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
             check(Op::Attention(ops::Attention { heads, scale, causal: true, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
         }
@@ -326,7 +326,7 @@ fn attention_causal_with_padding_mask() {
         let mask: Vec<f64> = (0..b * n).map(|i| if i % n < n - (i / n) * 2 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
             let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
-            for variant in [Some("sg"), Some("vec4")] {
+            for variant in [Some("sg"), Some("vec4"), Some("flash")] {
                 check_exact_inputs_in(op.clone(), &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask], variant);
             }
         }
@@ -530,7 +530,7 @@ fn attention_released_token_counts() {
     ];
     for &(b, n, heads, hd, causal) in cases {
         let scale = 1.0 / (hd as f32).sqrt();
-        for variant in [Some("sg"), Some("vec4")] {
+        for variant in [Some("sg"), Some("vec4"), Some("flash")] {
             check(Op::Attention(ops::Attention { heads, scale, causal, key_mask: false }), &[&[b, n, 3 * heads * hd]], variant, false, F32_TOL);
         }
     }
@@ -568,7 +568,7 @@ fn attention_all_keys_masked_is_uniform_not_nan() {
         let mask: Vec<f64> = (0..b * n).map(|i| if i / n > 0 && i % n < 3 { 1.0 } else { 0.0 }).collect();
         for causal in [true, false] {
             let op = Op::Attention(ops::Attention { heads, scale: 0.3, causal, key_mask: true });
-            for variant in [Some("sg"), Some("vec4")] {
+            for variant in [Some("sg"), Some("vec4"), Some("flash")] {
                 check_exact_inputs_in(op.clone(), &[&[b, n, 3 * heads * hd], &[b, n]], &[&qkv, &mask], variant);
             }
         }

@@ -57,15 +57,21 @@ fn key(bucket: u32, wg: u32, v: AttentionVariant, key_mask: bool) -> KernelKey {
         defines.push(Define::Value("KB", keys_per_block(bucket)));
         defines.push(Define::Flag("VEC4"));
     }
-    if v == AttentionVariant::Sg {
-        defines.push(Define::Flag("SG"));
+    match v {
+        AttentionVariant::Sg => defines.push(Define::Flag("SG")),
+        AttentionVariant::Flash => defines.push(Define::Flag("FLASH")),
+        _ => {}
     }
     if key_mask {
         defines.push(Define::Flag("KEY_MASK"));
     }
     KernelKey {
         shader: "attention.wgsl",
-        entry: if v == AttentionVariant::Sg { "main_sg" } else { "main" },
+        entry: match v {
+            AttentionVariant::Sg => "main_sg",
+            AttentionVariant::Flash => "main_flash",
+            _ => "main",
+        },
         defines,
         constants: vec![("WG", wg)],
     }
@@ -75,9 +81,12 @@ fn variants() -> Vec<KernelKey> {
     use AttentionVariant::*;
     let mut v = Vec::new();
     for &b in &HEAD_DIM_BUCKETS {
-        for var in [Scalar, Vec4, Sg].into_iter().filter(|&v| v == Scalar || b <= VEC4_MAX_BUCKET) {
+        for var in [Scalar, Vec4, Sg, Flash].into_iter().filter(|&v| v == Scalar || b <= VEC4_MAX_BUCKET) {
             for mask in [false, true] {
                 v.push(key(b, 32, var, mask));
+                if var == Flash {
+                    v.push(key(b, 64, var, mask));
+                }
             }
         }
     }
@@ -91,9 +100,17 @@ fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, c
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
-    // The subgroup kernel's blocks are 8 keys (its all-masked pass uses KB).
-    let kb = if v == AttentionVariant::Sg { 8 } else { keys_per_block(bucket) as u64 };
-    let loops = loop_iterations(n as u64, hd as u64, vec4, kb, key_mask);
+    // The subgroup kernel's blocks are 8 keys (its all-masked pass uses KB); the flash
+    // kernel's tiles are 16, and its lanes loop over the tile's vec4s to stage them.
+    let kb = match v {
+        AttentionVariant::Sg => 8,
+        AttentionVariant::Flash => 16,
+        _ => keys_per_block(bucket) as u64,
+    };
+    let mut loops = loop_iterations(n as u64, hd as u64, vec4, kb, key_mask);
+    if v == AttentionVariant::Flash {
+        loops += (n as u64).div_ceil(16) * (16 * bucket as u64 / 4).div_ceil(wg as u64);
+    }
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
             "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \
@@ -175,6 +192,9 @@ variant_enum!(AttentionVariant {
     /// `vec4` with each K/V row loaded once per 8 queries and shared by subgroup
     /// broadcasts (subgroups of at least 8 lanes).
     Sg = "sg",
+    /// Flash-style (GPUs): tiles of 16 keys staged in workgroup memory for all the
+    /// workgroup's queries, online softmax.
+    Flash = "flash",
 });
 
 impl OpDef for Attention {
@@ -199,9 +219,10 @@ impl OpDef for Attention {
         if hd.is_multiple_of(4) && bucket <= VEC4_MAX_BUCKET {
             use AttentionVariant::*;
             match (sg, ctx.caps.cpu) {
-                (true, true) => vec![Sg, Vec4, Scalar],
-                (true, false) => vec![Vec4, Sg, Scalar],
-                (false, _) => vec![Vec4, Scalar],
+                (true, true) => vec![Sg, Vec4, Scalar, Flash],
+                (true, false) => vec![Flash, Vec4, Sg, Scalar],
+                (false, true) => vec![Vec4, Scalar, Flash],
+                (false, false) => vec![Flash, Vec4, Scalar],
             }
         } else {
             vec![AttentionVariant::Scalar]
