@@ -136,8 +136,10 @@ impl Model {
         &self.gpu
     }
 
+    /// Device bytes the weights take: as uploaded, plus any buffer a compiled graph
+    /// needed beside a matrix kept as a texture.
     pub fn weight_bytes(&self) -> u64 {
-        self.weights.bytes
+        self.weights.bytes + self.weights.extra_bytes()
     }
 
     /// The graph compiled for `batch` images (compiled once, then cached).

@@ -631,7 +631,7 @@ macro_rules! op_tests {
 }
 
 op_tests! {
-    "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters],
+    "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters, texture_only_weights_get_a_buffer_on_demand],
     "layernorm" => [layernorm_ragged, lowering_fuses_texture_writes_into_producers],
     "softmax" => [softmax_ragged],
     "attention" => [attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
@@ -799,4 +799,44 @@ fn lowering_keeps_the_texture_copy_of_a_shared_activation() {
     let r_1 = mm1.reference(&[&xs, &ws], &[&[m, d], &[d, d]], &[m, d]);
     let r_2 = mm2.reference(&[&r_1, &ws, &r_1], &[&[m, d], &[d, d], &[m, d]], &[m, d]);
     assert_close("shared activation", &got[0].data, &r_2, 2e-4, 1e-4, 1e-5);
+}
+
+/// CPU adapters keep a matrix weight only as its texture (stored once). A node that must
+/// read it from a buffer after all (here: more rows than a texture may have) gets a
+/// buffer copied from the texture on the device, f32 and packed f16 alike.
+#[test]
+fn texture_only_weights_get_a_buffer_on_demand() {
+    let mut cap = wgvision_engine::LimitsCap::webgpu_defaults();
+    cap.max_texture_dimension_2d = 64;
+    let gpu = wgvision_engine::Gpu::open(None, Some(cap)).unwrap();
+    let (k, n) = (64, 36);
+    for dtype in [DType::F32, DType::F16] {
+        for m in [40, 100] {
+            let mut b = Graph::builder();
+            let x = b.input("x0", &[m, k]).unwrap();
+            let w = b.weight("w1", &[k, n]).unwrap();
+            let op = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false });
+            let y = b.node("mm", op.clone(), &[x, w]).unwrap();
+            b.output(y, "y").unwrap();
+            let g = b.finish();
+            let wd: Vec<f32> = rand_vec(k * n, 5).iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+            let bytes: Vec<u8> = match dtype {
+                DType::F32 => bytemuck::cast_slice(&wd).to_vec(),
+                DType::F16 => wd.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            };
+            let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype, shape: vec![k, n], bytes: Cow::Owned(bytes.clone()) })).unwrap();
+            let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+            let variant = c.nodes().last().unwrap().variant;
+            if gpu.caps.cpu {
+                let tex = variant.starts_with("tex");
+                assert_eq!(tex, m <= 64, "{m} rows ran {variant}");
+                assert_eq!(weights.extra_bytes() > 0, !tex, "a buffer is made only when a buffer variant runs");
+            }
+            let xd = rand_vec(m * k, 6);
+            let got = c.run(&[("x0", &xd)]).unwrap();
+            let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+            let want = op.reference(&[&f(&xd), &f(&wd)], &[&[m, k], &[k, n]], &[m, n]);
+            assert_close(&format!("{m} rows, {dtype:?} weights"), &got[0].data, &want, 2e-4, 1e-4, 1e-5);
+        }
+    }
 }

@@ -104,7 +104,7 @@ pub fn bench_op(gpu: Arc<Gpu>, op: &str, dims: &[usize], iters: usize, warmup: u
             "gflops_wall": gflop / (wall_med / 1e3),
             "dispatches": c.dispatches(),
             "nodes": c.nodes(),
-            "device_bytes": weights.bytes + c.memory.device_bytes,
+            "device_bytes": weights.bytes + weights.extra_bytes() + c.memory.device_bytes,
         });
         out!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());

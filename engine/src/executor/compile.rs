@@ -121,8 +121,8 @@ struct StepPlan {
 /// Bytes a tensor's binding covers (f16 matrices stay packed).
 fn tensor_bytes(graph: &Graph, weights: &GpuWeights, t: usize) -> u64 {
     let d = &graph.tensors[t];
-    match weights.buffers.get(&d.name) {
-        Some((b, _)) if d.kind == TensorKind::Weight => b.size(),
+    match weights.buffer_bytes(&d.name) {
+        Some(b) if d.kind == TensorKind::Weight => b,
         _ => (d.numel() as u64 * 4).max(4),
     }
 }
@@ -334,7 +334,7 @@ impl Compiled {
             let r = plan.root[t];
             let d = &graph.tensors[r];
             match d.kind {
-                TensorKind::Weight => weights.buffers.get(&d.name).map(|(b, _)| b.clone()).ok_or_else(|| EngineError::MissingWeight(d.name.clone())),
+                TensorKind::Weight => weights.buffer(&gpu, &d.name),
                 _ => match (own.get(&r), plan.slot_of[r]) {
                     (Some(b), _) => Ok(b.clone()),
                     (None, Some(s)) => Ok(slots[s].clone()),
@@ -432,6 +432,8 @@ impl Compiled {
         let tensor_buffers = (0..graph.tensors.len())
             .map(|t| match graph.tensors[t].kind {
                 TensorKind::Texture => None,
+                // A weight kept only as a texture gets no buffer just for this table.
+                TensorKind::Weight if weights.buffer_bytes(&graph.tensors[t].name).is_some() && !weights.has_buffer(&graph.tensors[t].name) => None,
                 _ => buffer_of(t).ok(),
             })
             .collect();
