@@ -240,6 +240,12 @@ impl Gpu {
         format!("{} / {:?}", self.info.name, self.info.backend)
     }
 
+    /// The driver and its version, e.g. "llvmpipe Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)"
+    /// (adapters of one name differ by driver: kernels rank differently across them).
+    pub fn driver(&self) -> String {
+        format!("{} {}", self.info.driver, self.info.driver_info).trim().to_string()
+    }
+
     pub fn backend_name(&self) -> String {
         format!("{:?}", self.info.backend).to_lowercase()
     }

@@ -100,6 +100,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
             "model": m.config.name(),
             "batch": batch,
             "adapter": gpu.info.name,
+            "driver": gpu.driver(),
             "backend": gpu.backend_name(),
             "device_type": format!("{:?}", gpu.info.device_type),
             "limits": {
@@ -140,7 +141,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
         return Ok(());
     }
     out!("model    {}  batch {batch}  ({weights_label} weights)", m.config.name());
-    out!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
+    out!("adapter  {} ({:?}, {}), driver {}", gpu.info.name, gpu.info.device_type, gpu.backend_name(), gpu.driver());
     out!("latency  median {median:.2} ms  min {min:.2} ms  over {iters} runs; cold start {cold_ms:.0} ms (load, compile, first run)");
     if let Some(t) = text_ms_per_query {
         out!("text     {t:.2} ms per query (text tower, 8 queries per run; embedded once per query set)");

@@ -91,6 +91,7 @@ pub fn bench_op(gpu: Arc<Gpu>, op: &str, dims: &[usize], iters: usize, warmup: u
             "op": op,
             "dims": dims,
             "adapter": gpu.info.name,
+            "driver": gpu.driver(),
             "backend": gpu.backend_name(),
             "weights": if f16 { "f16" } else { "f32" },
             "iters": iters,
@@ -110,7 +111,7 @@ pub fn bench_op(gpu: Arc<Gpu>, op: &str, dims: &[usize], iters: usize, warmup: u
         return Ok(());
     }
     out!("op       {op} {dims:?} ({} weights)", if f16 { "f16" } else { "f32" });
-    out!("adapter  {} ({:?}, {})", gpu.info.name, gpu.info.device_type, gpu.backend_name());
+    out!("adapter  {} ({:?}, {}), driver {}", gpu.info.name, gpu.info.device_type, gpu.backend_name(), gpu.driver());
     out!("kernels  {} dispatches: {}", c.dispatches(), variants.join(", "));
     out!("gpu      median {gpu_med:.3} ms  min {:.3} ms  {:.2} GFLOP/s ({gflop:.3} GFLOP)", gpu_ms[0], gflop / (gpu_med / 1e3));
     out!("wall     median {wall_med:.3} ms  min {:.3} ms  {:.2} GFLOP/s (upload and readback included)", wall[0], gflop / (wall_med / 1e3));

@@ -85,10 +85,16 @@ impl OpDef for MatMul {
         let (vec4_ok, tex_ok) = fits(s, ctx);
         let mut v = Vec::new();
         let tiled4_ok = s[0][s[0].len() - 1].is_multiple_of(4) && s[1][1].is_multiple_of(4);
+        let m: usize = s[0][..s[0].len() - 1].iter().product();
         if ctx.caps.cpu {
+            // A few rows (a classifier head on pooled features): no texture copy, no
+            // 16-row tile mostly idle; vec4 measured fastest there (lavapipe, Mesa 22 and 25).
+            if m < 8 && vec4_ok {
+                v.push(Vec4);
+            }
             v.extend((tex_ok && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8).then_some(TexSg));
             v.extend(tex_ok.then_some(Tex));
-            v.extend(vec4_ok.then_some(Vec4));
+            v.extend((vec4_ok && m >= 8).then_some(Vec4));
             v.extend([Cols8x2, Cols8, Rows, Tiled]);
             v.extend(tiled4_ok.then_some(Tiled4));
         } else {
