@@ -69,6 +69,28 @@ struct MatmulParams {
 #endif
 #endif
 
+#ifdef VEC4
+// vec4 weight loads: W [K, N/4] as f32, packed f16 pairs (W_F16, widened), or f16
+// (F16_MATH: the adapter has SHADER_F16).
+#ifdef F16_MATH
+alias TW = f16;
+#else
+alias TW = f32;
+#endif
+fn w_vec4(idx: u32) -> vec4<TW> {
+#ifdef F16_MATH
+    return w4h[idx];
+#else
+#ifdef W_F16
+    let q = w2[idx];
+    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+#else
+    return w4[idx];
+#endif
+#endif
+}
+
+#endif
 fn finish(row: u32, col: u32, acc: f32) -> f32 {
     var v = acc;
 #ifdef BIAS
@@ -90,7 +112,25 @@ fn epilogue(row: u32, col: u32, acc: f32) {
 override WG: u32 = 64u;
 override TR: u32 = 1u;  // rows per lane in main_cols8 (1 or 2)
 
+#ifdef TILE
+// A texel (4 consecutive k of one row) and a W texel (4 consecutive columns of one k
+// row): from textures (TEX, CPU adapters) or vec4 storage loads (GPUs).
+fn tile_a(k4: u32, row: u32) -> vec4<f32> {
 #ifdef TEX
+    return textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + row), 0);
+#else
+    return a4[row * (p.k / 4u) + k4];
+#endif
+}
+
+fn tile_w(k: u32, c4: u32) -> vec4<f32> {
+#ifdef TEX
+    return textureLoad(w_tex, vec2<u32>(c4, k), 0);
+#else
+    return vec4<f32>(w_vec4(k * (p.n / 4u) + c4));
+#endif
+}
+
 // TEX_ROWS x 4*TEX_COLS4 outputs per lane (value defines). Lanes go in groups of 8 that
 // share one row block: lane j of group g covers column texels (cg*8 + j)*TEX_COLS4.. of
 // the group's block of 32*TEX_COLS4 columns. With SG (subgroups of at least 8 lanes,
@@ -125,7 +165,7 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
         var av: array<vec4<f32>, TEX_ROWS>;
 #ifdef SG
         for (var r = 0u; r < TEX_ROWS / 8u; r++) {
-            let mine = textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + min(row0 + 8u * r + lane, p.m - 1u)), 0);
+            let mine = tile_a(k4, min(row0 + 8u * r + lane, p.m - 1u));
             if (sg_size == 8u) {
                 // Constant lane indices: a register extract and splat on lavapipe.
                 av[8u * r] = subgroupBroadcast(mine, 0u);
@@ -144,15 +184,15 @@ fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
         }
 #else
         for (var i = 0u; i < TEX_ROWS; i++) {
-            av[i] = textureLoad(a_tex, vec2<u32>(k4, p.a_row0 + min(row0 + i, p.m - 1u)), 0);
+            av[i] = tile_a(k4, min(row0 + i, p.m - 1u));
         }
 #endif
         for (var h = 0u; h < TEX_COLS4; h++) {
             let c4 = min(c40 + h, n4 - 1u);
-            let w0 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4), 0);
-            let w1 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 1u), 0);
-            let w2 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 2u), 0);
-            let w3 = textureLoad(w_tex, vec2<u32>(c4, 4u * k4 + 3u), 0);
+            let w0 = tile_w(4u * k4, c4);
+            let w1 = tile_w(4u * k4 + 1u, c4);
+            let w2 = tile_w(4u * k4 + 2u, c4);
+            let w3 = tile_w(4u * k4 + 3u, c4);
             for (var i = 0u; i < TEX_ROWS; i++) {
                 acc[i * TEX_COLS4 + h] += av[i].x * w0 + av[i].y * w1 + av[i].z * w2 + av[i].w * w3;
             }
@@ -359,27 +399,9 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
 // load per lane each. W_F16 reads packed f16 (widened, f32 arithmetic); F16_MATH (the
 // adapter has SHADER_F16) keeps both tiles in f16 and multiplies in f16, accumulating
 // in f32.
-#ifdef F16_MATH
-alias TW = f16;
-#else
-alias TW = f32;
-#endif
 const BK4: u32 = 16u;
 var<workgroup> ta: array<vec4<TW>, 256>;  // [BK4][64 rows / 4]
 var<workgroup> tw: array<vec4<TW>, 256>;  // [BK4][64 cols / 4]
-
-fn w_vec4(idx: u32) -> vec4<TW> {
-#ifdef F16_MATH
-    return w4h[idx];
-#else
-#ifdef W_F16
-    let q = w2[idx];
-    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-#else
-    return w4[idx];
-#endif
-#endif
-}
 
 @compute @workgroup_size(16, 16)
 fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,

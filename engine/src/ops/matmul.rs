@@ -27,9 +27,15 @@ fn tiled4_defines(f16: Option<&'static str>) -> Vec<Define> {
     d
 }
 
+/// The subgroup tile kernel on storage buffers.
+fn sg4_defines() -> Vec<Define> {
+    let (r, c) = TEX_SG_SHAPE;
+    vec![Define::Flag("TILE"), Define::Flag("VEC4"), Define::Value("TEX_ROWS", r), Define::Value("TEX_COLS4", c), Define::Flag("SG")]
+}
+
 fn tex_defines(sg: bool) -> Vec<Define> {
     let (r, c) = if sg { TEX_SG_SHAPE } else { TEX_SHAPE };
-    let mut d = vec![Define::Flag("TEX"), Define::Value("TEX_ROWS", r), Define::Value("TEX_COLS4", c)];
+    let mut d = vec![Define::Flag("TILE"), Define::Flag("TEX"), Define::Value("TEX_ROWS", r), Define::Value("TEX_COLS4", c)];
     if sg {
         d.push(Define::Flag("SG"));
     }
@@ -68,6 +74,9 @@ variant_enum!(MatmulVariant {
     /// `tex` with each A texel loaded by one lane of 8 and shared by subgroup broadcasts
     /// (adapters with subgroups of at least 8 lanes).
     TexSg = "tex_sg",
+    /// `tex_sg`'s 16x4 lane tiles and subgroup-shared A rows, from storage buffers with
+    /// vec4 loads (GPUs with subgroups of at least 8 lanes; K and N multiples of 4).
+    Sg4 = "sg4",
 });
 
 impl OpDef for MatMul {
@@ -85,6 +94,7 @@ impl OpDef for MatMul {
         let (vec4_ok, tex_ok) = fits(s, ctx);
         let mut v = Vec::new();
         let tiled4_ok = s[0][s[0].len() - 1].is_multiple_of(4) && s[1][1].is_multiple_of(4);
+        let sg4_ok = tiled4_ok && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8;
         let m: usize = s[0][..s[0].len() - 1].iter().product();
         if ctx.caps.cpu {
             // A few rows (a classifier head on pooled features): no texture copy, no
@@ -97,8 +107,10 @@ impl OpDef for MatMul {
             v.extend((vec4_ok && m >= 8).then_some(Vec4));
             v.extend([Cols8x2, Cols8, Rows, Tiled]);
             v.extend(tiled4_ok.then_some(Tiled4));
+            v.extend(sg4_ok.then_some(Sg4));
         } else {
             v.extend(tiled4_ok.then_some(Tiled4));
+            v.extend(sg4_ok.then_some(Sg4));
             v.extend([Tiled, Rows, Cols8, Cols8x2]);
             v.extend(vec4_ok.then_some(Vec4));
         }
@@ -202,6 +214,15 @@ fn variants() -> Vec<KernelKey> {
             }
         }
     }
+    for f16 in [false, true] {
+        for bias in [false, true] {
+            for res in [false, true] {
+                let mut d = defines(f16, bias, res);
+                d.extend(sg4_defines());
+                v.push(KernelKey { shader: "matmul.wgsl", entry: "main_tex", defines: d, constants: vec![] });
+            }
+        }
+    }
     for f16 in [None, Some("W_F16"), Some("F16_MATH")] {
         for bias in [false, true] {
             for res in [false, true] {
@@ -257,6 +278,10 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, residual: bool, ctx: &PlanC
             defs.retain(|d| *d != Define::Flag("W_F16"));
             defs.extend(tiled4_defines(w_f16.then_some(if ctx.caps.shader_f16 { "F16_MATH" } else { "W_F16" })));
             ("main_tiled4", vec![], |m, n| m.div_ceil(64) * (n / 4).div_ceil(16))
+        }
+        Sg4 => {
+            defs.extend(sg4_defines());
+            ("main_tex", vec![("WG", TEX_WG)], |m, n| tex_workgroups(m, n, TEX_SG_SHAPE))
         }
         Vec4 => {
             defs.push(Define::Flag("VEC4"));
