@@ -3,6 +3,9 @@
 // being a multiple of 4, and 4 columns).
 #include "common/act.wgsl"
 #include "common/index.wgsl"
+#ifdef SG
+#include "common/subgroup.wgsl"
+#endif
 
 struct ExpertMatmulParams {
     experts: u32,
@@ -37,6 +40,58 @@ fn store(row: u32, col: u32, e: u32, acc: f32) {
     out[row * p.n + col] = apply_act(p.act, v);
 }
 
+#ifdef SG
+// SG: ER rows (8, or 4 when rows per expert are not a multiple of 8) x 4*EC columns
+// (EC = 2) per lane; lanes go in groups of 8 sharing one row block, lane j covering
+// column texels (cg*8 + j)*EC ..
+// Lane j loads the A texel of row j % ER and `spread8` hands the rows to the group (as
+// in matmul.wgsl's tex_sg), so each A texel is loaded once per group, not per lane.
+@compute @workgroup_size(64)
+fn main_tex(@builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(subgroup_invocation_id) sg_lane: u32,
+            @builtin(subgroup_size) sg_size: u32) {
+    let idx = linear_workgroup(wid, nwg) * 64u + lid.x;
+    let n4 = p.n / 4u;
+    let groups_n = (n4 + 8u * EC - 1u) / (8u * EC);
+    let g = idx / 8u;
+    let row0 = (g / groups_n) * ER;
+    let c40 = ((g % groups_n) * 8u + idx % 8u) * EC;
+    if (row0 >= p.experts * p.rows) {
+        return;
+    }
+    let e = p.expert0 + row0 / p.rows;
+    let a_row = p.expert0 * p.rows + row0;  // the A texture holds every expert's rows
+    let my_row = a_row + (sg_lane % 8u) % ER;
+    var acc: array<vec4<f32>, ER * EC>;
+    for (var k4 = 0u; k4 < p.k / 4u; k4++) {
+        let av = spread8(textureLoad(a_tex, vec2<u32>(k4, my_row), 0), sg_lane, sg_size);
+        for (var h = 0u; h < EC; h++) {
+            let c4 = min(c40 + h, n4 - 1u);
+            let wr = e * p.k + 4u * k4;
+            let w0 = textureLoad(w_tex, vec2<u32>(c4, wr), 0);
+            let w1 = textureLoad(w_tex, vec2<u32>(c4, wr + 1u), 0);
+            let w2 = textureLoad(w_tex, vec2<u32>(c4, wr + 2u), 0);
+            let w3 = textureLoad(w_tex, vec2<u32>(c4, wr + 3u), 0);
+            for (var i = 0u; i < ER; i++) {
+                acc[i * EC + h] += av[i].x * w0 + av[i].y * w1 + av[i].z * w2 + av[i].w * w3;
+            }
+        }
+    }
+    var res = acc;
+    for (var t = 0u; t < ER * EC; t++) {
+        let i = t / EC;
+        let h = t % EC;
+        if (c40 + h < n4) {
+            let v = res[t];
+            for (var j = 0u; j < 4u; j++) {
+                store(row0 + i, (c40 + h) * 4u + j, e, v[j]);
+            }
+        }
+    }
+}
+#else
 #ifdef TEX
 // 4 rows (of one expert: rows per expert are a multiple of 4) x 8 columns per lane.
 @compute @workgroup_size(64)
@@ -120,4 +175,5 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#endif
 #endif

@@ -14,20 +14,37 @@ pub fn infer(s: &[&[usize]], bias: bool) -> Result<Vec<usize>, String> {
     }
 }
 
-fn key(bias: bool, tex: bool) -> KernelKey {
+fn key(bias: bool, v: ExpertMatmulVariant, er: u32) -> KernelKey {
     let mut defines = if bias { vec![Define::Flag("BIAS")] } else { vec![] };
-    if tex {
-        defines.push(Define::Flag("TEX"));
+    match v {
+        ExpertMatmulVariant::Tex => defines.push(Define::Flag("TEX")),
+        ExpertMatmulVariant::TexSg => defines.extend([Define::Flag("TEX"), Define::Flag("SG"), Define::Value("ER", er), Define::Value("EC", 2)]),
+        ExpertMatmulVariant::Buffers => {}
     }
-    KernelKey { shader: "expert_matmul.wgsl", entry: if tex { "main_tex" } else { "main" }, defines, constants: vec![] }
+    let entry = if v == ExpertMatmulVariant::Buffers { "main" } else { "main_tex" };
+    KernelKey { shader: "expert_matmul.wgsl", entry, defines, constants: vec![] }
 }
 
 fn variants() -> Vec<KernelKey> {
-    vec![key(false, false), key(true, false), key(false, true), key(true, true)]
+    use ExpertMatmulVariant::*;
+    let mut v = Vec::new();
+    for bias in [false, true] {
+        v.extend([key(bias, Buffers, 0), key(bias, Tex, 0), key(bias, TexSg, 4), key(bias, TexSg, 8)]);
+    }
+    v
 }
 
-fn plan(s: &[&[usize]], act: Activation, bias: bool, tex: bool) -> Result<KernelPlan, String> {
+/// Rows per lane of the subgroup kernel (8 columns each): 8 where rows per expert allow,
+/// else 4 (4 x 16 measured 2.5x slower on lavapipe: twice the weight loads).
+fn sg_rows(r: usize) -> usize {
+    if r.is_multiple_of(8) { 8 } else { 4 }
+}
+
+fn plan(s: &[&[usize]], act: Activation, bias: bool, v: ExpertMatmulVariant) -> Result<KernelPlan, String> {
     let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
+    let tex = v != ExpertMatmulVariant::Buffers;
+    let sg = v == ExpertMatmulVariant::TexSg;
+    let er = sg_rows(r);
     let base = ExpertMatmulParams {
         experts: u32_of(e, "experts")?,
         rows: u32_of(r, "rows")?,
@@ -48,7 +65,13 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, tex: bool) -> Result<Kernel
     // at that range's offset; weights, bias (and A's texture) are bound whole.
     let range = move |e0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
         let p = ExpertMatmulParams { experts: u32_of(len, "experts")?, expert0: u32_of(e0, "expert")?, ..base };
-        let wg = if tex { ((len * r / 4) * (n / 4).div_ceil(2)).div_ceil(64) } else { ((len * r / 4) * n.div_ceil(4)).div_ceil(64) };
+        let wg = if sg {
+            ((len * r / er) * (n / 4).div_ceil(16) * 8).div_ceil(64)
+        } else if tex {
+            ((len * r / 4) * (n / 4).div_ceil(2)).div_ceil(64)
+        } else {
+            ((len * r / 4) * n.div_ceil(4)).div_ceil(64)
+        };
         Ok((bytemuck::bytes_of(&p).to_vec(), wg as u64))
     };
     let mut row_bytes = vec![(4, (4 * r * n) as u64)];
@@ -58,7 +81,7 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, tex: bool) -> Result<Kernel
     let (params, workgroups) = range(0, e)?;
     Ok(KernelPlan {
         chunks: Some(super::Chunking { rows: e, row_bytes, plan: std::sync::Arc::new(range) }),
-        key: key(bias, tex),
+        key: key(bias, v, er as u32),
         params,
         bindings,
         workgroups,
@@ -92,6 +115,9 @@ pub struct ExpertMatMul {
 variant_enum!(ExpertMatmulVariant {
     /// Both operands through rgba textures (CPU adapters, when the weights have one).
     Tex = "tex",
+    /// `tex` with A texels shared across 8 lanes by subgroup broadcasts (subgroups of at
+    /// least 8 lanes).
+    TexSg = "tex_sg",
     /// Storage buffers.
     Buffers = "buffers",
 });
@@ -110,11 +136,17 @@ impl OpDef for ExpertMatMul {
         let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
         let max_tex = ctx.max_texture_dim as usize;
         let tex = ctx.caps.cpu && ctx.w_texture && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
-        if tex { vec![ExpertMatmulVariant::Tex, ExpertMatmulVariant::Buffers] } else { vec![ExpertMatmulVariant::Buffers] }
+        use ExpertMatmulVariant::*;
+        let sg = tex && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8;
+        match (sg, tex) {
+            (true, _) => vec![TexSg, Tex, Buffers],
+            (false, true) => vec![Tex, Buffers],
+            _ => vec![Buffers],
+        }
     }
 
     fn plan(&self, s: &[&[usize]], _out: &[usize], _ctx: &PlanCtx, v: ExpertMatmulVariant) -> Result<KernelPlan, String> {
-        plan(s, self.act, self.bias, v == ExpertMatmulVariant::Tex)
+        plan(s, self.act, self.bias, v)
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
@@ -134,6 +166,6 @@ impl OpDef for ExpertMatMul {
     }
 
     fn texture_inputs(&self, v: ExpertMatmulVariant) -> &'static [usize] {
-        if v == ExpertMatmulVariant::Tex { &[0, 1] } else { &[] }
+        if v == ExpertMatmulVariant::Buffers { &[] } else { &[0, 1] }
     }
 }
