@@ -72,12 +72,20 @@ impl GpuWeights {
                 return Err(EngineError::ShapeMismatch { tensor: t.name.clone(), expected: t.shape.clone(), got: w.shape });
             }
             let form = forms.get(&id).copied().unwrap_or(InputForm::Plain);
-            let (dtype, mut bytes) = match (w.dtype, form) {
-                (DType::F16, InputForm::Matrix) => (DType::F16, w.bytes.into_owned()),
-                (DType::F16, _) => (DType::F32, f16_to_f32_bytes(&w.bytes)),
-                (d, _) => (d, w.bytes.into_owned()),
+            // Borrowed from the file where no conversion or padding is needed (no copy).
+            let (dtype, bytes): (DType, std::borrow::Cow<[u8]>) = match (w.dtype, form) {
+                (DType::F16, InputForm::Matrix) => (DType::F16, w.bytes),
+                (DType::F16, _) => (DType::F32, f16_to_f32_bytes(&w.bytes).into()),
+                (d, _) => (d, w.bytes),
             };
-            bytes.resize(bytes.len().div_ceil(4).max(1) * 4, 0);
+            let padded = bytes.len().div_ceil(4).max(1) * 4;
+            let bytes = if padded == bytes.len() {
+                bytes
+            } else {
+                let mut v = bytes.into_owned();
+                v.resize(padded, 0);
+                v.into()
+            };
             // Bindings (a weight bound whole, a residual bound by row ranges) are checked
             // when the graph is compiled.
             gpu.check_buffer(&format!("weight {}", t.name), bytes.len() as u64, false)?;
