@@ -159,12 +159,18 @@ fn depthwise_conv_strides_and_paddings() {
         (1, [8, 10], 4, 3, 2, false), // PyTorch symmetric padding 1
         (1, [5, 5], 257, 5, 1, true),
         (1, [1, 1], 2, 3, 2, true),
+        // Channels a multiple of 4: the vec4 kernel too (MaxViT-T stage 1 at 224: 64).
+        (2, [7, 9], 12, 3, 1, false),
+        (1, [56, 56], 64, 3, 1, true),
+        (1, [9, 6], 8, 3, 2, true),
     ];
     for &(b, map, c, k, stride, tf) in cases {
         let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
         for act in [Activation::None, Activation::GeluTanh] {
-            let op = Op::DepthwiseConv(ops::DepthwiseConv { geometry: geometry.clone(), act });
-            check(op, &[&[b, map[0] * map[1], c], &[k * k, c], &[c]], None, false, F32_TOL);
+            for variant in [Some("vec4"), Some("main")] {
+                let op = Op::DepthwiseConv(ops::DepthwiseConv { geometry: geometry.clone(), act });
+                check(op, &[&[b, map[0] * map[1], c], &[k * k, c], &[c]], variant, false, F32_TOL);
+            }
         }
     }
     // TF "same" geometry against TensorFlow's formula: out = ceil(n / s), pad_total =

@@ -77,23 +77,34 @@ pub fn infer(s: &[&[usize]], g: &ConvGeometry) -> Result<Vec<usize>, String> {
     Ok(vec![*b, g.out[0] * g.out[1], *c])
 }
 
-fn key() -> KernelKey {
-    KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines: vec![], constants: vec![] }
+variant_enum!(DepthwiseVariant {
+    /// One channel per lane.
+    Main = "main",
+    /// Four channels per lane with vec4 loads (channels a multiple of 4).
+    Vec4 = "vec4",
+});
+
+fn key(v: DepthwiseVariant) -> KernelKey {
+    match v {
+        DepthwiseVariant::Main => KernelKey { shader: "depthwise_conv.wgsl", entry: "main", defines: vec![], constants: vec![] },
+        DepthwiseVariant::Vec4 => KernelKey { shader: "depthwise_conv.wgsl", entry: "main_vec4", defines: vec![crate::kernels::Define::Flag("VEC4")], constants: vec![] },
+    }
 }
 
 fn variants() -> Vec<KernelKey> {
-    vec![key()]
+    vec![key(DepthwiseVariant::Main), key(DepthwiseVariant::Vec4)]
 }
 
-pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation) -> Result<KernelPlan, String> {
+pub fn plan(s: &[&[usize]], out: &[usize], g: &ConvGeometry, act: Activation, v: DepthwiseVariant) -> Result<KernelPlan, String> {
     let [batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left] = g.uniform_dims(s[0][0], s[0][2])?;
     let params = DepthwiseConvParams { batch, height, width, channels, out_h, out_w, kernel, stride, pad_top, pad_left, act: act.code(), _pad0: 0 };
+    let lanes = out.iter().product::<usize>() / if v == DepthwiseVariant::Vec4 { 4 } else { 1 };
     Ok(KernelPlan {
         chunks: None,
-        key: key(),
+        key: key(v),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Input(2)), (4, Arg::Output)],
-        workgroups: out.iter().product::<usize>().div_ceil(64) as u64,
+        workgroups: lanes.div_ceil(64) as u64,
     })
 }
 
@@ -132,16 +143,20 @@ pub struct DepthwiseConv { pub geometry: ConvGeometry, pub act: Activation }
 impl super::OpDef for DepthwiseConv {
     const NAME: &'static str = "depthwise_conv";
     type Params = DepthwiseConvParams;
-    type Variant = super::Single;
+    type Variant = DepthwiseVariant;
 
     fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
         super::expect_inputs(s, 3)?;
         infer(s, &self.geometry)
     }
 
-    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
-        let _ = (s, out, ctx);
-        plan(s, out, &self.geometry, self.act)
+    fn candidates(&self, s: &[&[usize]], _ctx: &super::PlanCtx) -> Vec<DepthwiseVariant> {
+        if s[0][2].is_multiple_of(4) { vec![DepthwiseVariant::Vec4, DepthwiseVariant::Main] } else { vec![DepthwiseVariant::Main] }
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, v: DepthwiseVariant) -> Result<KernelPlan, String> {
+        let _ = ctx;
+        plan(s, out, &self.geometry, self.act, v)
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
