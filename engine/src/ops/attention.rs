@@ -25,13 +25,15 @@ fn keys_per_block(bucket: u32) -> u32 {
     }
 }
 
-/// Run-time loop back-edges one invocation takes: the vec4 kernel loops only over key
-/// blocks; the scalar kernel also loops over the head dim for every key. With a padding
-/// mask, a query whose keys are all masked takes a second (uniform) pass over the keys.
-fn loop_iterations(tokens: u64, head_dim: u64, vec4: bool, kb: u64, key_mask: bool) -> u64 {
+/// Run-time loop back-edges one invocation takes. The vec4 kernels loop only over key
+/// blocks: `kb` keys (vec4: KB; sg: 8; flash: 16-key tiles, whose staging adds a loop of
+/// `stage` steps per tile); the scalar kernel also loops over the head dim for every key.
+/// With a padding mask, a query whose keys are all masked takes a second pass over the
+/// keys in blocks of KB (`masked_kb`).
+fn loop_iterations(tokens: u64, head_dim: u64, vec4: bool, kb: u64, stage: u64, masked_kb: u64, key_mask: bool) -> u64 {
     let masked = key_mask as u64;
     if vec4 {
-        (1 + masked) * tokens.div_ceil(kb) + 1
+        tokens.div_ceil(kb) * (1 + stage) + masked * tokens.div_ceil(masked_kb) + 1
     } else {
         tokens * (2 * head_dim + 2) + tokens.div_ceil(16) * (head_dim + 2) + 2 * head_dim + masked * tokens * (head_dim + 1)
     }
@@ -100,17 +102,13 @@ fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, c
     let bucket = *HEAD_DIM_BUCKETS.iter().find(|&&x| x as usize >= hd).ok_or("head_dim too large")?;
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
-    // The subgroup kernel's blocks are 8 keys (its all-masked pass uses KB); the flash
-    // kernel's tiles are 16, and its lanes loop over the tile's vec4s to stage them.
-    let kb = match v {
-        AttentionVariant::Sg => 8,
-        AttentionVariant::Flash => 16,
-        _ => keys_per_block(bucket) as u64,
+    let kb_vec4 = keys_per_block(bucket) as u64;
+    let (kb, stage) = match v {
+        AttentionVariant::Sg => (8, 0),
+        AttentionVariant::Flash => (16, (16 * bucket as u64 / 4).div_ceil(wg as u64)),
+        _ => (kb_vec4, 0),
     };
-    let mut loops = loop_iterations(n as u64, hd as u64, vec4, kb, key_mask);
-    if v == AttentionVariant::Flash {
-        loops += (n as u64).div_ceil(16) * (16 * bucket as u64 / 4).div_ceil(wg as u64);
-    }
+    let loops = loop_iterations(n as u64, hd as u64, vec4, kb, stage, kb_vec4, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
             "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \
