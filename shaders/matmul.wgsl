@@ -394,13 +394,13 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
 #else
 #ifdef TILED4
 // GPUs, K and N multiples of 4: a 64x64 output tile per workgroup of 16x16 lanes, each
-// lane a 4x4 register tile; per step of BK4 = 16 k, the workgroup stages A (k-major, so a
-// lane's 4 rows are one vec4) and W (vec4 columns) in workgroup memory with one vec4
-// load per lane each. W_F16 reads packed f16 (widened, f32 arithmetic); F16_MATH (the
+// lane a 4x4 register tile; per step of BK4 = 16 k, the workgroup stages A (k-major
+// scalars, so no two lanes write parts of one vector) and W (vec4 columns) in workgroup
+// memory with one vec4 load per lane each. W_F16 reads packed f16 (widened, f32 arithmetic); F16_MATH (the
 // adapter has SHADER_F16) keeps both tiles in f16 and multiplies in f16, accumulating
 // in f32.
 const BK4: u32 = 16u;
-var<workgroup> ta: array<vec4<TW>, 256>;  // [BK4][64 rows / 4]
+var<workgroup> ta: array<TW, 1024>;       // [BK4][64 rows]: each lane writes whole words
 var<workgroup> tw: array<vec4<TW>, 256>;  // [BK4][64 cols / 4]
 
 @compute @workgroup_size(16, 16)
@@ -431,10 +431,8 @@ fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
             av = a4[a_row * k4 + gq];
         }
         // Transposed into k-major: element j of quad a_q is k = 4 a_q + j.
-        let r4 = (t / 4u) / 4u;
-        let rc = (t / 4u) % 4u;
         for (var j = 0u; j < 4u; j++) {
-            ta[(4u * a_q + j) * 16u + r4][rc] = TW(av[j]);
+            ta[(4u * a_q + j) * 64u + t / 4u] = TW(av[j]);
         }
         let gk = k0 + w_k;
         var wv = vec4<TW>(0.0);
@@ -444,7 +442,8 @@ fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
         tw[w_k * 16u + t % 16u] = wv;
         workgroupBarrier();
         for (var kk = 0u; kk < BK4; kk++) {
-            let a = ta[kk * 16u + lid.y];
+            let ar = kk * 64u + 4u * lid.y;
+            let a = vec4<TW>(ta[ar], ta[ar + 1u], ta[ar + 2u], ta[ar + 3u]);
             let w = tw[kk * 16u + lid.x];
             acc[0] += vec4<f32>(a.x * w);
             acc[1] += vec4<f32>(a.y * w);

@@ -159,7 +159,7 @@ fn depthwise_conv_strides_and_paddings() {
         (1, [8, 10], 4, 3, 2, false), // PyTorch symmetric padding 1
         (1, [5, 5], 257, 5, 1, true),
         (1, [1, 1], 2, 3, 2, true),
-        // Channels a multiple of 4: the vec4 kernel too (MaxViT-T stage 1 at 224: 64).
+        // Channels a multiple of 4: the vec4 kernel too (56x56 x 64: a released 224 px stage 1).
         (2, [7, 9], 12, 3, 1, false),
         (1, [56, 56], 64, 3, 1, true),
         (1, [9, 6], 8, 3, 2, true),

@@ -432,9 +432,13 @@ impl Compiled {
         let tensor_buffers = (0..graph.tensors.len())
             .map(|t| match graph.tensors[t].kind {
                 TensorKind::Texture => None,
-                // A weight kept only as a texture gets no buffer just for this table.
-                TensorKind::Weight if weights.buffer_bytes(&graph.tensors[t].name).is_some() && !weights.has_buffer(&graph.tensors[t].name) => None,
-                _ => buffer_of(t).ok(),
+                _ => {
+                    // A weight kept only as a texture (or an alias of one) gets no buffer
+                    // just for this table.
+                    let root = &graph.tensors[plan.root[t]];
+                    let texture_only = root.kind == TensorKind::Weight && weights.buffer_bytes(&root.name).is_some() && !weights.has_buffer(&root.name);
+                    if texture_only { None } else { buffer_of(t).ok() }
+                }
             })
             .collect();
         Ok(Compiled {

@@ -228,7 +228,9 @@ impl Compiled {
     }
 
     /// Debug mode: run node by node and read every node's output back, named by node
-    /// (the lowering pass's texture copies are left out). Returns (outputs, node outputs).
+    /// (the lowering pass's texture copies are left out, and so is a node that wrote its
+    /// output into the next node's texture: compile with `fuse_textures: false` to read
+    /// back every node). Returns (outputs, node outputs).
     pub fn run_debug(&self, inputs: &[(&str, &[f32])]) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
         self.upload(inputs)?;
         let (_, nodes) = self.run_node_by_node(true)?;

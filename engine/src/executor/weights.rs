@@ -167,6 +167,7 @@ impl GpuWeights {
         };
         let row = (n * elem) as u64;
         let pitch = row.div_ceil(256) * 256;
+        gpu.check_buffer(&format!("weight {name} (rows padded to 256 bytes for the copy from its texture)"), pitch * k as u64, false)?;
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("weight rows"),
             size: pitch * k as u64,
@@ -203,12 +204,12 @@ impl GpuWeights {
 
     /// Whether the weight has a storage buffer now (one made on demand included).
     pub(crate) fn has_buffer(&self, name: &str) -> bool {
-        self.buffers.contains_key(name) || self.from_texture.lock().is_ok_and(|m| m.contains_key(name))
+        self.buffers.contains_key(name) || self.from_texture.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name)
     }
 
     /// Bytes of the buffers made from textures on demand so far.
     pub fn extra_bytes(&self) -> u64 {
-        self.from_texture.lock().map(|m| m.values().map(|b| b.size()).sum()).unwrap_or(0)
+        self.from_texture.lock().unwrap_or_else(|e| e.into_inner()).values().map(|b| b.size()).sum()
     }
 
     pub fn has_texture(&self, name: &str) -> bool {

@@ -103,12 +103,13 @@ fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, c
     // CPU adapters run a workgroup as SIMD chunks: 32 query lanes; GPUs use wider groups.
     let wg: u32 = if ctx.caps.cpu { 32 } else { 64 };
     let kb_vec4 = keys_per_block(bucket) as u64;
-    let (kb, stage) = match v {
-        AttentionVariant::Sg => (8, 0),
-        AttentionVariant::Flash => (16, (16 * bucket as u64 / 4).div_ceil(wg as u64)),
-        _ => (kb_vec4, 0),
+    // (key block, staging steps per block, block of the all-masked pass)
+    let (kb, stage, masked_kb) = match v {
+        AttentionVariant::Sg => (8, 0, kb_vec4),
+        AttentionVariant::Flash => (16, (16 * bucket as u64 / 4).div_ceil(wg as u64), 16),
+        _ => (kb_vec4, 0, kb_vec4),
     };
-    let loops = loop_iterations(n as u64, hd as u64, vec4, kb, stage, kb_vec4, key_mask);
+    let loops = loop_iterations(n as u64, hd as u64, vec4, kb, stage, masked_kb, key_mask);
     if ctx.caps.cpu && loops > CPU_LOOP_LIMIT {
         return Err(format!(
             "attention over {n} tokens with head_dim {hd} needs {loops} loop iterations per invocation; \

@@ -18,7 +18,7 @@ fn key(bias: bool, v: ExpertMatmulVariant, er: u32) -> KernelKey {
     let mut defines = if bias { vec![Define::Flag("BIAS")] } else { vec![] };
     match v {
         ExpertMatmulVariant::Tex => defines.push(Define::Flag("TEX")),
-        ExpertMatmulVariant::TexSg => defines.extend([Define::Flag("TEX"), Define::Flag("SG"), Define::Value("ER", er), Define::Value("EC", 2)]),
+        ExpertMatmulVariant::TexSg => defines.extend([Define::Flag("TEX"), Define::Flag("SG"), Define::Value("ER", er), Define::Value("EC", SG_COLS4)]),
         ExpertMatmulVariant::Buffers => {}
     }
     let entry = if v == ExpertMatmulVariant::Buffers { "main" } else { "main_tex" };
@@ -33,6 +33,9 @@ fn variants() -> Vec<KernelKey> {
     }
     v
 }
+
+/// Column texels per lane of the subgroup kernel (EC).
+const SG_COLS4: u32 = 2;
 
 /// Rows per lane of the subgroup kernel (8 columns each): 8 where rows per expert allow,
 /// else 4 (4 x 16 measured 2.5x slower on lavapipe: twice the weight loads).
@@ -66,7 +69,7 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, v: ExpertMatmulVariant) -> 
     let range = move |e0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
         let p = ExpertMatmulParams { experts: u32_of(len, "experts")?, expert0: u32_of(e0, "expert")?, ..base };
         let wg = if sg {
-            ((len * r / er) * (n / 4).div_ceil(16) * 8).div_ceil(64)
+            ((len * r / er) * (n / 4).div_ceil(8 * SG_COLS4 as usize) * 8).div_ceil(64)
         } else if tex {
             ((len * r / 4) * (n / 4).div_ceil(2)).div_ceil(64)
         } else {
