@@ -24,8 +24,13 @@ struct ExpertMatmulParams {
 @group(0) @binding(1) var a_tex: texture_2d<f32>;
 @group(0) @binding(2) var w_tex: texture_2d<f32>;
 #else
+#ifdef TILED4
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
+#else
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
+#endif
 #endif
 #ifdef BIAS
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
@@ -40,6 +45,47 @@ fn store(row: u32, col: u32, e: u32, acc: f32) {
     out[row * p.n + col] = apply_act(p.act, v);
 }
 
+#ifdef TILED4
+// TILED4 (GPUs; K and N multiples of 4): matmul's 64x64 workgroup tile
+// (common/tiled4.wgsl) per expert: workgroup (e, row tile, column tile).
+alias TW = f32;
+fn w_vec4(idx: u32) -> vec4<f32> {
+    return w4[idx];
+}
+#include "common/tiled4.wgsl"
+
+@compute @workgroup_size(16, 16)
+fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let n4 = p.n / 4u;
+    let tiles_n = (n4 + 15u) / 16u;
+    let tiles_r = (p.rows + 63u) / 64u;
+    let tile = linear_workgroup(wid, nwg);
+    let el = tile / (tiles_r * tiles_n);
+    if (el >= p.experts) {
+        return;
+    }
+    let row_base = ((tile / tiles_n) % tiles_r) * 64u;
+    let c4_base = (tile % tiles_n) * 16u;
+    let e = p.expert0 + el;
+    let acc = tiled4_acc(lid, row_base, p.rows, c4_base, p.k, n4, el * p.rows, e * p.k);
+    let c4 = c4_base + lid.x;
+    if (c4 >= n4) {
+        return;
+    }
+    var res = acc;
+    for (var i = 0u; i < 4u; i++) {
+        let r = row_base + lid.y * 4u + i;
+        if (r < p.rows) {
+            let v = res[i];
+            for (var j = 0u; j < 4u; j++) {
+                store(el * p.rows + r, 4u * c4 + j, e, v[j]);
+            }
+        }
+    }
+}
+#else
 #ifdef SG
 // SG: ER rows (8, or 4 when rows per expert are not a multiple of 8) x 4*EC columns
 // (EC = 2) per lane; lanes go in groups of 8 sharing one row block, lane j covering
@@ -175,5 +221,6 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#endif
 #endif
 #endif

@@ -393,22 +393,16 @@ fn main_tiled(@builtin(local_invocation_id) lid: vec3<u32>,
 }
 #else
 #ifdef TILED4
-// GPUs, K and N multiples of 4: a 64x64 output tile per workgroup of 16x16 lanes, each
-// lane a 4x4 register tile; per step of BK4 = 16 k, the workgroup stages A (k-major
-// scalars, so no two lanes write parts of one vector) and W (vec4 columns) in workgroup
-// memory with one vec4 load per lane each. W_F16 reads packed f16 (widened, f32 arithmetic); F16_MATH (the
-// adapter has SHADER_F16) keeps both tiles in f16 and multiplies in f16, accumulating
-// in f32.
-const BK4: u32 = 16u;
-var<workgroup> ta: array<TW, 1024>;       // [BK4][64 rows]: each lane writes whole words
-var<workgroup> tw: array<vec4<TW>, 256>;  // [BK4][64 cols / 4]
+// GPUs, K and N multiples of 4: common/tiled4.wgsl's 64x64 workgroup tile. W_F16 reads
+// packed f16 (widened, f32 arithmetic); F16_MATH (the adapter has SHADER_F16) keeps both
+// tiles in f16 and multiplies in f16, accumulating in f32.
+#include "common/tiled4.wgsl"
 
 @compute @workgroup_size(16, 16)
 fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
                @builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
     let n4 = p.n / 4u;
-    let k4 = p.k / 4u;
     let tiles_n = (n4 + 15u) / 16u;
     let tile = linear_workgroup(wid, nwg);
     let row_base = (tile / tiles_n) * 64u;
@@ -416,42 +410,7 @@ fn main_tiled4(@builtin(local_invocation_id) lid: vec3<u32>,
     if (row_base >= p.m) {
         return;
     }
-    let t = lid.y * 16u + lid.x;
-    // Loader roles: A row t / 4, k quad t % 4 (of the step's 4 quads); W k row t / 16,
-    // column quad t % 16.
-    let a_row = row_base + t / 4u;
-    let a_q = t % 4u;
-    let w_k = t / 16u;
-    let w_c4 = c4_base + t % 16u;
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += BK4) {
-        let gq = k0 / 4u + a_q;
-        var av = vec4<f32>(0.0);
-        if (a_row < p.m && gq < k4) {
-            av = a4[a_row * k4 + gq];
-        }
-        // Transposed into k-major: element j of quad a_q is k = 4 a_q + j.
-        for (var j = 0u; j < 4u; j++) {
-            ta[(4u * a_q + j) * 64u + t / 4u] = TW(av[j]);
-        }
-        let gk = k0 + w_k;
-        var wv = vec4<TW>(0.0);
-        if (gk < p.k && w_c4 < n4) {
-            wv = w_vec4(gk * n4 + w_c4);
-        }
-        tw[w_k * 16u + t % 16u] = wv;
-        workgroupBarrier();
-        for (var kk = 0u; kk < BK4; kk++) {
-            let ar = kk * 64u + 4u * lid.y;
-            let a = vec4<TW>(ta[ar], ta[ar + 1u], ta[ar + 2u], ta[ar + 3u]);
-            let w = tw[kk * 16u + lid.x];
-            acc[0] += vec4<f32>(a.x * w);
-            acc[1] += vec4<f32>(a.y * w);
-            acc[2] += vec4<f32>(a.z * w);
-            acc[3] += vec4<f32>(a.w * w);
-        }
-        workgroupBarrier();
-    }
+    let acc = tiled4_acc(lid, row_base, p.m, c4_base, p.k, n4, 0u, 0u);
     let c4 = c4_base + lid.x;
     if (c4 >= n4) {
         return;

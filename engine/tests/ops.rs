@@ -447,8 +447,8 @@ fn moe_dispatch_expert_matmul_combine() {
     }
     // K and N multiples of 4 take the texture kernel on CPU adapters; "buffers" forces
     // the storage-buffer kernel.
-    for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1), (4, 8, 12, 16), (2, 4, 64, 12), (3, 16, 32, 72), (5, 12, 20, 100)] {
-        for variant in [Some("tex_sg"), Some("tex"), Some("buffers")] {
+    for (e, r, kk, n) in [(3, 8, 5, 7), (8, 4, 16, 33), (1, 12, 1, 1), (4, 8, 12, 16), (2, 4, 64, 12), (3, 16, 32, 72), (5, 12, 20, 100), (2, 68, 16, 20)] {
+        for variant in [Some("tex_sg"), Some("tex"), Some("tiled4"), Some("buffers")] {
             check(Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::GeluTanh, bias: true }), &[&[e, r, kk], &[e, kk, n], &[e, n]], variant, false, F32_TOL);
             check(Op::ExpertMatMul(ops::ExpertMatMul { act: Activation::None, bias: false }), &[&[e, r, kk], &[e, kk, n]], variant, false, F32_TOL);
         }

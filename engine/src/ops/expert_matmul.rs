@@ -19,9 +19,14 @@ fn key(bias: bool, v: ExpertMatmulVariant, er: u32) -> KernelKey {
     match v {
         ExpertMatmulVariant::Tex => defines.push(Define::Flag("TEX")),
         ExpertMatmulVariant::TexSg => defines.extend([Define::Flag("TEX"), Define::Flag("SG"), Define::Value("ER", er), Define::Value("EC", SG_COLS4)]),
+        ExpertMatmulVariant::Tiled4 => defines.push(Define::Flag("TILED4")),
         ExpertMatmulVariant::Buffers => {}
     }
-    let entry = if v == ExpertMatmulVariant::Buffers { "main" } else { "main_tex" };
+    let entry = match v {
+        ExpertMatmulVariant::Buffers => "main",
+        ExpertMatmulVariant::Tiled4 => "main_tiled4",
+        _ => "main_tex",
+    };
     KernelKey { shader: "expert_matmul.wgsl", entry, defines, constants: vec![] }
 }
 
@@ -29,7 +34,7 @@ fn variants() -> Vec<KernelKey> {
     use ExpertMatmulVariant::*;
     let mut v = Vec::new();
     for bias in [false, true] {
-        v.extend([key(bias, Buffers, 0), key(bias, Tex, 0), key(bias, TexSg, 4), key(bias, TexSg, 8)]);
+        v.extend([key(bias, Buffers, 0), key(bias, Tiled4, 0), key(bias, Tex, 0), key(bias, TexSg, 4), key(bias, TexSg, 8)]);
     }
     v
 }
@@ -45,7 +50,8 @@ fn sg_rows(r: usize) -> usize {
 
 fn plan(s: &[&[usize]], act: Activation, bias: bool, v: ExpertMatmulVariant) -> Result<KernelPlan, String> {
     let (e, r, k, n) = (s[0][0], s[0][1], s[0][2], s[1][2]);
-    let tex = v != ExpertMatmulVariant::Buffers;
+    let tex = matches!(v, ExpertMatmulVariant::Tex | ExpertMatmulVariant::TexSg);
+    let tiled4 = v == ExpertMatmulVariant::Tiled4;
     let sg = v == ExpertMatmulVariant::TexSg;
     let er = sg_rows(r);
     let base = ExpertMatmulParams {
@@ -68,7 +74,9 @@ fn plan(s: &[&[usize]], act: Activation, bias: bool, v: ExpertMatmulVariant) -> 
     // at that range's offset; weights, bias (and A's texture) are bound whole.
     let range = move |e0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
         let p = ExpertMatmulParams { experts: u32_of(len, "experts")?, expert0: u32_of(e0, "expert")?, ..base };
-        let wg = if sg {
+        let wg = if tiled4 {
+            len * r.div_ceil(64) * (n / 4).div_ceil(16)
+        } else if sg {
             ((len * r / er) * (n / 4).div_ceil(8 * SG_COLS4 as usize) * 8).div_ceil(64)
         } else if tex {
             ((len * r / 4) * (n / 4).div_ceil(2)).div_ceil(64)
@@ -123,6 +131,9 @@ variant_enum!(ExpertMatmulVariant {
     TexSg = "tex_sg",
     /// Storage buffers.
     Buffers = "buffers",
+    /// matmul's 64x64 shared-memory tile per expert, vec4 loads (GPUs; K and N multiples
+    /// of 4, f32 weights).
+    Tiled4 = "tiled4",
 });
 
 impl OpDef for ExpertMatMul {
@@ -141,11 +152,17 @@ impl OpDef for ExpertMatMul {
         let tex = ctx.caps.cpu && ctx.w_texture && k % 4 == 0 && n % 4 == 0 && k / 4 <= max_tex && e * r <= max_tex;
         use ExpertMatmulVariant::*;
         let sg = tex && ctx.caps.subgroup && ctx.caps.subgroup_min_size >= 8;
-        match (sg, tex) {
+        let tiled4 = k % 4 == 0 && n % 4 == 0 && ctx.input_dtypes.get(1) != Some(&crate::graph::DType::F16);
+        let mut v = match (sg, tex) {
             (true, _) => vec![TexSg, Tex, Buffers],
             (false, true) => vec![Tex, Buffers],
             _ => vec![Buffers],
+        };
+        if tiled4 {
+            // GPUs: first; CPU adapters: last (op tests force it).
+            if ctx.caps.cpu { v.push(Tiled4) } else { v.insert(0, Tiled4) }
         }
+        v
     }
 
     fn plan(&self, s: &[&[usize]], _out: &[usize], _ctx: &PlanCtx, v: ExpertMatmulVariant) -> Result<KernelPlan, String> {
@@ -169,6 +186,6 @@ impl OpDef for ExpertMatMul {
     }
 
     fn texture_inputs(&self, v: ExpertMatmulVariant) -> &'static [usize] {
-        if v == ExpertMatmulVariant::Buffers { &[] } else { &[0, 1] }
+        if matches!(v, ExpertMatmulVariant::Tex | ExpertMatmulVariant::TexSg) { &[0, 1] } else { &[] }
     }
 }
