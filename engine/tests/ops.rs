@@ -201,11 +201,49 @@ fn im2col_image_and_map_layouts() {
         (1, [9, 8], 3, 3, 2, false, true),
         (1, [6, 7], 5, 3, 1, false, false),
         (2, [4, 4], 2, 3, 1, true, false),
+        // k*k*C a multiple of 4: the quad kernel too.
+        (1, [8, 8], 4, 3, 1, false, false),
+        (1, [9, 8], 4, 3, 2, true, true),
+        (2, [7, 5], 12, 3, 2, true, false),
     ] {
         let geometry = if tf { ConvGeometry::tf_same(map, k, stride) } else { ConvGeometry::symmetric(map, k, stride) };
         let shape = if channels_first { vec![b, c, map[0], map[1]] } else { vec![b, map[0] * map[1], c] };
-        check(Op::Im2col(ops::Im2col { geometry, channels_first }), &[&shape], None, false, (0.0, 0.0, 0.0));
+        for variant in [Some("quad"), Some("main")] {
+            check(Op::Im2col(ops::Im2col { geometry: geometry.clone(), channels_first }), &[&shape], variant, false, (0.0, 0.0, 0.0));
+        }
     }
+}
+
+/// CPU adapters: im2col's quad kernel writes the stem matmul's A texture itself.
+#[test]
+fn im2col_writes_the_matmul_texture() {
+    let gpu = gpu();
+    let (map, c, n) = ([10, 9], 8, 12);
+    let geometry = ConvGeometry::tf_same(map, 3, 2);
+    let cols = 9 * c;
+    let mut b = Graph::builder();
+    let x = b.input("x0", &[1, map[0] * map[1], c]).unwrap();
+    let w = b.weight("w", &[cols, n]).unwrap();
+    let im = Op::Im2col(ops::Im2col { geometry: geometry.clone(), channels_first: false });
+    let mm = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false });
+    let cols_t = b.node("im2col", im.clone(), &[x]).unwrap();
+    let y = b.node("conv", mm.clone(), &[cols_t, w]).unwrap();
+    b.output(y, "y").unwrap();
+    let g = b.finish();
+    let wd = rand_vec(cols * n, 41);
+    let weights = GpuWeights::upload(&gpu, &g, |_| Some(WeightData { dtype: DType::F32, shape: vec![cols, n], bytes: Cow::Owned(bytemuck::cast_slice(&wd).to_vec()) })).unwrap();
+    let c2 = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+    if gpu.caps.cpu {
+        let ops_run: Vec<&str> = c2.nodes().iter().map(|n| n.op).collect();
+        assert_eq!(ops_run, ["im2col", "matmul"], "{:?}", c2.nodes());
+    }
+    let xd = rand_vec(map[0] * map[1] * c, 42);
+    let got = c2.run(&[("x0", &xd)]).unwrap();
+    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let [oh, ow] = geometry.out;
+    let r_cols = im.reference(&[&f(&xd)], &[&[1, map[0] * map[1], c]], &[1, oh * ow, cols]);
+    let want = mm.reference(&[&r_cols, &f(&wd)], &[&[1, oh * ow, cols], &[cols, n]], &[1, oh * ow, n]);
+    assert_close("im2col -> texture matmul", &got[0].data, &want, 2e-4, 1e-4, 1e-5);
 }
 
 #[test]
@@ -650,7 +688,7 @@ op_tests! {
     "patch_merge" => [patch_merge_even_and_odd_maps],
     "depthwise_conv" => [depthwise_conv_strides_and_paddings],
     "avg_pool" => [avg_pool_same_and_valid],
-    "im2col" => [im2col_image_and_map_layouts],
+    "im2col" => [im2col_image_and_map_layouts, im2col_writes_the_matmul_texture],
     "channel_scale" => [channel_scale_sigmoid_gate, detector_head_ops_against_reference],
     "embed_tokens" => [detector_head_ops_against_reference],
     "eos_pool" => [detector_head_ops_against_reference],

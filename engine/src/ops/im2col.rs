@@ -30,15 +30,32 @@ pub fn infer(x: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<Vec<
     Ok(vec![b, g.out[0] * g.out[1], g.kernel * g.kernel * c])
 }
 
-fn key() -> KernelKey {
-    KernelKey { shader: "im2col.wgsl", entry: "main", defines: vec![], constants: vec![] }
+variant_enum!(Im2colVariant {
+    /// One invocation per output word.
+    Main = "main",
+    /// One per 4 columns, a vec4 store (columns a multiple of 4); can write a texture.
+    Quad = "quad",
+});
+
+fn key(v: Im2colVariant, tex_out: bool) -> KernelKey {
+    let (entry, mut defines) = match v {
+        Im2colVariant::Main => ("main", vec![]),
+        Im2colVariant::Quad => ("main_quad", vec![crate::kernels::Define::Flag("QUAD")]),
+    };
+    if tex_out {
+        defines.push(crate::kernels::Define::Flag("TEX_OUT"));
+    }
+    KernelKey { shader: "im2col.wgsl", entry, defines, constants: vec![] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    vec![key()]
+    vec![key(Im2colVariant::Main, false), key(Im2colVariant::Quad, false), key(Im2colVariant::Quad, true)]
 }
 
-pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool) -> Result<KernelPlan, String> {
+pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool, v: Im2colVariant, tex_out: bool) -> Result<KernelPlan, String> {
+    if tex_out && v != Im2colVariant::Quad {
+        return Err("im2col writes a texture only in its quad variant".into());
+    }
     let (b, c) = batch_channels(x, g, channels_first)?;
     let base = Im2colParams {
         batch: u32_of(b, "batch")?,
@@ -58,16 +75,19 @@ pub fn plan(x: &[usize], out: &[usize], g: &ConvGeometry, channels_first: bool) 
     // through a binding at its offset, the input bound whole.
     let (rows, cols) = (out[0] * out[1], out[2]);
     u32_of(rows * cols, "im2col elements")?;
+    let per_lane = if v == Im2colVariant::Quad { 4 } else { 1 };
     let range = move |row0: usize, len: usize| -> Result<(Vec<u8>, u64), String> {
         let p = Im2colParams { row0: u32_of(row0, "row")?, rows: u32_of(len, "rows")?, ..base };
-        Ok((bytemuck::bytes_of(&p).to_vec(), (len * cols).div_ceil(64) as u64))
+        Ok((bytemuck::bytes_of(&p).to_vec(), (len * cols / per_lane).div_ceil(64) as u64))
     };
     let (params, workgroups) = range(0, rows)?;
+    // A texture output is written at its pixel's row whatever the range.
+    let row_bytes = if tex_out { vec![] } else { vec![(2, 4 * cols as u64)] };
     Ok(KernelPlan {
-        chunks: Some(super::Chunking { rows, row_bytes: vec![(2, 4 * cols as u64)], plan: std::sync::Arc::new(range) }),
-        key: key(),
+        chunks: Some(super::Chunking { rows, row_bytes, plan: std::sync::Arc::new(range) }),
+        key: key(v, tex_out),
         params,
-        bindings: vec![(1, Arg::Input(0)), (2, Arg::Output)],
+        bindings: vec![(1, Arg::Input(0)), (2, if tex_out { Arg::OutputTexture } else { Arg::Output })],
         workgroups,
     })
 }
@@ -108,16 +128,26 @@ pub struct Im2col { pub geometry: ConvGeometry, pub channels_first: bool }
 impl super::OpDef for Im2col {
     const NAME: &'static str = "im2col";
     type Params = Im2colParams;
-    type Variant = super::Single;
+    type Variant = Im2colVariant;
 
     fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
         super::expect_inputs(s, 1)?;
         infer(s[0], &self.geometry, self.channels_first)
     }
 
-    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
-        let _ = (s, out, ctx);
-        plan(s[0], out, &self.geometry, self.channels_first)
+    fn candidates(&self, s: &[&[usize]], _ctx: &super::PlanCtx) -> Vec<Im2colVariant> {
+        match infer(s[0], &self.geometry, self.channels_first) {
+            Ok(out) if out[2].is_multiple_of(4) => vec![Im2colVariant::Quad, Im2colVariant::Main],
+            _ => vec![Im2colVariant::Main],
+        }
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, v: Im2colVariant) -> Result<KernelPlan, String> {
+        plan(s[0], out, &self.geometry, self.channels_first, v, ctx.out_texture)
+    }
+
+    fn texture_output(&self, v: Im2colVariant) -> bool {
+        v == Im2colVariant::Quad
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
