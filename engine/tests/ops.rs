@@ -248,9 +248,17 @@ fn im2col_writes_the_matmul_texture() {
 
 #[test]
 fn channel_scale_sigmoid_gate() {
-    for (b, t, c) in [(1, 1, 1), (2, 49, 67), (3, 5, 256)] {
+    for (b, t, c) in [(1, 1, 1), (2, 49, 67), (3, 5, 256), (2, 49, 64)] {
         for act in [Activation::Sigmoid, Activation::None] {
-            check(Op::ChannelScale(ops::ChannelScale { act, skip: 0 }), &[&[b, t, c], &[b, c]], None, false, F32_TOL);
+            for variant in [Some("quad"), Some("main")] {
+                check(Op::ChannelScale(ops::ChannelScale { act, skip: 0 }), &[&[b, t, c], &[b, c]], variant, false, F32_TOL);
+            }
+        }
+    }
+    // Skipping a class token, channels a multiple of 4 (quad) and not.
+    for c in [8, 7] {
+        for variant in [Some("quad"), Some("main")] {
+            check(Op::ChannelScale(ops::ChannelScale { act: Activation::Sigmoid, skip: 1 }), &[&[2, 5, c], &[2, c]], variant, false, F32_TOL);
         }
     }
 }

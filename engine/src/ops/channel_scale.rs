@@ -15,15 +15,32 @@ pub fn infer(x: &[usize], s: &[usize], skip: usize) -> Result<Vec<usize>, String
     }
 }
 
-fn key() -> KernelKey {
-    KernelKey { shader: "channel_scale.wgsl", entry: "main", defines: vec![], constants: vec![] }
+variant_enum!(ChannelScaleVariant {
+    /// One element per invocation.
+    Main = "main",
+    /// Four channels per invocation, vec4 loads (channels a multiple of 4); can write a texture.
+    Quad = "quad",
+});
+
+fn key(v: ChannelScaleVariant, tex_out: bool) -> KernelKey {
+    let (entry, mut defines) = match v {
+        ChannelScaleVariant::Main => ("main", vec![]),
+        ChannelScaleVariant::Quad => ("main_quad", vec![crate::kernels::Define::Flag("QUAD")]),
+    };
+    if tex_out {
+        defines.push(crate::kernels::Define::Flag("TEX_OUT"));
+    }
+    KernelKey { shader: "channel_scale.wgsl", entry, defines, constants: vec![] }
 }
 
 pub fn variants() -> Vec<KernelKey> {
-    vec![key()]
+    vec![key(ChannelScaleVariant::Main, false), key(ChannelScaleVariant::Quad, false), key(ChannelScaleVariant::Quad, true)]
 }
 
-pub fn plan(out: &[usize], act: Activation, skip: usize) -> Result<KernelPlan, String> {
+pub fn plan(out: &[usize], act: Activation, skip: usize, v: ChannelScaleVariant, tex_out: bool) -> Result<KernelPlan, String> {
+    if tex_out && v != ChannelScaleVariant::Quad {
+        return Err("channel_scale writes a texture only in its quad variant".into());
+    }
     let len: usize = out.iter().product();
     let params = ChannelScaleParams {
         len: u32_of(len, "elements")?,
@@ -35,10 +52,10 @@ pub fn plan(out: &[usize], act: Activation, skip: usize) -> Result<KernelPlan, S
     };
     Ok(KernelPlan {
         chunks: None,
-        key: key(),
+        key: key(v, tex_out),
         params: bytemuck::bytes_of(&params).to_vec(),
-        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, Arg::Output)],
-        workgroups: len.div_ceil(64) as u64,
+        bindings: vec![(1, Arg::Input(0)), (2, Arg::Input(1)), (3, if tex_out { Arg::OutputTexture } else { Arg::Output })],
+        workgroups: (len / if v == ChannelScaleVariant::Quad { 4 } else { 1 }).div_ceil(64) as u64,
     })
 }
 
@@ -62,16 +79,24 @@ pub struct ChannelScale {
 impl super::OpDef for ChannelScale {
     const NAME: &'static str = "channel_scale";
     type Params = ChannelScaleParams;
-    type Variant = super::Single;
+    type Variant = ChannelScaleVariant;
 
     fn infer(&self, s: &[&[usize]]) -> Result<Vec<usize>, String> {
         super::expect_inputs(s, 2)?;
         infer(s[0], s[1], self.skip)
     }
 
-    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, _v: super::Single) -> Result<KernelPlan, String> {
-        let _ = (s, out, ctx);
-        plan(out, self.act, self.skip)
+    fn candidates(&self, s: &[&[usize]], _ctx: &super::PlanCtx) -> Vec<ChannelScaleVariant> {
+        if s[0].len() == 3 && s[0][2].is_multiple_of(4) { vec![ChannelScaleVariant::Quad, ChannelScaleVariant::Main] } else { vec![ChannelScaleVariant::Main] }
+    }
+
+    fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, v: ChannelScaleVariant) -> Result<KernelPlan, String> {
+        let _ = s;
+        plan(out, self.act, self.skip, v, ctx.out_texture)
+    }
+
+    fn texture_output(&self, v: ChannelScaleVariant) -> bool {
+        v == ChannelScaleVariant::Quad
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
