@@ -33,7 +33,12 @@ struct AttentionParams {
 #else
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 #endif
+#ifdef TEX_OUT
+// SG only: the output as the next texture matmul's A texture (texel (c4, b*N + i)).
+@group(0) @binding(2) var out_tex: texture_storage_2d<rgba32float, write>;
+#else
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+#endif
 #ifdef KEY_MASK
 @group(0) @binding(3) var<storage, read> key_mask: array<f32>;
 #endif
@@ -74,6 +79,7 @@ fn query_lane(lid: vec3<u32>, wid: vec3<u32>, nwg: vec3<u32>) -> Lane {
 // and KB keys per block are preprocessor constants so both loops unroll.
 const DH4: u32 = DH / 4u;
 
+#ifndef SG
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>,
@@ -164,6 +170,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
 }
+#endif
 #ifdef FLASH
 // FLASH (GPUs): the workgroup's WG queries share each tile of KT keys: its lanes load the
 // tile's K and V rows into workgroup memory together (one vec4 each per step), then every
@@ -352,8 +359,15 @@ fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
         }
     }
     if (i < p.tokens) {
-        let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
         let inv = 1.0 / l;
+#ifdef TEX_OUT
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                textureStore(out_tex, vec2<u32>(h * hd4 + d, b * p.tokens + i), acc[d] * inv);
+            }
+        }
+#else
+        let o = (b * p.tokens + i) * p.heads * p.head_dim + h * p.head_dim;
         for (var d = 0u; d < DH4; d++) {
             if (d < hd4) {
                 let v = acc[d] * inv;
@@ -363,6 +377,7 @@ fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
                 out[o + 4u * d + 3u] = v.w;
             }
         }
+#endif
     }
 }
 #endif

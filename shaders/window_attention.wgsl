@@ -40,7 +40,12 @@ struct WindowAttentionParams {
 #ifdef PAD_BIAS
 @group(0) @binding(3) var<storage, read> qkv_bias: array<f32>;
 #endif
+#ifdef TEX_OUT
+// SG only: the output as the next texture matmul's A texture (texel (c4, map row)).
+@group(0) @binding(4) var out_tex: texture_storage_2d<rgba32float, write>;
+#else
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
+#endif
 
 override WG: u32 = 64u;
 const KB: u32 = 16u;  // keys per softmax block
@@ -335,8 +340,16 @@ fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
         m = bmax;
     }
     if (i < n && !q_pad) {
-        let o = (b * p.height * p.width + qy * p.width + qx) * p.heads * p.head_dim + h * p.head_dim;
         let inv = 1.0 / l;
+        let r = b * p.height * p.width + qy * p.width + qx;
+#ifdef TEX_OUT
+        for (var d = 0u; d < DH4; d++) {
+            if (d < hd4) {
+                textureStore(out_tex, vec2<u32>(h * hd4 + d, r), acc[d] * inv);
+            }
+        }
+#else
+        let o = r * p.heads * p.head_dim + h * p.head_dim;
         for (var d = 0u; d < DH4; d++) {
             if (d < hd4) {
                 let v = acc[d] * inv;
@@ -346,6 +359,7 @@ fn main_sg(@builtin(local_invocation_id) lid: vec3<u32>,
                 out[o + 4u * d + 3u] = v.w;
             }
         }
+#endif
     }
 }
 #endif

@@ -686,7 +686,7 @@ op_tests! {
     "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters, texture_only_weights_get_a_buffer_on_demand],
     "layernorm" => [layernorm_ragged, lowering_fuses_texture_writes_into_producers],
     "softmax" => [softmax_ragged],
-    "attention" => [attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
+    "attention" => [attention_writes_the_projection_texture, attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
     "patchify" => [patchify_ragged],
     "token_embed" => [token_embed_variants],
     "pool" => [pool_token_and_mean],
@@ -890,5 +890,58 @@ fn texture_only_weights_get_a_buffer_on_demand() {
             let want = op.reference(&[&f(&xd), &f(&wd)], &[&[m, k], &[k, n]], &[m, n]);
             assert_close(&format!("{m} rows, {dtype:?} weights"), &got[0].data, &want, 2e-4, 1e-4, 1e-5);
         }
+    }
+}
+
+/// CPU adapters with subgroups: attention and window attention (sg) write the output
+/// projection's A texture themselves.
+#[test]
+fn attention_writes_the_projection_texture() {
+    let gpu = gpu();
+    let (b, side, heads, hd) = (2, 10, 3, 16);
+    let (t, d) = (side * side, heads * hd);
+    let layout = WindowGeometry { map: [side, side], window: [7, 7], shift: [3, 3], pad_first: false, grid: false };
+    let n = 49;
+    let mixers = [
+        (Op::Attention(ops::Attention { heads, scale: 0.25, causal: false, key_mask: false }), false),
+        (Op::WindowAttention(ops::WindowAttention { heads, layout, pad_bias: false, scale: 0.25 }), true),
+    ];
+    for (mixer, windowed) in mixers {
+        let mut g = Graph::builder();
+        let x = g.input("x0", &[b, t, 3 * d]).unwrap();
+        let w = g.weight("w", &[d, d]).unwrap();
+        let mut ins = vec![x];
+        if windowed {
+            ins.push(g.weight("rel", &[heads, n, n]).unwrap());
+        }
+        let a = g.node("attn", mixer.clone(), &ins).unwrap();
+        let proj = Op::MatMul(ops::MatMul { act: Activation::None, bias: false, residual: false });
+        let y = g.node("proj", proj.clone(), &[a, w]).unwrap();
+        g.output(y, "y").unwrap();
+        let g = g.finish();
+        let wd = rand_vec(d * d, 51);
+        let rel = rand_vec(heads * n * n, 52);
+        let weights = GpuWeights::upload(&gpu, &g, |name| {
+            let (shape, v) = if name == "w" { (vec![d, d], &wd) } else { (vec![heads, n, n], &rel) };
+            Some(WeightData { dtype: DType::F32, shape, bytes: Cow::Owned(bytemuck::cast_slice(v).to_vec()) })
+        })
+        .unwrap();
+        let c = Compiled::new(gpu.clone(), &g, &weights).unwrap();
+        if gpu.caps.cpu && gpu.caps.subgroup && gpu.caps.subgroup_min_size >= 8 {
+            let ops_run: Vec<(&str, &str)> = c.nodes().iter().map(|n| (n.op, n.variant)).collect();
+            assert_eq!(ops_run.len(), 2, "no texture copy: {ops_run:?}");
+            assert_eq!(ops_run[0].1, "sg");
+        }
+        let xd = rand_vec(b * t * 3 * d, 53);
+        let got = c.run(&[("x0", &xd)]).unwrap();
+        let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let (xs, ws, rs) = (f(&xd), f(&wd), f(&rel));
+        let r_a = if windowed {
+            mixer.reference(&[&xs, &rs], &[&[b, t, 3 * d], &[heads, n, n]], &[b, t, d])
+        } else {
+            mixer.reference(&[&xs], &[&[b, t, 3 * d]], &[b, t, d])
+        };
+        let want = proj.reference(&[&r_a, &ws], &[&[b, t, d], &[d, d]], &[b, t, d]);
+        assert_close(&format!("{} -> texture matmul", mixer.name()), &got[0].data, &want, 2e-4, 1e-4, 1e-5);
     }
 }

@@ -1,5 +1,5 @@
 //! Fused multi-head self-attention over packed qkv; online softmax, no score matrix in memory.
-use super::{expect_inputs, mul, u32_of, Arg, KernelPlan, OpDef, PlanCtx};
+use super::{Variant, expect_inputs, mul, u32_of, Arg, KernelPlan, OpDef, PlanCtx};
 use crate::kernels::{Define, KernelKey};
 
 uniform!("attention.wgsl", AttentionParams {
@@ -53,7 +53,7 @@ pub fn infer(qkv: &[usize], heads: usize) -> Result<Vec<usize>, String> {
     Ok(vec![*b, *n, d3 / 3])
 }
 
-fn key(bucket: u32, wg: u32, v: AttentionVariant, key_mask: bool) -> KernelKey {
+fn key(bucket: u32, wg: u32, v: AttentionVariant, key_mask: bool, tex_out: bool) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
     if v != AttentionVariant::Scalar {
         defines.push(Define::Value("KB", keys_per_block(bucket)));
@@ -66,6 +66,9 @@ fn key(bucket: u32, wg: u32, v: AttentionVariant, key_mask: bool) -> KernelKey {
     }
     if key_mask {
         defines.push(Define::Flag("KEY_MASK"));
+    }
+    if tex_out {
+        defines.push(Define::Flag("TEX_OUT"));
     }
     KernelKey {
         shader: "attention.wgsl",
@@ -85,9 +88,11 @@ fn variants() -> Vec<KernelKey> {
     for &b in &HEAD_DIM_BUCKETS {
         for var in [Scalar, Vec4, Sg, Flash].into_iter().filter(|&v| v == Scalar || b <= VEC4_MAX_BUCKET) {
             for mask in [false, true] {
-                v.push(key(b, 32, var, mask));
-                if var == Flash {
-                    v.push(key(b, 64, var, mask));
+                v.push(key(b, 32, var, mask, false));
+                match var {
+                    Flash => v.push(key(b, 64, var, mask, false)),
+                    Sg => v.push(key(b, 32, var, mask, true)),
+                    _ => {}
                 }
             }
         }
@@ -125,13 +130,16 @@ fn plan(qkv: &[usize], heads: usize, scale: f32, causal: bool, key_mask: bool, c
         causal: causal as u32,
         ..Default::default()
     };
-    let mut bindings = vec![(1, Arg::Input(0)), (2, Arg::Output)];
+    if ctx.out_texture && v != AttentionVariant::Sg {
+        return Err(format!("attention variant {} cannot write a texture", v.name()));
+    }
+    let mut bindings = vec![(1, Arg::Input(0)), (2, if ctx.out_texture { Arg::OutputTexture } else { Arg::Output })];
     if key_mask {
         bindings.push((3, Arg::Input(1)));
     }
     Ok(KernelPlan {
         chunks: None,
-        key: key(bucket, wg, v, key_mask),
+        key: key(bucket, wg, v, key_mask, ctx.out_texture),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups: (b * heads * n.div_ceil(wg as usize)) as u64,
@@ -234,6 +242,10 @@ impl OpDef for Attention {
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], _out: &[usize]) -> Vec<f64> {
         reference(x[0], s[0], self.heads, self.scale, self.causal, self.key_mask.then(|| x[1]))
+    }
+
+    fn texture_output(&self, v: AttentionVariant) -> bool {
+        v == AttentionVariant::Sg
     }
 
     fn flops(&self, s: &[&[usize]], _out: &[usize]) -> u64 {

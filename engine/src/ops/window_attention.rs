@@ -85,10 +85,13 @@ variant_enum!(WindowAttentionVariant {
     Sg = "sg",
 });
 
-fn key(bucket: u32, pad_bias: bool, wg: u32, v: WindowAttentionVariant) -> KernelKey {
+fn key(bucket: u32, pad_bias: bool, wg: u32, v: WindowAttentionVariant, tex_out: bool) -> KernelKey {
     let mut defines = vec![Define::Value("DH", bucket)];
     if pad_bias {
         defines.push(Define::Flag("PAD_BIAS"));
+    }
+    if tex_out {
+        defines.push(Define::Flag("TEX_OUT"));
     }
     let entry = match v {
         WindowAttentionVariant::Main => "main",
@@ -106,7 +109,8 @@ pub fn variants() -> Vec<KernelKey> {
         .iter()
         .flat_map(|&b| {
             let sg = (b <= SG_MAX_BUCKET).then_some(Sg);
-            [Some(Main), sg].into_iter().flatten().flat_map(move |v| [key(b, false, 64, v), key(b, true, 64, v)])
+            let plain = [Some(Main), sg].into_iter().flatten().flat_map(move |v| [key(b, false, 64, v, false), key(b, true, 64, v, false)]);
+            plain.chain(sg.into_iter().flat_map(move |v| [key(b, false, 64, v, true), key(b, true, 64, v, true)]))
         })
         .collect()
 }
@@ -150,11 +154,14 @@ pub fn plan(s: &[&[usize]], heads: usize, l: &WindowGeometry, pad_bias: bool, sc
     if pad_bias {
         bindings.push((3, Arg::Input(2)));
     }
-    bindings.push((4, Arg::Output));
+    if ctx.out_texture && !sg {
+        return Err("window attention writes a texture only in its sg variant".into());
+    }
+    bindings.push((4, if ctx.out_texture { Arg::OutputTexture } else { Arg::Output }));
     let wg = lanes(l.tokens());
     Ok(KernelPlan {
         chunks: None,
-        key: key(bucket, pad_bias, wg, v),
+        key: key(bucket, pad_bias, wg, v, ctx.out_texture),
         params: bytemuck::bytes_of(&params).to_vec(),
         bindings,
         workgroups: (b * heads * windows * l.tokens().div_ceil(wg as usize)) as u64,
@@ -278,6 +285,10 @@ impl super::OpDef for WindowAttention {
     fn plan(&self, s: &[&[usize]], out: &[usize], ctx: &super::PlanCtx, v: WindowAttentionVariant) -> Result<KernelPlan, String> {
         let _ = out;
         plan(s, self.heads, &self.layout, self.pad_bias, self.scale, ctx, v)
+    }
+
+    fn texture_output(&self, v: WindowAttentionVariant) -> bool {
+        v == WindowAttentionVariant::Sg
     }
 
     fn reference(&self, x: &[&[f64]], s: &[&[usize]], out: &[usize]) -> Vec<f64> {
