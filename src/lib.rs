@@ -65,6 +65,8 @@ pub struct Model {
     compiled: Mutex<HashMap<CompileKey, Arc<Compiled>>>,
     /// A compiled graph owns its input/output buffers, so runs are serialized.
     run_lock: Mutex<()>,
+    /// The classifier's class names (`class_names`).
+    class_names: Option<Vec<String>>,
 }
 
 impl Model {
@@ -79,10 +81,14 @@ impl Model {
     /// a shallower model.
     pub fn from_file(gpu: Arc<Gpu>, file: &ModelFile) -> Result<Model> {
         let mut used = std::collections::HashSet::new();
-        let m = Self::from_weights(gpu, file.config.clone(), |name| {
+        let mut m = Self::from_weights(gpu, file.config.clone(), |name| {
             used.insert(name.to_string());
             file.get(name)
         })?;
+        let stored = file.files.iter().find(|(n, _)| n == wgvision_weights::labels::LABELS_FILE).map(|(_, t)| t.as_str());
+        if let Some(classes) = m.classes() {
+            m.class_names = wgvision_weights::labels::class_names(stored, classes);
+        }
         let mut unused: Vec<&str> = file.tensor_names().filter(|n| !used.contains(*n)).collect();
         unused.sort();
         if let Some(first) = unused.first() {
@@ -105,7 +111,27 @@ impl Model {
             }
             None => lookup(name),
         })?;
-        Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()) })
+        let mut m = Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()), class_names: None };
+        m.class_names = m.classes().and_then(|c| wgvision_weights::labels::class_names(None, c));
+        Ok(m)
+    }
+
+    /// Classes of a classifier's `logits` output (None for feature extractors and
+    /// detectors).
+    fn classes(&self) -> Option<usize> {
+        if self.config.is_detector() {
+            return None;
+        }
+        let graph = self.config.build(1).ok()?;
+        let logits = graph.outputs.iter().find(|&&t| graph.tensors[t].name == "logits")?;
+        graph.tensors[*logits].shape.last().copied()
+    }
+
+    /// The class names of a classifier, in class-index order: those stored at conversion
+    /// (transformers' `id2label`), or ImageNet-1k's for a 1000-class model without names
+    /// (as timm's ImageNetInfo lists them). None when unknown.
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.class_names.as_deref()
     }
 
     /// A model with deterministic synthetic weights (benchmarks need no download).

@@ -176,3 +176,72 @@ fn bench_op_presets_report_one_kernel() {
         assert!(err.contains("expected matmul:MxNxK") || err.contains("expected attention:BxNxHxD"), "{bad}: {err}");
     }
 }
+
+/// Class names: transformers' id2label travels in the model file; a 1000-class model
+/// without names gets ImageNet-1k's (as timm's ImageNetInfo lists them); `--json` prints
+/// the ranked classes with their labels.
+#[test]
+fn run_image_prints_class_names() {
+    let dir = temp_dir("cli_labels");
+    let png = dir.join("img.png");
+    image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([(x * 3) as u8, (y * 5) as u8, 90])).save(&png).unwrap();
+    let json_top = |model: &std::path::Path| -> serde_json::Value {
+        let out = wgvision_ok(&["run", model.to_str().unwrap(), "--image", png.to_str().unwrap(), "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // transformers Swin with real names in id2label.
+    let fx = fixtures().join("swin");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("hf_classifier_image_and_map_padding.config.json")).unwrap()).unwrap();
+    let names = ["cat", "dog", "tabby, tabby cat", "fox", "owl"];
+    cfg["id2label"] = serde_json::json!(names.iter().enumerate().map(|(i, n)| (i.to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<String, serde_json::Value>>());
+    let cfg_path = dir.join("config.json");
+    std::fs::write(&cfg_path, serde_json::to_string(&cfg).unwrap()).unwrap();
+    let swin = dir.join("swin.safetensors");
+    let ckpt = fx.join("hf_classifier_image_and_map_padding.checkpoint.safetensors");
+    wgvision_ok(&["convert", "--from", "hf", "--config", cfg_path.to_str().unwrap(), ckpt.to_str().unwrap(), "-o", swin.to_str().unwrap()]);
+    let v = json_top(&swin);
+    assert_eq!(v["classes"], 5);
+    for t in v["top"].as_array().unwrap() {
+        assert_eq!(t["label"], names[t["index"].as_u64().unwrap() as usize], "{v}");
+    }
+    let text = String::from_utf8_lossy(&wgvision_ok(&["run", swin.to_str().unwrap(), "--image", png.to_str().unwrap()]).stdout).into_owned();
+    let first = text.lines().find(|l| l.starts_with(" 1.")).unwrap();
+    let idx: usize = first.split("class").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    assert!(first.ends_with(names[idx]), "{text}");
+
+    // A 1000-class timm ViT (the fixture's checkpoint with a 1000-way head) has no names
+    // of its own: ImageNet-1k's.
+    let base = fixtures().join("vit/base_token.checkpoint.safetensors");
+    let bytes = std::fs::read(&base).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in st.tensors() {
+        let (shape, data) = match name.as_str() {
+            "head.weight" => (vec![1000, t.shape()[1]], (0..1000 * t.shape()[1]).flat_map(|i| (((i * 7919) % 1000) as f32 / 5000.0 - 0.1).to_le_bytes()).collect()),
+            "head.bias" => (vec![1000], (0..1000).flat_map(|i| ((i % 13) as f32 / 100.0).to_le_bytes()).collect()),
+            _ => (t.shape().to_vec(), t.data().to_vec()),
+        };
+        tensors.push((name, t.dtype(), shape, data));
+    }
+    let ckpt1000 = dir.join("vit1000.checkpoint.safetensors");
+    write_safetensors(&ckpt1000, &tensors);
+    let vit = dir.join("vit1000.safetensors");
+    wgvision_ok(&[
+        "convert", "--from", "timm", "--model", "vit_base_patch16_224", "--set", "depth=2", "--set", "num_classes=1000",
+        "--set", "img_size=32", "--set", "patch_size=8", "--set", "embed_dim=48", "--set", "num_heads=3",
+        ckpt1000.to_str().unwrap(), "-o", vit.to_str().unwrap(),
+    ]);
+    let v = json_top(&vit);
+    assert_eq!(v["classes"], 1000);
+    let imagenet: Vec<&str> = include_str!("../weights-tools/data/imagenet1k_labels.txt").lines().collect();
+    let top = v["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    for t in top {
+        assert_eq!(t["label"], imagenet[t["index"].as_u64().unwrap() as usize], "{v}");
+    }
+    assert!(top.windows(2).all(|w| w[0]["prob"].as_f64() >= w[1]["prob"].as_f64()));
+    // No names for other class counts: the label is null.
+    let (_, model10) = converted("cli_labels10");
+    let v = json_top(&model10);
+    assert!(v["top"].as_array().unwrap().iter().all(|t| t["label"].is_null()), "{v}");
+}

@@ -28,6 +28,8 @@ pub fn convert(
     let ins: Vec<&std::path::Path> = [Some(&input), config.as_ref(), tokenizer.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect();
     st::check_output(&output, &ins)?;
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
+    // Class names travel in the model file (transformers' id2label).
+    let mut labels = None;
     let model_cfg = match from {
         From::Timm => weights::timm_config(&model.ok_or("--from timm needs --model NAME")?, &parse_sets(&sets)?)?,
         From::Hf => {
@@ -35,7 +37,9 @@ pub fn convert(
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from hf".into());
             }
-            weights::hf_config(&read_json(&path)?)?
+            let json = read_json(&path)?;
+            labels = weights::labels::from_id2label(&json).map_err(|e| format!("{}: {e}", path.display()))?;
+            weights::hf_config(&json)?
         }
         From::Vmoe => {
             let path = config.ok_or("--from vmoe needs --config config.json (the vmoe model config)")?;
@@ -54,6 +58,10 @@ pub fn convert(
         Some(_) => return Err("--tokenizer applies to OWL-ViT / OWLv2 models".into()),
         None => Vec::new(),
     };
+    let mut files = files;
+    if let (Some(names), false) = (&labels, model_cfg.is_detector()) {
+        files.push((weights::labels::LABELS_FILE.to_string(), names.join("\n")));
+    }
     let (_, tensors) = st::load(&input)?;
     // The file and the summary describe the config the converter mapped the tensors for.
     let converted = weights::convert(model_cfg, tensors)?;

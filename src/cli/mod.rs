@@ -107,7 +107,7 @@ enum Cmd {
         /// IoU above which a lower-scoring box of the same query is suppressed
         #[arg(long, default_value_t = 0.3)]
         nms_iou: f32,
-        /// Print detections as JSON
+        /// Print the result as JSON (with --image: the top classes, or the detections)
         #[arg(long)]
         json: bool,
         /// Write the image with the detections drawn (PNG or JPEG by extension)

@@ -120,9 +120,22 @@ pub fn run(
         }
         let logits = &out[0].data;
         let probs = softmax(logits);
-        out!("{}: top-{top} of {} outputs", img.display(), logits.len());
-        for (rank, (i, p)) in top_k(&probs, top).into_iter().enumerate() {
-            out!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}", rank + 1, logits[i]);
+        let names = m.class_names();
+        let name = |i: usize| names.and_then(|n| n.get(i)).map(String::as_str);
+        let ranked = top_k(&probs, top);
+        if detect.json {
+            let top: Vec<serde_json::Value> = ranked
+                .iter()
+                .map(|&(i, p)| serde_json::json!({ "index": i, "label": name(i), "prob": p, "logit": logits[i] }))
+                .collect();
+            let v = serde_json::json!({ "image": img.display().to_string(), "model": m.config.name(), "classes": logits.len(), "top": top });
+            out!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            out!("{}: top-{top} of {} outputs", img.display(), logits.len());
+            for (rank, &(i, p)) in ranked.iter().enumerate() {
+                let label = name(i).map(|n| format!("  {n}")).unwrap_or_default();
+                out!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}{label}", rank + 1, logits[i]);
+            }
         }
         return Ok(());
     };
