@@ -64,7 +64,10 @@ pub fn convert(
     }
     let (_, tensors) = st::load(&input)?;
     // The file and the summary describe the config the converter mapped the tensors for.
-    let converted = weights::convert(model_cfg, tensors)?;
+    let converted = match from {
+        From::Hf => weights::convert_hf(model_cfg, tensors)?,
+        _ => weights::convert(model_cfg, tensors)?,
+    };
     let params = converted.parameter_count();
     format::write_model_with_files(&output, &converted.config, converted.tensors, f16, &files)?;
     eprintln!(

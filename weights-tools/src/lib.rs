@@ -1,6 +1,7 @@
 //! wgvision-weights: the model file format (safetensors + config metadata, canonical
 //! tensor names in the engine's layout) and converters from peer checkpoints.
 pub mod format;
+pub mod hf_vit;
 pub mod kwargs;
 pub mod labels;
 pub mod mapper;
@@ -61,6 +62,7 @@ pub fn hf_config(json: &serde_json::Value) -> Result<wgvision_graphs::ModelConfi
     use wgvision_graphs::ModelConfig;
     match json["model_type"].as_str().unwrap_or("") {
         "owlvit" | "owlv2" => Ok(ModelConfig::Owl(owl::hf_config(json)?)),
+        "vit" => Ok(ModelConfig::Vit(hf_vit::config(json)?)),
         _ => Ok(ModelConfig::Swin(swin::hf_config(json)?)),
     }
 }
@@ -104,6 +106,18 @@ pub fn check_geometry(config: &wgvision_graphs::ModelConfig) -> Result<()> {
 
 /// Map a peer checkpoint's tensors onto the canonical names of `config`; the conversion
 /// hands back the config the tensors were mapped for, to be written with them.
+/// `convert` for a config read from a transformers config.json (`hf_config`): the same
+/// families under transformers' tensor names.
+pub fn convert_hf(config: wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<mapper::Conversion> {
+    match config {
+        wgvision_graphs::ModelConfig::Vit(c) => {
+            check_geometry(&wgvision_graphs::ModelConfig::Vit(c.clone()))?;
+            hf_vit::convert(c, tensors)
+        }
+        other => convert(other, tensors),
+    }
+}
+
 pub fn convert(config: wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -> Result<mapper::Conversion> {
     use wgvision_graphs::ModelConfig;
     check_geometry(&config)?;
