@@ -217,8 +217,8 @@ fn swin_checkpoint_and_config_errors() {
     let cfg_path = dir.join("config.json");
     let hf_ckpt = fx.join("hf_model_features.checkpoint.safetensors");
     let hf_args = ["convert", "--from", "hf", "--config", cfg_path.to_str().unwrap(), hf_ckpt.to_str().unwrap(), "-o", out_s];
-    std::fs::write(&cfg_path, r#"{"model_type": "deit"}"#).unwrap();
-    expect_failure(&hf_args, &["model_type 'deit'"], Some(&out));
+    std::fs::write(&cfg_path, r#"{"model_type": "beit"}"#).unwrap();
+    expect_failure(&hf_args, &["model_type 'beit'"], Some(&out));
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("hf_model_features.config.json")).unwrap()).unwrap();
     cfg["image_size"] = serde_json::json!(40);
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();

@@ -1,4 +1,4 @@
-"""Golden fixtures for transformers' ViTForImageClassification.
+"""Golden fixtures for transformers' ViTForImageClassification and DeiTForImageClassification.
 
 Small configurations built by transformers with random weights (perturbed so no bias or
 norm sits at 0/1), saved under transformers' own tensor names with their config.json,
@@ -13,14 +13,14 @@ import os
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import ViTConfig, ViTForImageClassification
+from transformers import DeiTConfig, DeiTForImageClassification, ViTConfig, ViTForImageClassification
 
 from gen_vit_fixtures import perturb
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures", "hf_vit")
 
 CASES = [
-    # name, config kwargs, batch
+    # name, config kwargs, batch (DeiT: name starts with "deit")
     ("classifier_two_layers", dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96,
                                    image_size=32, patch_size=8, num_labels=5), 2),
     ("no_qkv_bias_gelu_new_eps", dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=80,
@@ -28,6 +28,8 @@ CASES = [
                                       hidden_act="gelu_new", layer_norm_eps=1e-6), 1),
     ("released_tokens_224_patch16", dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                          intermediate_size=64, image_size=224, patch_size=16, num_labels=10), 1),
+    ("deit_distillation_token", dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96,
+                                     image_size=32, patch_size=8, num_labels=4), 2),
 ]
 
 
@@ -36,9 +38,10 @@ def main():
     index = []
     for i, (name, kw, batch) in enumerate(CASES):
         gen = torch.Generator().manual_seed(5000 + i)
-        config = ViTConfig(**kw)
-        config.architectures = ["ViTForImageClassification"]
-        model = ViTForImageClassification(config).eval()
+        deit = name.startswith("deit")
+        config = (DeiTConfig if deit else ViTConfig)(**kw)
+        config.architectures = ["DeiTForImageClassification" if deit else "ViTForImageClassification"]
+        model = (DeiTForImageClassification if deit else ViTForImageClassification)(config).eval()
         perturb(model, gen)
         state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
         with open(os.path.join(OUT, f"{name}.config.json"), "w") as f:

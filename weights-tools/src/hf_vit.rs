@@ -1,6 +1,8 @@
-//! transformers ViT (`ViTForImageClassification`, model_type "vit") onto the ViT graph:
-//! the same pre-norm blocks as timm's VisionTransformer, under transformers' tensor names
-//! (q/k/v fused into one projection) and its config.json.
+//! transformers ViT (`ViTForImageClassification`, model_type "vit") and DeiT
+//! (`DeiTForImageClassification`, "deit": a distillation token after the class token,
+//! which the classifier does not read) onto the ViT graph: the same pre-norm blocks as
+//! timm's VisionTransformer, under transformers' tensor names (q/k/v fused into one
+//! projection) and its config.json.
 use crate::kwargs::Kwargs;
 use crate::mapper::{self, Conversion, Layout, Mapper};
 use crate::st::Tensor;
@@ -12,9 +14,12 @@ use wgvision_graphs::{ModelConfig, Preprocess};
 /// A transformers `ViTConfig` of a `ViTForImageClassification` checkpoint.
 pub fn config(json: &Value) -> Result<VitConfig> {
     let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-    if !archs.is_empty() && !archs.contains(&"ViTForImageClassification") {
+    let deit = json["model_type"] == "deit";
+    let class = if deit { "DeiTForImageClassification" } else { "ViTForImageClassification" };
+    if !archs.is_empty() && !archs.contains(&class) {
         return Err(WeightsError::Unsupported(format!(
-            "transformers ViT architectures {archs:?}: --from hf converts ViTForImageClassification (logits); ViTModel's last_hidden_state / pooler_output are not supported yet"
+            "transformers {} architectures {archs:?}: --from hf converts {class} (logits); ViTModel / DeiTModel outputs and DeiT's averaged teacher head are not supported yet",
+            if deit { "DeiT" } else { "ViT" }
         )));
     }
     let kw = Kwargs(json.as_object().cloned().unwrap_or_default());
@@ -31,7 +36,7 @@ pub fn config(json: &Value) -> Result<VitConfig> {
     let num_classes = json["id2label"].as_object().map(|m| m.len()).or(json["num_labels"].as_u64().map(|x| x as usize)).unwrap_or(2);
     let in_chans = kw.usize("num_channels", 3)?;
     Ok(VitConfig {
-        name: json["_name_or_path"].as_str().filter(|s| !s.is_empty()).unwrap_or("ViTForImageClassification").to_string(),
+        name: json["_name_or_path"].as_str().filter(|s| !s.is_empty()).unwrap_or(class).to_string(),
         img_size,
         patch_size: patch[0],
         in_chans,
@@ -45,7 +50,9 @@ pub fn config(json: &Value) -> Result<VitConfig> {
         proj_bias: true,
         patch_bias: true,
         class_token: true,
-        reg_tokens: 0,
+        // DeiT's distillation token: a second prefix token, in the position embedding,
+        // read by no head here.
+        reg_tokens: deit as usize,
         no_embed_class: false,
         pos_embed: true,
         pre_norm: false,
@@ -70,23 +77,29 @@ pub fn config(json: &Value) -> Result<VitConfig> {
 fn shape_hint(name: &str, got: &[usize]) -> String {
     match name {
         "classifier.weight" | "classifier.bias" => format!("; the checkpoint has {} classes: check id2label / num_labels", got.first().unwrap_or(&0)),
-        "vit.embeddings.position_embeddings" => "; the checkpoint was trained at another image_size".into(),
+        "vit.embeddings.position_embeddings" | "deit.embeddings.position_embeddings" => "; the checkpoint was trained at another image_size".into(),
         _ => String::new(),
     }
 }
 
-/// Map a `ViTForImageClassification` state dict onto the ViT graph's canonical names.
+/// Map a `ViTForImageClassification` / `DeiTForImageClassification` state dict onto the
+/// ViT graph's canonical names.
 pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
     let mut m = Mapper::new(tensors, Layout::Torch, shape_hint);
     let (d, h, p) = (c.embed_dim, c.mlp_hidden, c.patch_size);
-    let e = "vit.embeddings";
+    let root = if c.reg_tokens == 1 { "deit" } else { "vit" };
+    let e = format!("{root}.embeddings");
     m.linear_dims(&format!("{e}.patch_embeddings.projection"), "patch_embed", &[c.in_chans, p, p], &[d], true)?;
-    let cls = m.take(&format!("{e}.cls_token"), &[1, 1, d])?;
-    m.put("prefix_tokens", vec![1, d], cls);
+    let mut prefix = m.take(&format!("{e}.cls_token"), &[1, 1, d])?;
+    if c.reg_tokens == 1 {
+        prefix.extend(m.take(&format!("{e}.distillation_token"), &[1, 1, d])?);
+    }
+    m.put("prefix_tokens", vec![c.num_prefix(), d], prefix);
     let (gh, gw) = c.grid();
-    m.copy(&format!("{e}.position_embeddings"), "pos_embed", &[1, gh * gw + 1, d], vec![gh * gw + 1, d])?;
+    let len = gh * gw + c.num_prefix();
+    m.copy(&format!("{e}.position_embeddings"), "pos_embed", &[1, len, d], vec![len, d])?;
     for i in 0..c.depth {
-        let (l, b) = (format!("vit.encoder.layer.{i}"), format!("blocks.{i}"));
+        let (l, b) = (format!("{root}.encoder.layer.{i}"), format!("blocks.{i}"));
         m.norm(&format!("{l}.layernorm_before"), &format!("{b}.norm1"), d)?;
         let qkv = ["query", "key", "value"].map(|x| format!("{l}.attention.attention.{x}"));
         m.fuse_qkv(&qkv, &format!("{b}.attn.qkv"), &[d], &[d], c.qkv_bias)?;
@@ -95,7 +108,7 @@ pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
         m.linear(&format!("{l}.intermediate.dense"), &format!("{b}.mlp.fc1"), (d, h), true)?;
         m.linear(&format!("{l}.output.dense"), &format!("{b}.mlp.fc2"), (h, d), true)?;
     }
-    m.norm("vit.layernorm", "norm", d)?;
+    m.norm(&format!("{root}.layernorm"), "norm", d)?;
     m.linear("classifier", "head", (d, c.num_classes), true)?;
     m.finish(ModelConfig::Vit(c), |_| "; check config.json against the checkpoint (num_hidden_layers, ViTForImageClassification)".to_string())
 }

@@ -62,7 +62,7 @@ pub fn hf_config(json: &serde_json::Value) -> Result<wgvision_graphs::ModelConfi
     use wgvision_graphs::ModelConfig;
     match json["model_type"].as_str().unwrap_or("") {
         "owlvit" | "owlv2" => Ok(ModelConfig::Owl(owl::hf_config(json)?)),
-        "vit" => Ok(ModelConfig::Vit(hf_vit::config(json)?)),
+        "vit" | "deit" => Ok(ModelConfig::Vit(hf_vit::config(json)?)),
         _ => Ok(ModelConfig::Swin(swin::hf_config(json)?)),
     }
 }

@@ -96,7 +96,7 @@ pub fn hf_config(json: &Value) -> Result<SwinConfig> {
     let model_type = json["model_type"].as_str().unwrap_or("");
     if model_type != "swin" {
         return Err(WeightsError::Unsupported(format!(
-            "config.json model_type '{model_type}': --from hf converts 'vit' (ViTForImageClassification), 'swin' (SwinModel, SwinForImageClassification), 'owlvit' and 'owlv2' (detection)"
+            "config.json model_type '{model_type}': --from hf converts 'vit' (ViTForImageClassification), 'deit' (DeiTForImageClassification), 'swin' (SwinModel, SwinForImageClassification), 'owlvit' and 'owlv2' (detection)"
         )));
     }
     let kw = Kwargs(json.as_object().cloned().unwrap_or_default());
