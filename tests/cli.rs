@@ -245,3 +245,105 @@ fn run_image_prints_class_names() {
     let v = json_top(&model10);
     assert!(v["top"].as_array().unwrap().iter().all(|t| t["label"].is_null()), "{v}");
 }
+
+fn split_checkpoint(ckpt: &std::path::Path, dir: &std::path::Path) {
+    // Two shards and the index transformers writes for sharded checkpoints.
+    let bytes = std::fs::read(ckpt).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    let mut map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let tensors: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = part
+            .iter()
+            .map(|n| {
+                let t = st.tensor(n).unwrap();
+                (n.clone(), t.dtype(), t.shape().to_vec(), t.data().to_vec())
+            })
+            .collect();
+        write_safetensors(&dir.join(&file), &tensors);
+        for n in part {
+            map.insert(n.clone(), file.clone().into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": { "total_size": bytes.len() }, "weight_map": map });
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+}
+
+/// `convert DIR -o OUT` on hub snapshot folders laid out as the hub's are: a transformers
+/// folder (config.json, sharded weights with their index, preprocessor_config.json) and a
+/// timm folder (config.json with architecture, num_classes, model_args, pretrained_cfg,
+/// label_names; model.safetensors). No other flags.
+#[test]
+fn convert_hub_snapshot_folders() {
+    let dir = temp_dir("cli_hub");
+    let rel = |out: &std::path::Path, io: &std::path::Path| {
+        let (_, got) = read_tensor(out, "logits");
+        let (_, want) = read_tensor(io, "logits");
+        rel_l2(&got, &want)
+    };
+    // transformers ViTForImageClassification, sharded.
+    let fx = fixtures().join("hf_vit");
+    let hf = dir.join("vit-hf");
+    std::fs::create_dir_all(&hf).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join("classifier_two_layers.config.json")).unwrap()).unwrap();
+    cfg["id2label"] = serde_json::json!({"0": "apple", "1": "banana", "2": "cherry", "3": "date", "4": "elderberry"});
+    std::fs::write(hf.join("config.json"), cfg.to_string()).unwrap();
+    split_checkpoint(&fx.join("classifier_two_layers.checkpoint.safetensors"), &hf);
+    let pre = serde_json::json!({"do_normalize": true, "do_resize": true, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5],
+        "resample": 2, "rescale_factor": 0.00392156862745098, "size": {"height": 32, "width": 32}, "image_processor_type": "ViTImageProcessor"});
+    std::fs::write(hf.join("preprocessor_config.json"), pre.to_string()).unwrap();
+    let model = dir.join("vit-hf.safetensors");
+    wgvision_ok(&["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    let io = fx.join("classifier_two_layers.io.safetensors");
+    let out = dir.join("hf-out.safetensors");
+    wgvision_ok(&["run", model.to_str().unwrap(), "--input", io.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let e = rel(&out, &io);
+    assert!(e < 1e-4, "sharded transformers folder: rel-L2 {e}");
+    let png = dir.join("img.png");
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 50])).save(&png).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&wgvision_ok(&["run", model.to_str().unwrap(), "--image", png.to_str().unwrap(), "--json"]).stdout).unwrap();
+    let names = ["apple", "banana", "cherry", "date", "elderberry"];
+    assert!(v["top"].as_array().unwrap().iter().all(|t| t["label"] == names[t["index"].as_u64().unwrap() as usize]), "{v}");
+    // A shard missing from the folder is an error naming it.
+    let broken = dir.join("vit-hf-broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00002.safetensors"] {
+        std::fs::copy(hf.join(f), broken.join(f)).unwrap();
+    }
+    let bad = wgvision(&["convert", broken.to_str().unwrap(), "-o", dir.join("broken.safetensors").to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("model-00002-of-00002.safetensors"));
+    assert!(!dir.join("broken.safetensors").exists());
+
+    // timm folder: architecture + model_args + pretrained_cfg + label_names.
+    let tm = dir.join("vit-timm");
+    std::fs::create_dir_all(&tm).unwrap();
+    std::fs::copy(fixtures().join("vit/base_token.checkpoint.safetensors"), tm.join("model.safetensors")).unwrap();
+    let labels: Vec<String> = (0..10).map(|i| format!("class-{i}")).collect();
+    let cfg = serde_json::json!({
+        "architecture": "vit_base_patch16_224", "num_classes": 10, "num_features": 48,
+        "model_args": {"depth": 2, "img_size": 32, "patch_size": 8, "embed_dim": 48, "num_heads": 3},
+        "pretrained_cfg": {"tag": "augreg2_in21k_ft_in1k", "input_size": [3, 32, 32], "interpolation": "bilinear", "crop_pct": 0.9,
+            "crop_mode": "center", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "num_classes": 10},
+        "label_names": labels,
+    });
+    std::fs::write(tm.join("config.json"), cfg.to_string()).unwrap();
+    let model = dir.join("vit-timm.safetensors");
+    wgvision_ok(&["convert", tm.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    let io = fixtures().join("vit/base_token.io.safetensors");
+    let out = dir.join("timm-out.safetensors");
+    wgvision_ok(&["run", model.to_str().unwrap(), "--input", io.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let e = rel(&out, &io);
+    assert!(e < 1e-4, "timm folder: rel-L2 {e}");
+    let info: serde_json::Value = serde_json::from_slice(&wgvision_ok(&["inspect", model.to_str().unwrap(), "--json"]).stdout).unwrap();
+    let text = info.to_string();
+    assert!(text.contains("\"interpolation\":\"bilinear\"") && text.contains("0.9"), "pretrained_cfg's preprocessing: {text}");
+    let v: serde_json::Value = serde_json::from_slice(&wgvision_ok(&["run", model.to_str().unwrap(), "--image", png.to_str().unwrap(), "--json"]).stdout).unwrap();
+    assert!(v["top"].as_array().unwrap().iter().all(|t| t["label"] == format!("class-{}", t["index"])), "{v}");
+    // A folder without config.json is refused.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let bad = wgvision(&["convert", empty.to_str().unwrap(), "-o", dir.join("e.safetensors").to_str().unwrap()]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("config.json"));
+}

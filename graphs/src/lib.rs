@@ -181,6 +181,20 @@ impl ModelConfig {
         self.family().preprocess()
     }
 
+    /// Replace the preprocessing (a hub folder's processor config or timm pretrained_cfg);
+    /// the input size stays the graph's. False for families without one.
+    pub fn set_preprocess(&mut self, p: Preprocess) -> bool {
+        let slot = match self {
+            ModelConfig::Vit(c) => &mut c.preprocess,
+            ModelConfig::Swin(c) => &mut c.preprocess,
+            ModelConfig::MaxVit(c) => &mut c.preprocess,
+            ModelConfig::Owl(c) => &mut c.preprocess,
+            ModelConfig::Vmoe(_) => return false,
+        };
+        *slot = Preprocess { input_size: slot.input_size, ..p };
+        true
+    }
+
     /// Name of the input image tensor and its shape for `batch` images.
     pub fn image_input(&self, batch: usize) -> (String, Vec<usize>) {
         let [c, h, w] = self.family().image_size();

@@ -7,7 +7,7 @@ use wgvision::weights::{self, format, st};
 
 #[allow(clippy::too_many_arguments)]
 pub fn convert(
-    from: From,
+    from: Option<From>,
     model: Option<String>,
     sets: Vec<String>,
     config: Option<PathBuf>,
@@ -23,8 +23,15 @@ pub fn convert(
         }
         return Ok(());
     }
-    let input = input.ok_or("missing the input checkpoint (IN.safetensors)")?;
+    let input = input.ok_or("missing the input checkpoint (IN.safetensors, or a hub snapshot folder)")?;
     let output = output.ok_or("missing -o OUT.safetensors")?;
+    if input.is_dir() {
+        if model.is_some() || config.is_some() {
+            return Err("a hub snapshot folder names its own model and config: drop --model / --config".into());
+        }
+        return convert_folder(&input, &output, from, &parse_sets(&sets)?, f16, tokenizer);
+    }
+    let from = from.ok_or("--from timm|hf|vmoe is needed for a checkpoint file (a hub snapshot folder needs none)")?;
     let ins: Vec<&std::path::Path> = [Some(&input), config.as_ref(), tokenizer.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect();
     st::check_output(&output, &ins)?;
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
@@ -95,4 +102,43 @@ fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<d
         overrides.push((k.trim().to_string(), v));
     }
     Ok(overrides)
+}
+
+/// `convert DIR -o OUT`: a hub snapshot folder (see `weights::hub`); the family,
+/// preprocessing, class names and (for detectors) the tokenizer come from the folder.
+fn convert_folder(dir: &std::path::Path, output: &std::path::Path, from: Option<From>, sets: &[(String, serde_json::Value)], f16: bool, tokenizer: Option<PathBuf>) -> CliResult {
+    st::check_output(output, &[dir])?;
+    if output.starts_with(dir) {
+        return Err(format!("-o {}: inside the input folder", output.display()).into());
+    }
+    let folder = weights::hub::read(dir, sets)?;
+    match (from, folder.transformers) {
+        (Some(From::Timm), true) | (Some(From::Hf), false) | (Some(From::Vmoe), _) => {
+            return Err(format!("{}: a {} folder, not --from {}", dir.display(), if folder.transformers { "transformers" } else { "timm" }, format!("{:?}", from.unwrap()).to_lowercase()).into());
+        }
+        _ => {}
+    }
+    let mut files = Vec::new();
+    if folder.config.is_detector() {
+        let tok = tokenizer.unwrap_or_else(|| dir.to_path_buf());
+        let f = ClipTokenizer::read_files(&tok)?;
+        ClipTokenizer::from_files(&f).map_err(|e| format!("tokenizer {}: {e}", tok.display()))?;
+        files = f;
+    } else if tokenizer.is_some() {
+        return Err("--tokenizer applies to OWL-ViT / OWLv2 models".into());
+    } else if let Some(names) = &folder.labels {
+        files.push((weights::labels::LABELS_FILE.to_string(), names.join("\n")));
+    }
+    let converted = if folder.transformers { weights::convert_hf(folder.config, folder.tensors)? } else { weights::convert(folder.config, folder.tensors)? };
+    let params = converted.parameter_count();
+    format::write_model_with_files(output, &converted.config, converted.tensors, f16, &files)?;
+    eprintln!(
+        "converted {} folder {} ({:.2}M parameters, {}) -> {}",
+        if folder.transformers { "transformers" } else { "timm" },
+        converted.config.name(),
+        params as f64 / 1e6,
+        if f16 { "f16 matmul weights" } else { "f32" },
+        output.display()
+    );
+    Ok(())
 }

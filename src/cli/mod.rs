@@ -27,7 +27,7 @@ pub struct Cli {
     cmd: Cmd,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum From {
     Timm,
     Hf,
@@ -44,8 +44,10 @@ pub enum Dtype {
 enum Cmd {
     /// Convert a peer checkpoint (safetensors) into a wgvision model file.
     Convert {
+        /// The checkpoint's library (not needed for a hub snapshot folder: INPUT a
+        /// directory with config.json and model.safetensors)
         #[arg(long, value_enum)]
-        from: From,
+        from: Option<From>,
         /// timm model name, e.g. vit_base_patch16_224
         #[arg(long)]
         model: Option<String>,

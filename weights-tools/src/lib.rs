@@ -2,6 +2,7 @@
 //! tensor names in the engine's layout) and converters from peer checkpoints.
 pub mod format;
 pub mod hf_vit;
+pub mod hub;
 pub mod kwargs;
 pub mod labels;
 pub mod mapper;

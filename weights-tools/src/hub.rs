@@ -1,0 +1,116 @@
+//! Hub snapshot folders, as `huggingface_hub.snapshot_download` leaves them: a
+//! transformers folder (config.json with `model_type`, model.safetensors or shards listed
+//! in model.safetensors.index.json, preprocessor_config.json, tokenizer files) or a timm
+//! folder (config.json with `architecture`, `num_classes`, `pretrained_cfg`, and
+//! model.safetensors). Everything the conversion needs comes from the folder.
+use crate::kwargs::timm_preprocess;
+use crate::st::{self, Tensor};
+use crate::{Result, WeightsError};
+use serde_json::Value;
+use std::path::Path;
+use wgvision_graphs::{ModelConfig, Preprocess};
+
+/// What a folder holds, read and checked.
+pub struct Folder {
+    /// transformers (true) or timm (false) tensor names.
+    pub transformers: bool,
+    pub config: ModelConfig,
+    pub tensors: Vec<Tensor>,
+    pub labels: Option<Vec<String>>,
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| WeightsError::Io { path: path.display().to_string(), source: e })?;
+    serde_json::from_str(&text).map_err(|e| WeightsError::Unsupported(format!("{}: not JSON: {e}", path.display())))
+}
+
+/// model.safetensors, or every shard model.safetensors.index.json's weight_map names.
+fn tensors(dir: &Path) -> Result<Vec<Tensor>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(st::load(&single)?.1);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        return Err(WeightsError::Unsupported(format!("{}: no model.safetensors and no model.safetensors.index.json", dir.display())));
+    }
+    let map = read_json(&index)?;
+    let map = map["weight_map"].as_object().ok_or_else(|| WeightsError::Unsupported(format!("{}: no weight_map", index.display())))?;
+    let mut shards: Vec<&str> = map.values().filter_map(Value::as_str).collect();
+    shards.sort();
+    shards.dedup();
+    let mut out: Vec<Tensor> = Vec::new();
+    for shard in shards {
+        if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+            return Err(WeightsError::Unsupported(format!("{}: shard name {shard:?} leaves the folder", index.display())));
+        }
+        out.extend(st::load(&dir.join(shard))?.1);
+    }
+    let names: std::collections::HashSet<&str> = out.iter().map(|t| t.name.as_str()).collect();
+    if let Some(missing) = map.keys().find(|k| !names.contains(k.as_str())) {
+        return Err(WeightsError::Unsupported(format!("{}: tensor {missing} is listed but in no shard", index.display())));
+    }
+    Ok(out)
+}
+
+/// transformers' image processor config: mean, std, resize and crop.
+fn processor(json: &Value, size: [usize; 2]) -> Preprocess {
+    let triple = |k: &str| -> [f32; 3] {
+        json[k].as_array().filter(|a| a.len() == 3).map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(0.5) as f32)).unwrap_or([0.5; 3])
+    };
+    let crop = json["do_center_crop"].as_bool().unwrap_or(false);
+    // Resize to the shortest edge, then crop the input size: crop_pct = crop / edge.
+    let edge = json["size"]["shortest_edge"].as_f64();
+    let crop_pct = match (crop, edge) {
+        (true, Some(e)) if e > 0.0 => (size[0] as f64 / e) as f32,
+        _ => 1.0,
+    };
+    Preprocess {
+        input_size: [3, size[0], size[1]],
+        mean: triple("image_mean"),
+        std: triple("image_std"),
+        crop_pct,
+        crop_mode: if crop || edge.is_some() { "center" } else { "squash" }.into(),
+        // PIL resample codes: 2 bilinear, 3 bicubic.
+        interpolation: if json["resample"].as_u64() == Some(3) { "bicubic" } else { "bilinear" }.into(),
+    }
+}
+
+/// Read a hub snapshot folder. `sets` are timm constructor overrides (timm folders).
+pub fn read(dir: &Path, sets: &[(String, Value)]) -> Result<Folder> {
+    let cfg_path = dir.join("config.json");
+    if !cfg_path.is_file() {
+        return Err(WeightsError::Unsupported(format!("{}: no config.json (not a hub snapshot folder)", dir.display())));
+    }
+    let json = read_json(&cfg_path)?;
+    if let Some(arch) = json["architecture"].as_str() {
+        // timm: the architecture and its head; the pretrained_cfg's preprocessing.
+        // timm's load_model_config_from_hf: num_classes, then model_args as kwargs.
+        let mut kw: Vec<(String, Value)> = Vec::new();
+        if let Some(n) = json["num_classes"].as_u64() {
+            kw.push(("num_classes".into(), n.into()));
+        }
+        if let Some(args) = json["model_args"].as_object() {
+            kw.extend(args.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        kw.extend(sets.iter().cloned());
+        let mut config = crate::timm_config(arch, &kw)?;
+        if let Some(pc) = json.get("pretrained_cfg") {
+            let [_, h, w] = config.preprocess().input_size;
+            config.set_preprocess(timm_preprocess(pc, 3, [h, w]));
+        }
+        let labels = json["label_names"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect());
+        return Ok(Folder { transformers: false, config, tensors: tensors(dir)?, labels });
+    }
+    if !sets.is_empty() {
+        return Err(WeightsError::Unsupported("--set applies to timm folders; edit config.json of a transformers folder".into()));
+    }
+    let mut config = crate::hf_config(&json)?;
+    let pre = dir.join("preprocessor_config.json");
+    if pre.is_file() {
+        let [_, h, w] = config.preprocess().input_size;
+        config.set_preprocess(processor(&read_json(&pre)?, [h, w]));
+    }
+    let labels = crate::labels::from_id2label(&json).map_err(|e| WeightsError::Unsupported(format!("{}: {e}", cfg_path.display())))?;
+    Ok(Folder { transformers: true, config, tensors: tensors(dir)?, labels })
+}
