@@ -295,7 +295,11 @@ fn convert_hub_snapshot_folders() {
         "resample": 2, "rescale_factor": 0.00392156862745098, "size": {"height": 32, "width": 32}, "image_processor_type": "ViTImageProcessor"});
     std::fs::write(hf.join("preprocessor_config.json"), pre.to_string()).unwrap();
     let model = dir.join("vit-hf.safetensors");
-    wgvision_ok(&["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    let conv = wgvision_ok(&["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    // The summary: parameters and the bytes written.
+    let summary = String::from_utf8_lossy(&conv.stderr).into_owned();
+    let mb = std::fs::metadata(&model).unwrap().len() as f64 / 1e6;
+    assert!(summary.contains("M parameters") && summary.contains(&format!("{mb:.1} MB written")), "{summary}");
     let io = fx.join("classifier_two_layers.io.safetensors");
     let out = dir.join("hf-out.safetensors");
     wgvision_ok(&["run", model.to_str().unwrap(), "--input", io.to_str().unwrap(), "-o", out.to_str().unwrap()]);

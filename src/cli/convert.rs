@@ -78,11 +78,12 @@ pub fn convert(
     let params = converted.parameter_count();
     format::write_model_with_files(&output, &converted.config, converted.tensors, f16, &files)?;
     eprintln!(
-        "converted {} ({:.2}M parameters, {}) -> {}",
+        "converted {} ({:.2}M parameters, {}) -> {} ({})",
         converted.config.name(),
         params as f64 / 1e6,
         if f16 { "f16 matmul weights" } else { "f32" },
-        output.display()
+        output.display(),
+        written(&output)
     );
     Ok(())
 }
@@ -133,12 +134,18 @@ fn convert_folder(dir: &std::path::Path, output: &std::path::Path, from: Option<
     let params = converted.parameter_count();
     format::write_model_with_files(output, &converted.config, converted.tensors, f16, &files)?;
     eprintln!(
-        "converted {} folder {} ({:.2}M parameters, {}) -> {}",
+        "converted {} folder {} ({:.2}M parameters, {}) -> {} ({})",
         if folder.transformers { "transformers" } else { "timm" },
         converted.config.name(),
         params as f64 / 1e6,
         if f16 { "f16 matmul weights" } else { "f32" },
-        output.display()
+        output.display(),
+        written(output)
     );
     Ok(())
+}
+
+/// "346.3 MB written" (the model file's size).
+fn written(path: &std::path::Path) -> String {
+    std::fs::metadata(path).map(|m| format!("{:.1} MB written", m.len() as f64 / 1e6)).unwrap_or_default()
 }
