@@ -351,3 +351,46 @@ fn convert_hub_snapshot_folders() {
     let bad = wgvision(&["convert", empty.to_str().unwrap(), "-o", dir.join("e.safetensors").to_str().unwrap()]);
     assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("config.json"));
 }
+
+/// `run --image a b ...` and `--image DIR` classify in batches (`--batch`): one result per
+/// image, in order, the same as one image at a time; with --json one line per image.
+#[test]
+fn run_images_in_batches() {
+    let (dir, model) = converted("cli_batch");
+    let imgs = dir.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let mut paths = Vec::new();
+    for i in 0..5u32 {
+        let p = imgs.join(format!("img{i}.png"));
+        image::RgbImage::from_fn(40 + i * 3, 30 + i, |x, y| image::Rgb([(x * (i + 2)) as u8, (y * 7) as u8, (40 * i) as u8])).save(&p).unwrap();
+        paths.push(p);
+    }
+    std::fs::write(imgs.join("notes.txt"), "not an image").unwrap();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = wgvision_ok(args);
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let m = model.to_str().unwrap();
+    let mut args = vec!["run", m, "--json", "--batch", "2", "--image"];
+    let ps: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    args.extend(&ps);
+    let batched = lines(&args);
+    assert_eq!(batched.len(), 5);
+    let folder = lines(&["run", m, "--json", "--batch", "3", "--image", imgs.to_str().unwrap()]);
+    assert_eq!(folder.len(), 5, "the folder's five images, not notes.txt");
+    for (i, p) in ps.iter().enumerate() {
+        let single = lines(&["run", m, "--json", "--image", p]);
+        assert_eq!(single.len(), 1);
+        assert_eq!(batched[i]["image"], *p);
+        assert_eq!(folder[i]["image"], *p);
+        for v in [&batched[i], &folder[i]] {
+            let (a, b) = (&v["top"][0], &single[0]["top"][0]);
+            assert_eq!(a["index"], b["index"]);
+            assert!((a["logit"].as_f64().unwrap() - b["logit"].as_f64().unwrap()).abs() < 1e-4, "{a} vs {b}");
+        }
+    }
+    // Bad batch sizes and several images with -o are refused.
+    assert!(!wgvision(&["run", m, "--batch", "0", "--image", ps[0]]).status.success());
+    let o = dir.join("o.safetensors");
+    assert!(!wgvision(&["run", m, "-o", o.to_str().unwrap(), "--image", ps[0], ps[1]]).status.success());
+}

@@ -79,9 +79,13 @@ enum Cmd {
         /// Output safetensors (with --input)
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
-        /// PNG or JPEG; prints the top classes
-        #[arg(long)]
-        image: Option<PathBuf>,
+        /// PNG or JPEG files, or folders of them; prints the top classes of each (one
+        /// JSON line per image with --json)
+        #[arg(long, num_args = 1..)]
+        image: Vec<PathBuf>,
+        /// Images per run with --image (classifiers)
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
         #[arg(long, default_value_t = 5)]
         top: usize,
         /// V-MoE: write per-MoE-layer routing statistics (tokens per expert, dropped
@@ -167,9 +171,9 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Convert { from, model, sets, config, list_models, input, output, dtype, tokenizer } => {
             convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16, tokenizer)
         }
-        Cmd::Run { model, input, output, image, top, routing_stats, dump_nodes, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
+        Cmd::Run { model, input, output, image, batch, top, routing_stats, dump_nodes, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
             let detect = run::DetectArgs { queries, tokenizer, query_image, threshold, nms_iou, json, draw };
-            run::run(model, input, output, image, top, run::Probes { routing_stats, dump_nodes }, detect, backend)
+            run::run(model, input, output, image, batch, top, run::Probes { routing_stats, dump_nodes }, detect, backend)
         }
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),
         Cmd::Bench { model, batch, iters, warmup, dtype, per_op, autotune, json, backend } => {

@@ -29,7 +29,8 @@ pub fn run(
     model: PathBuf,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
-    image: Option<PathBuf>,
+    images: Vec<PathBuf>,
+    batch: usize,
     top: usize,
     probes: Probes,
     detect: DetectArgs,
@@ -39,9 +40,14 @@ pub fn run(
     if routing_stats.is_some() && dump_nodes.is_some() {
         return Err("--routing-stats and --dump-nodes are separate runs: give one".into());
     }
-    if input.is_none() && image.is_none() {
+    if input.is_none() && images.is_empty() {
         return Err("give --input IN.safetensors -o OUT.safetensors, or --image FILE".into());
     }
+    if batch == 0 || batch > 4096 {
+        return Err(format!("--batch {batch}: must be 1 to 4096").into());
+    }
+    let images = expand_images(&images)?;
+    let image = images.first().cloned();
     if input.is_some() && output.is_none() {
         return Err("--input needs -o OUT.safetensors".into());
     }
@@ -51,11 +57,15 @@ pub fn run(
         }
     }
     // Every output is checked before any work: never an input, never a non-regular file.
-    let ins: Vec<&std::path::Path> = [Some(&model), input.as_ref(), image.as_ref(), detect.query_image.as_ref(), detect.tokenizer.as_ref()]
+    let ins: Vec<&std::path::Path> = [Some(&model), input.as_ref(), detect.query_image.as_ref(), detect.tokenizer.as_ref()]
         .into_iter()
         .flatten()
+        .chain(images.iter())
         .map(|p| p.as_path())
         .collect();
+    if images.len() > 1 && output.is_some() {
+        return Err("-o applies to one --image (or --input); several images print one result each".into());
+    }
     for out in [output.as_ref(), routing_stats.as_ref(), detect.draw.as_ref()].into_iter().flatten() {
         st::check_output(out, &ins)?;
     }
@@ -71,6 +81,9 @@ pub fn run(
     let file = wgvision::ModelFile::open(&model)?;
     if file.config.is_detector() && input.is_none() {
         let image = image.ok_or("give --image FILE with --query TEXT")?;
+        if images.len() > 1 {
+            return Err("detection takes one --image at a time".into());
+        }
         if output.is_some() {
             return Err("-o applies to --input runs and classifiers; for detections use --json (stdout) or --draw OUT.png".into());
         }
@@ -112,32 +125,7 @@ pub fn run(
     let m = Model::from_file(gpu, &file)?;
     drop(file);
     let Some((t, extra)) = pixels else {
-        let (img, pixels) = (image.unwrap_or_default(), image_pixels.unwrap_or_default());
-        let (_, shape) = m.config.image_input(1);
-        let out = m.run(&pixels, &shape)?;
-        if let Some(path) = &output {
-            write_outputs(path, &out)?;
-        }
-        let logits = &out[0].data;
-        let probs = softmax(logits);
-        let names = m.class_names();
-        let name = |i: usize| names.and_then(|n| n.get(i)).map(String::as_str);
-        let ranked = top_k(&probs, top);
-        if detect.json {
-            let top: Vec<serde_json::Value> = ranked
-                .iter()
-                .map(|&(i, p)| serde_json::json!({ "index": i, "label": name(i), "prob": p, "logit": logits[i] }))
-                .collect();
-            let v = serde_json::json!({ "image": img.display().to_string(), "model": m.config.name(), "classes": logits.len(), "top": top });
-            out!("{}", serde_json::to_string_pretty(&v)?);
-        } else {
-            out!("{}: top-{top} of {} outputs", img.display(), logits.len());
-            for (rank, &(i, p)) in ranked.iter().enumerate() {
-                let label = name(i).map(|n| format!("  {n}")).unwrap_or_default();
-                out!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}{label}", rank + 1, logits[i]);
-            }
-        }
-        return Ok(());
+        return classify(&m, &images, image_pixels.unwrap_or_default(), batch, top, output.as_deref(), detect.json);
     };
     let output = output.unwrap_or_default();
     let out = match &routing_stats {
@@ -236,6 +224,83 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
         for x in &dets {
             out!("  {:<24} {:.3}  [{:.1}, {:.1}, {:.1}, {:.1}]", x.label, x.score, x.bbox[0], x.bbox[1], x.bbox[2], x.bbox[3]);
         }
+    }
+    Ok(())
+}
+
+/// `--image` arguments with directories expanded to their PNG / JPEG files (sorted).
+fn expand_images(args: &[PathBuf]) -> Result<Vec<PathBuf>, Box<dyn std::error::Error>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(a)
+                .map_err(|e| format!("{}: {e}", a.display()))?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().and_then(|x| x.to_str()).is_some_and(|x| ["png", "jpg", "jpeg"].contains(&x.to_ascii_lowercase().as_str())))
+                .collect();
+            if found.is_empty() {
+                return Err(format!("{}: no .png / .jpg / .jpeg files", a.display()).into());
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Classify images in batches of `batch`: the top classes of each, as text or one JSON
+/// line per image; `first` holds the first image's pixels, already loaded and checked.
+/// A progress line goes to stderr when it is a terminal and the run takes over a second.
+fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: usize, output: Option<&std::path::Path>, json: bool) -> CliResult {
+    use std::io::IsTerminal;
+    let (_, one) = m.config.image_input(1);
+    let started = std::time::Instant::now();
+    let progress = std::io::stderr().is_terminal() && images.len() > 1;
+    let mut first = Some(first);
+    let names = m.class_names();
+    let name = |i: usize| names.and_then(|n| n.get(i)).map(String::as_str);
+    for (b, chunk) in images.chunks(batch).enumerate() {
+        let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
+        for (j, img) in chunk.iter().enumerate() {
+            match (b, j, first.take()) {
+                (0, 0, Some(p)) => pixels.extend(p),
+                _ => pixels.extend(image_input::load_image(img, m.config.preprocess())?),
+            }
+        }
+        let shape = [chunk.len(), one[1], one[2], one[3]];
+        let out = m.run(&pixels, &shape)?;
+        if let Some(path) = output {
+            write_outputs(path, &out)?;
+        }
+        let classes = out[0].data.len() / chunk.len();
+        for (img, logits) in chunk.iter().zip(out[0].data.chunks(classes)) {
+            let probs = softmax(logits);
+            let ranked = top_k(&probs, top);
+            if json {
+                let top: Vec<serde_json::Value> = ranked
+                    .iter()
+                    .map(|&(i, p)| serde_json::json!({ "index": i, "label": name(i), "prob": p, "logit": logits[i] }))
+                    .collect();
+                let v = serde_json::json!({ "image": img.display().to_string(), "model": m.config.name(), "classes": classes, "top": top });
+                out!("{}", serde_json::to_string(&v)?);
+            } else {
+                out!("{}: top-{top} of {classes} outputs", img.display());
+                for (rank, &(i, p)) in ranked.iter().enumerate() {
+                    let label = name(i).map(|n| format!("  {n}")).unwrap_or_default();
+                    out!("{:>2}. class {i:>5}  p={p:.4}  logit={:.4}{label}", rank + 1, logits[i]);
+                }
+            }
+        }
+        if progress && started.elapsed().as_secs_f64() > 1.0 {
+            let done = (b * batch + chunk.len()).min(images.len());
+            eprint!("\r{done}/{} images, {:.1} s", images.len(), started.elapsed().as_secs_f64());
+        }
+    }
+    if progress && started.elapsed().as_secs_f64() > 1.0 {
+        eprintln!();
     }
     Ok(())
 }
