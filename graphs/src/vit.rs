@@ -2,7 +2,7 @@
 //! covering DeiT, CLIP image towers (pre-norm, no patch bias) and DINOv2 (LayerScale,
 //! register tokens). LayerScale is folded into the preceding projection at conversion.
 use crate::blocks::{Block, Ffn, Head, Mixer, PatchEmbed, Tokens};
-use crate::layers::layer_norm;
+use crate::layers::{layer_norm, linear, pool};
 use crate::{Family, GraphError, Preprocess, Result};
 use serde::{Deserialize, Serialize};
 use wgvision_engine::{Activation, Graph, PoolKind};
@@ -50,6 +50,10 @@ pub struct VitConfig {
     #[serde(default)]
     pub layer_scale: bool,
     pub preprocess: Preprocess,
+    /// transformers `ViTModel`'s outputs instead of `logits`: `last_hidden_state` (the
+    /// final norm's output) and `pooler_output` (a tanh dense layer on the class token).
+    #[serde(default)]
+    pub hf_model_outputs: bool,
 }
 
 impl VitConfig {
@@ -118,6 +122,14 @@ impl VitConfig {
                 ffn: Ffn::Mlp { hidden: self.mlp_hidden, act: self.act },
             };
             t = block.build(&mut g, t, &format!("blocks.{i}"))?; // (B, T, D)
+        }
+        if self.hf_model_outputs {
+            let h = layer_norm(&mut g, t, "norm", d, eps)?;
+            g.output(h, "last_hidden_state")?;
+            let cls = pool(&mut g, h, "pool", PoolKind::Token(0))?;
+            let pooled = linear(&mut g, cls, "pooler", (d, d), true, Activation::Tanh, None)?;
+            g.output(pooled, "pooler_output")?;
+            return Ok(g.finish());
         }
         let head = Head {
             dim: d,

@@ -272,6 +272,10 @@ fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: u
         }
         let shape = [chunk.len(), one[1], one[2], one[3]];
         let out = m.run(&pixels, &shape)?;
+        if out[0].name != "logits" {
+            let names: Vec<&str> = out.iter().map(|t| t.name.as_str()).collect();
+            return Err(format!("{} has no logits to rank (outputs: {}); run it with --input IN -o OUT", m.config.name(), names.join(", ")).into());
+        }
         if let Some(path) = output {
             write_outputs(path, &out)?;
         }

@@ -13,7 +13,7 @@ import os
 import torch
 import transformers
 from safetensors.torch import save_file
-from transformers import DeiTConfig, DeiTForImageClassification, ViTConfig, ViTForImageClassification
+from transformers import DeiTConfig, DeiTForImageClassification, ViTConfig, ViTForImageClassification, ViTModel
 
 from gen_vit_fixtures import perturb
 
@@ -54,6 +54,24 @@ def main():
         save_file({"pixel_values": x, "logits": ref.contiguous()}, os.path.join(OUT, f"{name}.io.safetensors"))
         index.append({"from": "hf", "config": f"{name}.config.json", "batch": batch, "name": name, "out_shape": list(ref.shape)})
         print(f"{name}: -> {tuple(ref.shape)}")
+    # ViTModel: last_hidden_state and pooler_output (not in cases.json, whose cases all
+    # give logits; tests/golden_hf_vit.rs reads it on its own).
+    gen = torch.Generator().manual_seed(5100)
+    config = ViTConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=96, image_size=32,
+                       patch_size=8)
+    config.architectures = ["ViTModel"]
+    model = ViTModel(config).eval()
+    perturb(model, gen)
+    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    with open(os.path.join(OUT, "model_outputs.config.json"), "w") as f:
+        f.write(config.to_json_string())
+    x = torch.randn(2, 3, 32, 32, generator=gen).float()
+    with torch.no_grad():
+        out = model.double()(pixel_values=x.double())
+    save_file(state, os.path.join(OUT, "model_outputs.checkpoint.safetensors"))
+    save_file({"pixel_values": x, "last_hidden_state": out.last_hidden_state.contiguous(),
+               "pooler_output": out.pooler_output.contiguous()}, os.path.join(OUT, "model_outputs.io.safetensors"))
+    print(f"model_outputs: -> {tuple(out.last_hidden_state.shape)}, {tuple(out.pooler_output.shape)}")
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({"transformers_version": transformers.__version__, "torch_version": torch.__version__, "cases": index},
                   f, indent=1)

@@ -16,10 +16,13 @@ pub fn config(json: &Value) -> Result<VitConfig> {
     let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let deit = json["model_type"] == "deit";
     let class = if deit { "DeiTForImageClassification" } else { "ViTForImageClassification" };
-    if !archs.is_empty() && !archs.contains(&class) {
+    // ViTModel: last_hidden_state and pooler_output instead of logits.
+    let base = !deit && archs.contains(&"ViTModel");
+    if !archs.is_empty() && !archs.contains(&class) && !base {
         return Err(WeightsError::Unsupported(format!(
-            "transformers {} architectures {archs:?}: --from hf converts {class} (logits); ViTModel / DeiTModel outputs and DeiT's averaged teacher head are not supported yet",
-            if deit { "DeiT" } else { "ViT" }
+            "transformers {} architectures {archs:?}: --from hf converts {class}{}; DeiTModel and DeiT's averaged teacher head are not supported yet",
+            if deit { "DeiT" } else { "ViT" },
+            if deit { "" } else { " and ViTModel" }
         )));
     }
     let kw = Kwargs(json.as_object().cloned().unwrap_or_default());
@@ -33,7 +36,7 @@ pub fn config(json: &Value) -> Result<VitConfig> {
     if num_heads == 0 || !embed_dim.is_multiple_of(num_heads) {
         return Err(crate::kwargs::bad_option("num_attention_heads", format!("hidden_size {embed_dim} is not divisible by {num_heads}")));
     }
-    let num_classes = json["id2label"].as_object().map(|m| m.len()).or(json["num_labels"].as_u64().map(|x| x as usize)).unwrap_or(2);
+    let num_classes = if base { 0 } else { json["id2label"].as_object().map(|m| m.len()).or(json["num_labels"].as_u64().map(|x| x as usize)).unwrap_or(2) };
     let in_chans = kw.usize("num_channels", 3)?;
     Ok(VitConfig {
         name: json["_name_or_path"].as_str().filter(|s| !s.is_empty()).unwrap_or(class).to_string(),
@@ -71,13 +74,14 @@ pub fn config(json: &Value) -> Result<VitConfig> {
             crop_mode: "squash".into(),
             interpolation: "bilinear".into(),
         },
+        hf_model_outputs: base,
     })
 }
 
 fn shape_hint(name: &str, got: &[usize]) -> String {
     match name {
         "classifier.weight" | "classifier.bias" => format!("; the checkpoint has {} classes: check id2label / num_labels", got.first().unwrap_or(&0)),
-        "vit.embeddings.position_embeddings" | "deit.embeddings.position_embeddings" => "; the checkpoint was trained at another image_size".into(),
+        "vit.embeddings.position_embeddings" | "deit.embeddings.position_embeddings" | "embeddings.position_embeddings" => "; the checkpoint was trained at another image_size".into(),
         _ => String::new(),
     }
 }
@@ -87,8 +91,13 @@ fn shape_hint(name: &str, got: &[usize]) -> String {
 pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
     let mut m = Mapper::new(tensors, Layout::Torch, shape_hint);
     let (d, h, p) = (c.embed_dim, c.mlp_hidden, c.patch_size);
-    let root = if c.reg_tokens == 1 { "deit" } else { "vit" };
-    let e = format!("{root}.embeddings");
+    // ViTModel's names have no prefix; the heads' models nest it under vit. / deit.
+    let root = match (c.hf_model_outputs, c.reg_tokens == 1) {
+        (true, _) => "",
+        (false, true) => "deit.",
+        (false, false) => "vit.",
+    };
+    let e = format!("{root}embeddings");
     m.linear_dims(&format!("{e}.patch_embeddings.projection"), "patch_embed", &[c.in_chans, p, p], &[d], true)?;
     let mut prefix = m.take(&format!("{e}.cls_token"), &[1, 1, d])?;
     if c.reg_tokens == 1 {
@@ -99,7 +108,7 @@ pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
     let len = gh * gw + c.num_prefix();
     m.copy(&format!("{e}.position_embeddings"), "pos_embed", &[1, len, d], vec![len, d])?;
     for i in 0..c.depth {
-        let (l, b) = (format!("{root}.encoder.layer.{i}"), format!("blocks.{i}"));
+        let (l, b) = (format!("{root}encoder.layer.{i}"), format!("blocks.{i}"));
         m.norm(&format!("{l}.layernorm_before"), &format!("{b}.norm1"), d)?;
         let qkv = ["query", "key", "value"].map(|x| format!("{l}.attention.attention.{x}"));
         m.fuse_qkv(&qkv, &format!("{b}.attn.qkv"), &[d], &[d], c.qkv_bias)?;
@@ -108,7 +117,11 @@ pub fn convert(c: VitConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
         m.linear(&format!("{l}.intermediate.dense"), &format!("{b}.mlp.fc1"), (d, h), true)?;
         m.linear(&format!("{l}.output.dense"), &format!("{b}.mlp.fc2"), (h, d), true)?;
     }
-    m.norm(&format!("{root}.layernorm"), "norm", d)?;
-    m.linear("classifier", "head", (d, c.num_classes), true)?;
+    m.norm(&format!("{root}layernorm"), "norm", d)?;
+    if c.hf_model_outputs {
+        m.linear("pooler.dense", "pooler", (d, d), true)?;
+    } else {
+        m.linear("classifier", "head", (d, c.num_classes), true)?;
+    }
     m.finish(ModelConfig::Vit(c), |_| "; check config.json against the checkpoint (num_hidden_layers, ViTForImageClassification)".to_string())
 }
