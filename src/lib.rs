@@ -81,14 +81,11 @@ impl Model {
     /// a shallower model.
     pub fn from_file(gpu: Arc<Gpu>, file: &ModelFile) -> Result<Model> {
         let mut used = std::collections::HashSet::new();
-        let mut m = Self::from_weights(gpu, file.config.clone(), |name| {
+        let stored = file.files.iter().find(|(n, _)| n == wgvision_weights::labels::LABELS_FILE).map(|(_, t)| t.as_str());
+        let m = Self::with_labels(gpu, file.config.clone(), stored, |name| {
             used.insert(name.to_string());
             file.get(name)
         })?;
-        let stored = file.files.iter().find(|(n, _)| n == wgvision_weights::labels::LABELS_FILE).map(|(_, t)| t.as_str());
-        if let Some(classes) = m.classes() {
-            m.class_names = wgvision_weights::labels::class_names(stored, classes);
-        }
         let mut unused: Vec<&str> = file.tensor_names().filter(|n| !used.contains(*n)).collect();
         unused.sort();
         if let Some(first) = unused.first() {
@@ -101,7 +98,12 @@ impl Model {
     }
 
     /// Build from a config and any source of weights (used by bench presets).
-    pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, mut lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
+    pub fn from_weights<'a>(gpu: Arc<Gpu>, config: ModelConfig, lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
+        Self::with_labels(gpu, config, None, lookup)
+    }
+
+    /// `from_weights` with the class names stored at conversion (if any).
+    fn with_labels<'a>(gpu: Arc<Gpu>, config: ModelConfig, labels: Option<&str>, mut lookup: impl FnMut(&str) -> Option<WeightData<'a>>) -> Result<Model> {
         let graph = config.build(config.min_batch())?;
         // Constants of the config (e.g. OWL's box bias) are computed here, not stored.
         let weights = GpuWeights::upload(&gpu, &graph, |name| match config.constant(name) {
@@ -111,20 +113,14 @@ impl Model {
             }
             None => lookup(name),
         })?;
-        let mut m = Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()), class_names: None };
-        m.class_names = m.classes().and_then(|c| wgvision_weights::labels::class_names(None, c));
-        Ok(m)
-    }
-
-    /// Classes of a classifier's `logits` output (None for feature extractors and
-    /// detectors).
-    fn classes(&self) -> Option<usize> {
-        if self.config.is_detector() {
-            return None;
-        }
-        let graph = self.config.build(1).ok()?;
-        let logits = graph.outputs.iter().find(|&&t| graph.tensors[t].name == "logits")?;
-        graph.tensors[*logits].shape.last().copied()
+        // A classifier's classes: the last dimension of its `logits` output (detectors'
+        // logits are per query, not classes).
+        let classes = (!config.is_detector())
+            .then(|| graph.outputs.iter().find(|&&t| graph.tensors[t].name == "logits"))
+            .flatten()
+            .and_then(|&t| graph.tensors[t].shape.last().copied());
+        let class_names = classes.and_then(|c| wgvision_weights::labels::class_names(labels, c));
+        Ok(Model { gpu, config, weights, compiled: Mutex::new(HashMap::new()), run_lock: Mutex::new(()), class_names })
     }
 
     /// The class names of a classifier, in class-index order: those stored at conversion

@@ -44,7 +44,7 @@ pub fn convert(
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from hf".into());
             }
-            let json = read_json(&path)?;
+            let json = st::read_json(&path)?;
             labels = weights::labels::from_id2label(&json).map_err(|e| format!("{}: {e}", path.display()))?;
             weights::hf_config(&json)?
         }
@@ -53,45 +53,17 @@ pub fn convert(
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from vmoe".into());
             }
-            ModelConfig::Vmoe(weights::vmoe::config(&read_json(&path)?)?)
+            ModelConfig::Vmoe(weights::vmoe::config(&st::read_json(&path)?)?)
         }
     };
-    let files = match &tokenizer {
-        Some(path) if model_cfg.is_detector() => {
-            let files = ClipTokenizer::read_files(path)?;
-            ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
-            files
-        }
-        Some(_) => return Err("--tokenizer applies to OWL-ViT / OWLv2 models".into()),
-        None => Vec::new(),
-    };
-    let mut files = files;
-    if let (Some(names), false) = (&labels, model_cfg.is_detector()) {
-        files.push((weights::labels::LABELS_FILE.to_string(), names.join("\n")));
-    }
+    let files = model_files(model_cfg.is_detector(), tokenizer.as_deref(), labels.as_deref())?;
     let (_, tensors) = st::load(&input)?;
     // The file and the summary describe the config the converter mapped the tensors for.
     let converted = match from {
         From::Hf => weights::convert_hf(model_cfg, tensors)?,
         _ => weights::convert(model_cfg, tensors)?,
     };
-    let params = converted.parameter_count();
-    format::write_model_with_files(&output, &converted.config, converted.tensors, f16, &files)?;
-    eprintln!(
-        "converted {} ({:.2}M parameters, {}) -> {} ({})",
-        converted.config.name(),
-        params as f64 / 1e6,
-        if f16 { "f16 matmul weights" } else { "f32" },
-        output.display(),
-        written(&output)
-    );
-    Ok(())
-}
-
-fn read_json(path: &std::path::Path) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
-    let bytes = st::read_file(path)?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
-    Ok(serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?)
+    write(&output, converted, f16, &files, "")
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<dyn std::error::Error>> {
@@ -119,23 +91,35 @@ fn convert_folder(dir: &std::path::Path, output: &std::path::Path, from: Option<
         }
         _ => {}
     }
-    let mut files = Vec::new();
-    if folder.config.is_detector() {
-        let tok = tokenizer.unwrap_or_else(|| dir.to_path_buf());
-        let f = ClipTokenizer::read_files(&tok)?;
-        ClipTokenizer::from_files(&f).map_err(|e| format!("tokenizer {}: {e}", tok.display()))?;
-        files = f;
-    } else if tokenizer.is_some() {
-        return Err("--tokenizer applies to OWL-ViT / OWLv2 models".into());
-    } else if let Some(names) = &folder.labels {
-        files.push((weights::labels::LABELS_FILE.to_string(), names.join("\n")));
-    }
+    // A detector's tokenizer is in the folder unless --tokenizer names another.
+    let detector = folder.config.is_detector();
+    let tokenizer = if detector { Some(tokenizer.unwrap_or_else(|| dir.to_path_buf())) } else { tokenizer };
+    let files = model_files(detector, tokenizer.as_deref(), folder.labels.as_deref())?;
+    let kind = if folder.transformers { "transformers folder " } else { "timm folder " };
     let converted = if folder.transformers { weights::convert_hf(folder.config, folder.tensors)? } else { weights::convert(folder.config, folder.tensors)? };
+    write(output, converted, f16, &files, kind)
+}
+
+/// The files stored beside the tensors: a detector's CLIP tokenizer (read and checked),
+/// or a classifier's class names.
+fn model_files(detector: bool, tokenizer: Option<&std::path::Path>, labels: Option<&[String]>) -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    match tokenizer {
+        Some(path) if detector => {
+            let files = ClipTokenizer::read_files(path)?;
+            ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
+            Ok(files)
+        }
+        Some(_) => Err("--tokenizer applies to OWL-ViT / OWLv2 models".into()),
+        None => Ok(labels.filter(|_| !detector).map(|n| vec![(weights::labels::LABELS_FILE.to_string(), n.join("\n"))]).unwrap_or_default()),
+    }
+}
+
+/// Write the model file and say what was written (`kind`: "" or "timm folder " ..).
+fn write(output: &std::path::Path, converted: weights::mapper::Conversion, f16: bool, files: &[(String, String)], kind: &str) -> CliResult {
     let params = converted.parameter_count();
-    format::write_model_with_files(output, &converted.config, converted.tensors, f16, &files)?;
+    format::write_model_with_files(output, &converted.config, converted.tensors, f16, files)?;
     eprintln!(
-        "converted {} folder {} ({:.2}M parameters, {}) -> {} ({})",
-        if folder.transformers { "transformers" } else { "timm" },
+        "converted {kind}{} ({:.2}M parameters, {}) -> {} ({})",
         converted.config.name(),
         params as f64 / 1e6,
         if f16 { "f16 matmul weights" } else { "f32" },

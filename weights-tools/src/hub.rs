@@ -4,7 +4,7 @@
 //! folder (config.json with `architecture`, `num_classes`, `pretrained_cfg`, and
 //! model.safetensors). Everything the conversion needs comes from the folder.
 use crate::kwargs::timm_preprocess;
-use crate::st::{self, Tensor};
+use crate::st::{self, read_json, Tensor};
 use crate::{Result, WeightsError};
 use serde_json::Value;
 use std::path::Path;
@@ -17,11 +17,6 @@ pub struct Folder {
     pub config: ModelConfig,
     pub tensors: Vec<Tensor>,
     pub labels: Option<Vec<String>>,
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| WeightsError::Io { path: path.display().to_string(), source: e })?;
-    serde_json::from_str(&text).map_err(|e| WeightsError::Unsupported(format!("{}: not JSON: {e}", path.display())))
 }
 
 /// model.safetensors, or every shard model.safetensors.index.json's weight_map names.

@@ -19,6 +19,8 @@ use thiserror::Error;
 pub enum WeightsError {
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    BadFile { path: String, message: String },
     #[error("{path}: not a valid safetensors file: {message}")]
     NotSafetensors { path: String, message: String },
     #[error("{path}: not a wgvision model file: {message}")]

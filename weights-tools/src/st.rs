@@ -51,6 +51,15 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io)
 }
 
+/// A JSON file (a peer's config.json, an index or processor config), read within the same
+/// bounds as `read_file`.
+pub fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let bytes = read_file(path)?;
+    let bad = |message: String| crate::WeightsError::BadFile { path: path.display().to_string(), message };
+    let text = String::from_utf8(bytes).map_err(|_| bad("not UTF-8 text".into()))?;
+    serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))
+}
+
 /// Check an output path before any work: its directory exists, it is not one of the
 /// `inputs` (same file, whatever the spelling or link), and where it exists it is a
 /// regular file (never replace a symlink, a device or a directory).
