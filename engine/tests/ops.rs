@@ -683,7 +683,7 @@ macro_rules! op_tests {
 }
 
 op_tests! {
-    "matmul" => [matmul_all_variants_ragged_shapes, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters, texture_only_weights_get_a_buffer_on_demand],
+    "matmul" => [matmul_all_variants_ragged_shapes, matmul_variants_at_released_widths, matmul_batched_leading_dims, matmul_texture_kernel_runs_on_cpu_adapters, texture_only_weights_get_a_buffer_on_demand],
     "layernorm" => [layernorm_ragged, lowering_fuses_texture_writes_into_producers],
     "softmax" => [softmax_ragged],
     "attention" => [attention_writes_the_projection_texture, attention_ragged, attention_causal_with_padding_mask, attention_released_token_counts, attention_scalar_kernel_and_loop_limit, attention_all_keys_masked_is_uniform_not_nan],
@@ -943,5 +943,23 @@ fn attention_writes_the_projection_texture() {
         };
         let want = proj.reference(&[&r_a, &ws], &[&[b, t, d], &[d, d]], &[b, t, d]);
         assert_close(&format!("{} -> texture matmul", mixer.name()), &got[0].data, &want, 2e-4, 1e-4, 1e-5);
+    }
+}
+
+/// Every vec4-class matmul variant at released widths (ViT-B's qkv at 197 tokens, an
+/// fc2 of width 3072), f32 and f16 weights: the tile loops past their first few steps.
+#[test]
+fn matmul_variants_at_released_widths() {
+    let f16_math = gpu().caps.shader_f16;
+    for &(m, k, n) in &[(197usize, 768usize, 2304usize), (50, 3072, 768)] {
+        for variant in ["tex_sg", "tex", "sg4", "tiled4", "vec4"] {
+            let s: Vec<Vec<usize>> = vec![vec![m, k], vec![k, n], vec![n]];
+            let refs: Vec<&[usize]> = s.iter().map(|v| v.as_slice()).collect();
+            let op = Op::MatMul(ops::MatMul { act: Activation::Gelu, bias: true, residual: false });
+            let tol = (2e-5 * (k as f64).sqrt(), 1e-4, 1e-5);
+            check_on(&gpu(), op.clone(), &refs, Some(variant), false, tol);
+            let f16_tol = if variant == "tiled4" && f16_math { (4e-3 * (k as f64).sqrt(), 4e-3, 2e-3) } else { tol };
+            check_on(&gpu(), op, &refs, Some(variant), true, f16_tol);
+        }
     }
 }
