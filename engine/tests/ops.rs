@@ -501,6 +501,32 @@ fn moe_dispatch_expert_matmul_combine() {
     }
 }
 
+/// SigLIP's attention-pooling head and the CLIP/SigLIP similarity head, at ragged sizes
+/// and released ones (197 tokens at width 768 / 12 heads; 729 tokens at 1152 / 16 heads,
+/// SigLIP so400m at 384 px).
+#[test]
+fn contrastive_head_ops_against_reference() {
+    for (b, n, a, heads) in [(2, 5, 6, 2), (1, 197, 768, 12), (1, 729, 1152, 16), (3, 70, 40, 1)] {
+        check(Op::AttentionPool(ops::AttentionPool { heads }), &[&[b, n, 2 * a], &[a]], None, false, F32_TOL);
+    }
+    for shape in [&[3, 7][..], &[2, 768], &[2, 3, 130]] {
+        check(Op::L2Normalize(ops::L2Normalize {}), &[shape], None, false, F32_TOL);
+    }
+    // A zero row stays zero (torch would give NaN; a padded batch must not).
+    let x = vec![0.0, 0.0, 0.0, 3.0, 4.0, 0.0];
+    let want = Op::L2Normalize(ops::L2Normalize {}).reference(&[&x], &[&[2, 3]], &[2, 3]);
+    assert_eq!(want, [0.0, 0.0, 0.0, 0.6, 0.8, 0.0]);
+    check_exact_inputs(Op::L2Normalize(ops::L2Normalize {}), &[&[2, 3]], &[&x]);
+    for bias in [false, true] {
+        let mut shapes: Vec<&[usize]> = vec![&[2, 9], &[5, 9], &[1]];
+        if bias {
+            shapes.push(&[1]);
+        }
+        check(Op::Similarity(ops::Similarity { bias }), &shapes, None, false, F32_TOL);
+    }
+    assert!(Op::AttentionPool(ops::AttentionPool { heads: 2 }).infer(&[&[1, 4096, 8], &[4]]).is_err(), "too many tokens for workgroup memory");
+}
+
 #[test]
 fn detector_head_ops_against_reference() {
     // Class-token scaling of the patch tokens (skip = 1) and a plain reshape.
@@ -706,6 +732,9 @@ op_tests! {
     "moe_dispatch" => [moe_dispatch_expert_matmul_combine],
     "expert_matmul" => [moe_dispatch_expert_matmul_combine],
     "moe_combine" => [moe_dispatch_expert_matmul_combine],
+    "attention_pool" => [contrastive_head_ops_against_reference],
+    "l2_normalize" => [contrastive_head_ops_against_reference],
+    "similarity" => [contrastive_head_ops_against_reference],
     "to_texture" => [matmul_texture_kernel_runs_on_cpu_adapters, lowering_inserts_texture_copies_on_cpu_adapters],
 }
 

@@ -50,10 +50,30 @@ pub struct VitConfig {
     #[serde(default)]
     pub layer_scale: bool,
     pub preprocess: Preprocess,
-    /// transformers `ViTModel`'s outputs instead of `logits`: `last_hidden_state` (the
-    /// final norm's output) and `pooler_output` (a tanh dense layer on the class token).
+    /// What the graph outputs: timm's head (`logits`), or one of transformers' heads.
     #[serde(default)]
-    pub hf_model_outputs: bool,
+    pub outputs: VitOutputs,
+}
+
+/// The heads of transformers' ViT-like classes, under their output names.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum VitOutputs {
+    /// `logits` from [norm], pool, [fc_norm], [pre-logits] and `head` (timm, and
+    /// transformers' ViT/DeiTForImageClassification).
+    #[default]
+    Logits,
+    /// ViTModel / DeiTModel: `last_hidden_state` (the final norm's output) and
+    /// `pooler_output` (a tanh dense layer `pooler` on the class token).
+    Pooler,
+    /// Dinov2Model: `last_hidden_state` and `pooler_output` = its class token.
+    ClassToken,
+    /// DeiTForImageClassificationWithTeacher: `logits` = the mean of `head` on the class
+    /// token and `head_dist` on the distillation token (the 1/2 folded into both).
+    TeacherAverage,
+    /// Dinov2ForImageClassification: `logits` = a classifier of [class token, mean of the
+    /// patch tokens], split into `head` (class-token rows, with the bias) and `head_patch`.
+    ClassAndPatchMean,
 }
 
 impl VitConfig {
@@ -75,6 +95,13 @@ impl VitConfig {
         }
         if self.embed_dim / self.num_heads > 256 {
             return Err(GraphError::Unsupported(format!("head dim {} > 256", self.embed_dim / self.num_heads)));
+        }
+        let two_tokens = self.outputs == VitOutputs::TeacherAverage && self.num_prefix() < 2;
+        if two_tokens || (self.outputs != VitOutputs::Logits && !self.class_token) {
+            return bad(format!("{:?} outputs need a class token (and a distillation token)", self.outputs));
+        }
+        if matches!(self.outputs, VitOutputs::TeacherAverage | VitOutputs::ClassAndPatchMean) && self.num_classes == 0 {
+            return bad("a classification head needs classes".into());
         }
         if self.global_pool == GlobalPool::Token && !self.class_token {
             return bad("global_pool 'token' needs class_token".into());
@@ -123,13 +150,32 @@ impl VitConfig {
             };
             t = block.build(&mut g, t, &format!("blocks.{i}"))?; // (B, T, D)
         }
-        if self.hf_model_outputs {
-            let h = layer_norm(&mut g, t, "norm", d, eps)?;
-            g.output(h, "last_hidden_state")?;
-            let cls = pool(&mut g, h, "pool", PoolKind::Token(0))?;
-            let pooled = linear(&mut g, cls, "pooler", (d, d), true, Activation::Tanh, None)?;
-            g.output(pooled, "pooler_output")?;
-            return Ok(g.finish());
+        match self.outputs {
+            VitOutputs::Logits => {}
+            VitOutputs::Pooler | VitOutputs::ClassToken => {
+                let h = layer_norm(&mut g, t, "norm", d, eps)?;
+                g.output(h, "last_hidden_state")?;
+                let cls = pool(&mut g, h, "pool", PoolKind::Token(0))?;
+                let pooled = match self.outputs {
+                    VitOutputs::Pooler => linear(&mut g, cls, "pooler", (d, d), true, Activation::Tanh, None)?,
+                    _ => cls,
+                };
+                g.output(pooled, "pooler_output")?;
+                return Ok(g.finish());
+            }
+            VitOutputs::TeacherAverage | VitOutputs::ClassAndPatchMean => {
+                let h = layer_norm(&mut g, t, "norm", d, eps)?;
+                let cls = pool(&mut g, h, "pool", PoolKind::Token(0))?;
+                let cls_logits = linear(&mut g, cls, "head", (d, self.num_classes), true, Activation::None, None)?;
+                let (other, name) = match self.outputs {
+                    VitOutputs::TeacherAverage => (pool(&mut g, h, "pool_dist", PoolKind::Token(1))?, "head_dist"),
+                    _ => (pool(&mut g, h, "pool_patch", PoolKind::MeanFrom(prefix))?, "head_patch"),
+                };
+                let bias = self.outputs == VitOutputs::TeacherAverage;
+                let logits = linear(&mut g, other, name, (d, self.num_classes), bias, Activation::None, Some(cls_logits))?;
+                g.output(logits, "logits")?;
+                return Ok(g.finish());
+            }
         }
         let head = Head {
             dim: d,

@@ -37,33 +37,66 @@ pub fn convert(
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
     // Class names travel in the model file (transformers' id2label).
     let mut labels = None;
+    let mut early = None;
     let model_cfg = match from {
         From::Timm => weights::timm_config(&model.ok_or("--from timm needs --model NAME")?, &parse_sets(&sets)?)?,
         From::Hf => {
             let path = config.ok_or("--from hf needs --config config.json (the transformers model config)")?;
-            if !sets.is_empty() {
-                return Err("--set applies to --from timm; edit config.json for --from hf".into());
-            }
-            let json = st::read_json(&path)?;
+            let run_size = hf_run_size(&parse_sets(&sets)?)?;
+            let mut json = st::read_json(&path)?;
             labels = weights::labels::from_id2label(&json).map_err(|e| format!("{}: {e}", path.display()))?;
-            weights::hf_config(&json)?
+            if !json["architectures"].as_array().is_some_and(|a| !a.is_empty()) {
+                // The class comes from the checkpoint's head tensors.
+                let (_, t) = st::load(&input)?;
+                json = weights::hf_architecture_from_tensors(&json, &t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>());
+                early = Some(t);
+            }
+            weights::hf_config(&json, run_size)?
         }
         From::Vmoe => {
-            let path = config.ok_or("--from vmoe needs --config config.json (the vmoe model config)")?;
             if !sets.is_empty() {
                 return Err("--set applies to --from timm; edit config.json for --from vmoe".into());
             }
-            ModelConfig::Vmoe(weights::vmoe::config(&st::read_json(&path)?)?)
+            // --model NAME: a released checkpoint's config, as vmoe's config files set it.
+            let json = match (model.as_deref(), config) {
+                (Some(name), None) => weights::vmoe::checkpoint_preset(name)?,
+                (None, Some(path)) => st::read_json(&path)?,
+                (Some(_), Some(_)) => return Err("--from vmoe takes --model NAME (a released checkpoint) or --config config.json, not both".into()),
+                (None, None) => {
+                    let names = weights::vmoe::checkpoint_preset_names().join(", ");
+                    return Err(format!("--from vmoe needs --config config.json (the vmoe model config) or --model NAME, one of: {names}").into());
+                }
+            };
+            ModelConfig::Vmoe(weights::vmoe::config(&json)?)
         }
     };
     let files = model_files(model_cfg.is_detector(), tokenizer.as_deref(), labels.as_deref())?;
-    let (_, tensors) = st::load(&input)?;
+    let tensors = match early {
+        Some(t) => t,
+        // vmoe's own checkpoint: PREFIX.index and the data shards beside it.
+        None if matches!(from, From::Vmoe) && weights::vmoe_ckpt::is_index(&input) => weights::vmoe_ckpt::load(&input)?,
+        None => st::load(&input)?.1,
+    };
     // The file and the summary describe the config the converter mapped the tensors for.
     let converted = match from {
         From::Hf => weights::convert_hf(model_cfg, tensors)?,
         _ => weights::convert(model_cfg, tensors)?,
     };
     write(&output, converted, f16, &files, "")
+}
+
+/// `--from hf` takes one option, `--set image_size=N` (or [H, W]): the input size of a
+/// model that resamples its position embedding (DINOv2; default 224, its processor's crop).
+fn hf_run_size(sets: &[(String, serde_json::Value)]) -> Result<Option<[usize; 2]>, Box<dyn std::error::Error>> {
+    let mut size = None;
+    for (k, v) in sets {
+        if k != "image_size" {
+            return Err(format!("--set {k}: --from hf takes only --set image_size=N (edit config.json for the rest)").into());
+        }
+        let s = weights::kwargs::pair_of(v).filter(|s| s[0] > 0 && s[1] > 0).ok_or_else(|| format!("--set image_size={v}: expected N or [H, W]"))?;
+        size = Some(s);
+    }
+    Ok(size)
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<dyn std::error::Error>> {

@@ -48,7 +48,8 @@ enum Cmd {
         /// directory with config.json and model.safetensors)
         #[arg(long, value_enum)]
         from: Option<From>,
-        /// timm model name, e.g. vit_base_patch16_224
+        /// timm model name, e.g. vit_base_patch16_224; with --from vmoe, a released
+        /// checkpoint's config, e.g. vmoe_s32_last2_ilsvrc2012_randaug_light1
         #[arg(long)]
         model: Option<String>,
         /// timm constructor override KEY=JSON (repeatable), e.g. --set img_size=384

@@ -111,7 +111,11 @@ pub fn cases(family: &str) -> Vec<Case> {
 pub fn convert_args(family: &str, c: &Case) -> Vec<String> {
     if c.from == "hf" || c.from == "vmoe" {
         let cfg = fixtures().join(family).join(&c.config);
-        return vec!["--from".into(), c.from.clone(), "--config".into(), cfg.to_str().unwrap().to_string()];
+        let mut args = vec!["--from".into(), c.from.clone(), "--config".into(), cfg.to_str().unwrap().to_string()];
+        for (k, v) in &c.sets {
+            args.extend(["--set".to_string(), format!("{k}={v}")]);
+        }
+        return args;
     }
     let mut args: Vec<String> = ["--from", "timm", "--model", &c.model].map(String::from).to_vec();
     for (k, v) in &c.sets {

@@ -71,6 +71,21 @@ fn processor(json: &Value, size: [usize; 2]) -> Preprocess {
     }
 }
 
+/// An image processor's output size: crop_size, else size (height/width or shortest_edge).
+fn crop_size(json: &Value) -> Option<[usize; 2]> {
+    let hw = |v: &Value| match (v["height"].as_u64(), v["width"].as_u64(), v["shortest_edge"].as_u64(), v.as_u64()) {
+        (Some(h), Some(w), _, _) => Some([h as usize, w as usize]),
+        (_, _, Some(e), _) | (_, _, _, Some(e)) => Some([e as usize; 2]),
+        _ => None,
+    };
+    if json["do_center_crop"].as_bool() != Some(false) {
+        if let Some(s) = hw(&json["crop_size"]) {
+            return Some(s);
+        }
+    }
+    hw(&json["size"])
+}
+
 /// Read a hub snapshot folder. `sets` are timm constructor overrides (timm folders).
 pub fn read(dir: &Path, sets: &[(String, Value)]) -> Result<Folder> {
     let cfg_path = dir.join("config.json");
@@ -100,12 +115,20 @@ pub fn read(dir: &Path, sets: &[(String, Value)]) -> Result<Folder> {
     if !sets.is_empty() {
         return Err(WeightsError::Unsupported("--set applies to timm folders; edit config.json of a transformers folder".into()));
     }
-    let mut config = crate::hf_config(&json)?;
     let pre = dir.join("preprocessor_config.json");
-    if pre.is_file() {
+    let pre = if pre.is_file() { Some(read_json(&pre)?) } else { None };
+    let tensors = tensors(dir)?;
+    let json = crate::hf_architecture_from_tensors(&json, &tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>());
+    // DINOv2 runs at its processor's crop (its position embedding is resampled to it).
+    let run_size = match (&pre, json["model_type"].as_str()) {
+        (Some(p), Some(t)) if t.starts_with("dinov2") => crop_size(p),
+        _ => None,
+    };
+    let mut config = crate::hf_config(&json, run_size)?;
+    if let Some(p) = &pre {
         let [_, h, w] = config.preprocess().input_size;
-        config.set_preprocess(processor(&read_json(&pre)?, [h, w]));
+        config.set_preprocess(processor(p, [h, w]));
     }
     let labels = crate::labels::from_id2label(&json).map_err(|e| WeightsError::Unsupported(format!("{}: {e}", cfg_path.display())))?;
-    Ok(Folder { transformers: true, config, tensors: tensors(dir)?, labels })
+    Ok(Folder { transformers: true, config, tensors, labels })
 }

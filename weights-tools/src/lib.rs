@@ -3,6 +3,7 @@
 pub mod format;
 pub mod hf_vit;
 pub mod hub;
+pub mod interp;
 pub mod kwargs;
 pub mod labels;
 pub mod mapper;
@@ -12,6 +13,7 @@ pub mod st;
 pub mod swin;
 pub mod timm;
 pub mod vmoe;
+pub mod vmoe_ckpt;
 
 use thiserror::Error;
 
@@ -60,14 +62,41 @@ pub fn timm_config(name: &str, overrides: &[(String, serde_json::Value)]) -> Res
     Ok(ModelConfig::Vit(timm::config(name, overrides)?))
 }
 
-/// A transformers config.json: the model_type picks the family.
-pub fn hf_config(json: &serde_json::Value) -> Result<wgvision_graphs::ModelConfig> {
+/// A transformers config.json: the model_type picks the family. `run_size` is the input
+/// size for models that resample their position embedding to it (DINOv2: the image
+/// processor's crop); others run at their config's image_size.
+pub fn hf_config(json: &serde_json::Value, run_size: Option<[usize; 2]>) -> Result<wgvision_graphs::ModelConfig> {
     use wgvision_graphs::ModelConfig;
-    match json["model_type"].as_str().unwrap_or("") {
+    let model_type = json["model_type"].as_str().unwrap_or("");
+    if run_size.is_some() && !hf_vit::handles(model_type) {
+        return Err(WeightsError::Unsupported(format!("image_size: a transformers '{model_type}' model runs at its config's image_size")));
+    }
+    match model_type {
         "owlvit" | "owlv2" => Ok(ModelConfig::Owl(owl::hf_config(json)?)),
-        "vit" | "deit" => Ok(ModelConfig::Vit(hf_vit::config(json)?)),
+        t if hf_vit::handles(t) => Ok(ModelConfig::Vit(hf_vit::config(json, run_size)?)),
         _ => Ok(ModelConfig::Swin(swin::hf_config(json)?)),
     }
+}
+
+/// A config.json without `architectures` (as saved by some scripts) names its class from
+/// the checkpoint's head tensors: a copy of `json` with the class filled in.
+pub fn hf_architecture_from_tensors(json: &serde_json::Value, names: &[&str]) -> serde_json::Value {
+    let mut json = json.clone();
+    let named = json["architectures"].as_array().is_some_and(|a| !a.is_empty());
+    let model_type = json["model_type"].as_str().unwrap_or("").to_string();
+    let arch = if named {
+        None
+    } else if let Some(a) = hf_vit::architecture_from_tensors(&model_type, names) {
+        Some(a)
+    } else if model_type == "swin" {
+        Some(if names.contains(&"classifier.weight") { "SwinForImageClassification" } else { "SwinModel" }.to_string())
+    } else {
+        None
+    };
+    if let (Some(a), Some(obj)) = (arch, json.as_object_mut()) {
+        obj.insert("architectures".into(), serde_json::json!([a]));
+    }
+    json
 }
 
 /// A built-in benchmark preset: a timm model name, a V-MoE preset (`vmoe_*`), or an OWL

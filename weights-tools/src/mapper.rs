@@ -51,6 +51,22 @@ impl Mapper {
         self.tensors.contains_key(name)
     }
 
+    /// A peer tensor's shape, if the checkpoint has it.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.tensors.get(name).map(|t| t.shape.clone())
+    }
+
+    /// Multiply the weight and bias already put under `to` by `k` (e.g. an averaged
+    /// head's 1/2).
+    pub fn scale(&mut self, to: &str, k: f32) -> Result<()> {
+        for part in ["weight", "bias"] {
+            if let Some((_, v)) = self.out.get_mut(&format!("{to}.{part}")) {
+                v.iter_mut().for_each(|x| *x *= k);
+            }
+        }
+        Ok(())
+    }
+
     /// Drop peer tensors that are derived buffers, not parameters (e.g. index tables).
     pub fn discard(&mut self, pred: impl Fn(&str) -> bool) {
         self.tensors.retain(|k, _| !pred(k));

@@ -99,7 +99,7 @@ pub fn config(name: &str, overrides: &[(String, Value)]) -> Result<VitConfig> {
         act,
         layer_scale: kw.is_set("init_values"),
         preprocess: timm_preprocess(&preset.pretrained_cfg, in_chans, img_size),
-        hf_model_outputs: false,
+        outputs: Default::default(),
     };
     if c.num_heads == 0 || !c.embed_dim.is_multiple_of(c.num_heads) {
         return Err(bad_option("num_heads", format!("embed_dim {} is not divisible by num_heads {}", c.embed_dim, c.num_heads)));

@@ -81,14 +81,27 @@ pub fn config(json: &Value) -> Result<VmoeConfig> {
         classifier,
         representation_size: top.opt_usize("representation_size")?,
         moe,
-        // vmoe's input pipeline: resize to image_size, values in [-1, 1].
-        preprocess: Preprocess {
-            input_size: [3, img_size[0], img_size[1]],
-            mean: [0.5; 3],
-            std: [0.5; 3],
-            crop_pct: 1.0,
-            crop_mode: "squash".into(),
-            interpolation: "bilinear".into(),
+        // vmoe's input pipeline: resize to image_size, values in [-1, 1]. The optional
+        // `preprocess` object (wgvision's own key; the released-checkpoint presets set it)
+        // describes an eval pipeline that crops: resize_small(S / crop_pct)|central_crop(S).
+        preprocess: {
+            let pre = object(json, "preprocess")?;
+            let crop_mode = pre.str("crop_mode", "squash")?;
+            if crop_mode != "squash" && crop_mode != "center" {
+                return Err(bad_option("preprocess.crop_mode", format!("expected 'squash' or 'center', got '{crop_mode}'")));
+            }
+            let crop_pct = pre.f64("crop_pct", 1.0)?;
+            if !(crop_pct > 0.0 && crop_pct <= 1.0) {
+                return Err(bad_option("preprocess.crop_pct", format!("{crop_pct} is not in (0, 1]")));
+            }
+            Preprocess {
+                input_size: [3, img_size[0], img_size[1]],
+                mean: [0.5; 3],
+                std: [0.5; 3],
+                crop_pct: crop_pct as f32,
+                crop_mode,
+                interpolation: "bilinear".into(),
+            }
         },
     };
     c.check()?;
@@ -191,5 +204,92 @@ pub fn preset(name: &str) -> Option<Value> {
                         "dispatcher": {"capacity_factor": 1.05, "batch_priority": true}}}}
         })),
         _ => None,
+    }
+}
+
+/// vmoe's released checkpoints: their configs as vmoe's config files build them
+/// (weights-tools/python/dump_vmoe_presets.py reads them into this file).
+static CHECKPOINT_PRESETS: &str = include_str!("../data/vmoe_presets.json");
+
+fn checkpoint_presets() -> Result<serde_json::Map<String, Value>> {
+    let v: Value = serde_json::from_str(CHECKPOINT_PRESETS).map_err(|e| WeightsError::Unsupported(format!("built-in vmoe presets: {e}")))?;
+    v.get("presets").and_then(Value::as_object).cloned().ok_or_else(|| WeightsError::Unsupported("built-in vmoe presets: no 'presets' map".into()))
+}
+
+/// The names `convert --from vmoe --model NAME` accepts, sorted.
+pub fn checkpoint_preset_names() -> Vec<String> {
+    checkpoint_presets().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// `a` with `b` merged over it, recursively (ml_collections' ConfigDict.update).
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(k) {
+                    Some(old) if old.is_object() && v.is_object() => merge(old, v),
+                    _ => {
+                        a.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// The config.json of a released checkpoint (`--model NAME`): vmoe's model config with
+/// the evaluation overrides its config file sets (vmoe's evaluator builds the evaluated
+/// network that way, e.g. with a higher capacity factor), the image size and crop of its
+/// evaluation pipeline, and the name.
+pub fn checkpoint_preset(name: &str) -> Result<Value> {
+    let presets = checkpoint_presets()?;
+    let Some(p) = presets.get(name) else {
+        let names: Vec<&str> = presets.keys().map(String::as_str).collect();
+        return Err(bad_option("--model", format!("unknown vmoe checkpoint '{name}'; the released checkpoints are: {}", names.join(", "))));
+    };
+    let mut json = p["model"].clone();
+    if let Some(o) = p.get("evaluate_model_overrides").filter(|o| !o.is_null()) {
+        merge(&mut json, o);
+    }
+    let size = p["image_size"].clone();
+    let obj = json.as_object_mut().ok_or_else(|| WeightsError::Unsupported(format!("built-in vmoe preset {name}: model is not an object")))?;
+    obj.insert("name".into(), Value::String(name.into()));
+    obj.insert("image_size".into(), serde_json::json!([size, size]));
+    obj.insert("preprocess".into(), serde_json::json!({"crop_pct": p["eval_crop_pct"], "crop_mode": p["eval_crop_mode"]}));
+    Ok(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every released checkpoint's config builds, with the fields vmoe's configs give it.
+    #[test]
+    fn checkpoint_presets_build_with_vmoe_fields() {
+        let names = checkpoint_preset_names();
+        assert_eq!(names.len(), 5, "{names:?}");
+        // name: (image, patch, hidden, layers, heads, mlp, moe layers, group, cf, representation, classes, crop_pct)
+        type Row = (usize, usize, usize, usize, usize, usize, &'static [usize], usize, f64, Option<usize>, usize, f64);
+        let want: &[(&str, Row)] = &[
+            ("vmoe_s32_last2_ilsvrc2012_randaug_light1", (224, 32, 512, 8, 8, 2048, &[5, 7], 400, 4.0, Some(512), 1000, 0.875)),
+            ("vmoe_s32_last2_ilsvrc2012_randaug_light1_ft_ilsvrc2012", (384, 32, 512, 8, 8, 2048, &[5, 7], 1160, 1.5, None, 1000, 1.0)),
+            ("vmoe_s32_last2_ilsvrc2012_randaug_medium", (224, 32, 512, 8, 8, 2048, &[5, 7], 400, 4.0, Some(512), 1000, 0.875)),
+            ("vmoe_b16_imagenet21k_randaug_strong", (224, 16, 768, 12, 12, 3072, &[1, 3, 5, 7, 9, 11], 1576, 1.05, None, 21843, 0.875)),
+            ("vmoe_b16_imagenet21k_randaug_strong_ft_ilsvrc2012", (384, 16, 768, 12, 12, 3072, &[1, 3, 5, 7, 9, 11], 4616, 1.5, None, 1000, 1.0)),
+        ];
+        for (name, (img, p, d, l, h, m, layers, group, cf, rep, classes, crop)) in want {
+            let c = config(&checkpoint_preset(name).unwrap()).unwrap();
+            let moe = c.moe.clone().unwrap();
+            assert_eq!((c.name.as_str(), c.img_size, c.patch_size, c.hidden_size, c.num_layers, c.num_heads, c.mlp_dim), (*name, [*img; 2], *p, *d, *l, *h, *m));
+            assert_eq!((moe.layers.as_slice(), moe.num_experts, moe.group_size, moe.num_selected_experts, moe.capacity_factor), (*layers, 8, *group, 2, *cf), "{name}");
+            assert_eq!((moe.routing, moe.batch_priority, moe.shared_expert), (RoutingKind::Token, false, false), "{name}");
+            assert_eq!((c.representation_size, c.num_classes, c.classifier), (*rep, *classes, Classifier::Token), "{name}");
+            assert_eq!(c.preprocess.crop_pct as f64, *crop, "{name}");
+            // vmoe routes groups of 8 images' tokens: the smallest batch is 8.
+            assert_eq!(c.min_batch(), 8, "{name}");
+            crate::check_geometry(&ModelConfig::Vmoe(c)).unwrap();
+        }
+        assert!(matches!(checkpoint_preset("vmoe_l16"), Err(WeightsError::BadOption { .. })));
     }
 }

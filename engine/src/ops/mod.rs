@@ -431,4 +431,7 @@ registry! {
     expert_matmul::ExpertMatMul,
     moe_combine::MoeCombine,
     to_texture::ToTexture,
+    attention_pool::AttentionPool,
+    l2_normalize::L2Normalize,
+    similarity::Similarity,
 }
