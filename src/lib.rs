@@ -23,7 +23,9 @@
 //! ```
 pub mod detect;
 pub mod image_input;
+pub mod sentencepiece;
 pub mod tokenizer;
+pub mod zero_shot;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -225,8 +227,8 @@ impl Model {
             Some((_, data, shape)) => {
                 self.check_pixels(data.len(), shape)?;
             }
-            // A detector's text tower runs on its own.
-            None if self.config.is_detector() => {}
+            // A detector's or zero-shot model's text tower runs on its own.
+            None if self.config.takes_text() => {}
             None => return Err(Error::Input { tensor: "pixel_values".into(), message: "missing".into() }),
         }
         for (name, data, shape) in inputs {
@@ -234,13 +236,23 @@ impl Model {
                 return Err(Error::Input { tensor: name.to_string(), message: format!("shape {shape:?} does not match {} values", data.len()) });
             }
         }
-        if let Task::Detector(q) = self.config.task() {
-            let ids = inputs.iter().find(|(n, _, _)| *n == "input_ids");
-            let Some((_, ids, _)) = ids else {
-                return Err(Error::Input { tensor: "input_ids".into(), message: "missing: a detector needs text queries".into() });
-            };
-            if let Some(bad) = ids.iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as usize >= q.vocab_size) {
-                return Err(Error::Input { tensor: "input_ids".into(), message: format!("token id {bad} is outside the vocabulary of {}", q.vocab_size) });
+        let text = match self.config.task() {
+            Task::Detector(q) => Some((q, true)),
+            // Zero-shot models may take cached text_embeds instead of ids.
+            Task::ZeroShot(q) => Some((q, false)),
+            Task::Classifier => None,
+        };
+        if let Some((q, required)) = text {
+            match inputs.iter().find(|(n, _, _)| *n == "input_ids") {
+                None if required => {
+                    return Err(Error::Input { tensor: "input_ids".into(), message: "missing: a detector needs text queries".into() });
+                }
+                None => {}
+                Some((_, ids, _)) => {
+                    if let Some(bad) = ids.iter().find(|&&v| v < 0.0 || v.fract() != 0.0 || v as usize >= q.vocab_size) {
+                        return Err(Error::Input { tensor: "input_ids".into(), message: format!("token id {bad} is outside the vocabulary of {}", q.vocab_size) });
+                    }
+                }
             }
         }
         let shapes = inputs.iter().map(|(n, _, s)| (n.to_string(), s.to_vec())).collect();

@@ -264,3 +264,26 @@ impl ClipTokenizer {
 fn parse_vocab(v: &serde_json::Value) -> Option<HashMap<String, u32>> {
     v.as_object()?.iter().map(|(k, id)| Some((k.clone(), id.as_u64()? as u32))).collect()
 }
+
+/// What a text tower's caller needs from its tokenizer, whichever it is (CLIP's BPE for
+/// OWL-ViT, SigLIP's SentencePiece in `crate::sentencepiece`).
+pub trait TextTokenizer: Send + Sync {
+    /// All ids, special tokens included, untruncated.
+    fn encode(&self, text: &str) -> Vec<u32>;
+    /// As transformers with `padding="max_length", truncation=True`: `max_len` ids and the
+    /// attention mask (1 on real tokens).
+    fn encode_padded(&self, text: &str, max_len: usize) -> (Vec<u32>, Vec<u32>);
+    fn pad_id(&self) -> u32;
+}
+
+impl TextTokenizer for ClipTokenizer {
+    fn encode(&self, text: &str) -> Vec<u32> {
+        ClipTokenizer::encode(self, text)
+    }
+    fn encode_padded(&self, text: &str, max_len: usize) -> (Vec<u32>, Vec<u32>) {
+        ClipTokenizer::encode_padded(self, text, max_len)
+    }
+    fn pad_id(&self) -> u32 {
+        ClipTokenizer::pad_id(self)
+    }
+}

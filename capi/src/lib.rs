@@ -2,7 +2,8 @@
 //! returns a status (the message in `wgv_last_error`), and no panic crosses into C.
 //! The header, include/wgvision.h, is generated from this file by cbindgen
 //! (tests/header.rs checks that the committed copy is current). Ownership and threading
-//! rules are in the header's opening comment (cbindgen.toml).
+//! rules are in the header's opening comment (cbindgen.toml). Panics are caught with
+//! catch_unwind, so the library must be built with panic = "unwind" (cargo's default).
 mod status;
 
 pub use status::WgvStatus;

@@ -57,12 +57,17 @@ impl From<wgvision::Error> for Fail {
             E::NoAdapter { .. } | E::RequestDevice { .. } | E::LimitExceeded { .. } | E::Gpu(_) | E::Shader { .. } => WgvStatus::Device,
             E::ShapeMismatch { .. } | E::MissingInput { .. } => WgvStatus::Input,
             E::InvalidOp { .. } | E::InvalidGraph(_) | E::MissingWeight(_) => WgvStatus::Model,
+            // A variant added later: the message still says what happened.
+            #[allow(unreachable_patterns)]
+            _ => WgvStatus::Model,
         };
         let status = match &e {
             wgvision::Error::Engine(x) => engine(x),
             wgvision::Error::Weights(W::Io { .. }) => WgvStatus::Io,
             wgvision::Error::Graph(_) | wgvision::Error::Weights(_) => WgvStatus::Model,
             wgvision::Error::Input { .. } | wgvision::Error::Image { .. } => WgvStatus::Input,
+            #[allow(unreachable_patterns)]
+            _ => WgvStatus::Model,
         };
         fail(status, e.to_string())
     }

@@ -209,8 +209,9 @@ fn detect_example_matches_rust_api() {
         assert!(close(field(line, "score").parse().unwrap(), d.score), "{line} vs {d:?}");
         let i = line.find(" box ").unwrap() + 5;
         let b: Vec<f32> = line[i..].split(' ').take(4).map(|v| v.parse().unwrap()).collect();
-        for k in 0..4 {
-            assert!((b[k] - d.bbox[k]).abs() <= 1e-4 * (1.0 + d.bbox[k].abs()), "{line} vs {d:?}");
+        assert_eq!(b.len(), 4, "{line}");
+        for (got, want) in b.iter().zip(d.bbox) {
+            assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{line} vs {d:?}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! wgvision-graphs: one file per model family, config -> graph IR. No wgpu here: graphs
 //! are plain data built from the engine's IR types.
 mod blocks;
+pub mod clip;
 mod layers;
 pub mod maxvit;
 pub mod owl;
@@ -47,6 +48,9 @@ pub enum Task {
     /// Open-vocabulary detection: pixel_values + text queries -> `logits` [B, P, Q],
     /// `pred_boxes` [B, P, 4] (and `objectness_logits`); the text tower can run alone.
     Detector(TextQueries),
+    /// Zero-shot classification (CLIP, SigLIP): pixel_values + texts -> `logits_per_image`
+    /// [B, N]; the text tower (`text_embeds`) and the image side can run alone.
+    ZeroShot(TextQueries),
 }
 
 /// A detector's text queries: `input_ids` [N, L] with L <= `max_len` over `vocab_size`
@@ -56,6 +60,9 @@ pub struct TextQueries {
     pub vocab_size: usize,
     pub max_len: usize,
     pub embed_dim: usize,
+    /// The text tower takes `attention_mask` beside `input_ids` (else it reads every
+    /// position, and ids are padded to `max_len`).
+    pub attention_mask: bool,
 }
 
 /// What every model family's config provides; `ModelConfig` dispatches through it.
@@ -125,6 +132,7 @@ pub enum ModelConfig {
     MaxVit(maxvit::MaxVitConfig),
     Vmoe(vmoe::VmoeConfig),
     Owl(owl::OwlConfig),
+    Clip(clip::ClipConfig),
 }
 
 impl ModelConfig {
@@ -144,6 +152,7 @@ impl ModelConfig {
             ModelConfig::MaxVit(c) => c,
             ModelConfig::Vmoe(c) => c,
             ModelConfig::Owl(c) => c,
+            ModelConfig::Clip(c) => c,
         }
     }
 
@@ -189,6 +198,7 @@ impl ModelConfig {
             ModelConfig::Swin(c) => &mut c.preprocess,
             ModelConfig::MaxVit(c) => &mut c.preprocess,
             ModelConfig::Owl(c) => &mut c.preprocess,
+            ModelConfig::Clip(c) => &mut c.preprocess,
             ModelConfig::Vmoe(_) => return false,
         };
         *slot = Preprocess { input_size: slot.input_size, ..p };
@@ -207,6 +217,19 @@ impl ModelConfig {
 
     pub fn task(&self) -> Task {
         self.family().task()
+    }
+
+    /// The text tower's inputs, for a detector or a zero-shot classifier.
+    pub fn task_text(&self) -> Option<TextQueries> {
+        match self.task() {
+            Task::Detector(q) | Task::ZeroShot(q) => Some(q),
+            Task::Classifier => None,
+        }
+    }
+
+    /// Whether the model has a text tower (a detector or a zero-shot classifier).
+    pub fn takes_text(&self) -> bool {
+        !matches!(self.task(), Task::Classifier)
     }
 
     /// Whether the model detects (takes text queries) rather than classifies.

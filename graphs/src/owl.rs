@@ -252,7 +252,7 @@ impl Family for OwlConfig {
     }
 
     fn task(&self) -> Task {
-        Task::Detector(TextQueries { vocab_size: self.vocab_size, max_len: self.max_position_embeddings, embed_dim: self.projection_dim })
+        Task::Detector(TextQueries { vocab_size: self.vocab_size, max_len: self.max_position_embeddings, embed_dim: self.projection_dim, attention_mask: true })
     }
 
     /// No pixel_values: the text tower. pixel_values [B, ..] + input_ids [B*Q, L]: the

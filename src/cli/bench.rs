@@ -53,16 +53,22 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     let mut named: Vec<(String, Vec<usize>, Vec<f32>)> = vec![(name.clone(), shape.clone(), pixels)];
     // Detectors: the image tower and heads on one precomputed query per image; the text
     // tower is timed separately, per query.
+    // Zero-shot models: the image tower and logits against 8 cached text embeddings.
+    const QUERIES: usize = 8;
     let queries = match m.config.task() {
-        Task::Detector(q) => Some(q),
+        Task::Detector(q) => {
+            let l = q.max_len;
+            let ids: Vec<f32> = (0..batch * l).map(|i| if i % l == 0 { 1.0 } else { 0.0 }).collect();
+            named.push(("input_ids".into(), vec![batch, l], ids));
+            named.push(("query_embeds".into(), vec![batch, q.embed_dim], vec![0.05; batch * q.embed_dim]));
+            Some(q)
+        }
+        Task::ZeroShot(q) => {
+            named.push(("text_embeds".into(), vec![QUERIES, q.embed_dim], vec![0.05; QUERIES * q.embed_dim]));
+            Some(q)
+        }
         Task::Classifier => None,
     };
-    if let Some(q) = &queries {
-        let l = q.max_len;
-        let ids: Vec<f32> = (0..batch * l).map(|i| if i % l == 0 { 1.0 } else { 0.0 }).collect();
-        named.push(("input_ids".into(), vec![batch, l], ids));
-        named.push(("query_embeds".into(), vec![batch, q.embed_dim], vec![0.05; batch * q.embed_dim]));
-    }
     let compiled = m.compiled_for_inputs(named.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect())?;
     let inputs: Vec<(&str, &[f32])> = named.iter().map(|(n, _, d)| (n.as_str(), d.as_slice())).collect();
     compiled.run(&inputs)?;
@@ -70,13 +76,17 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     let times = time_runs(&compiled, &inputs, warmup, iters)?;
     let (text_ms_per_query, text_bytes) = match &queries {
         Some(q) => {
-            const QUERIES: usize = 8;
             let l = q.max_len;
             let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, (q.vocab_size - 1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
             let mask: Vec<f32> = (0..QUERIES * l).map(|i| if i % l < 4 { 1.0 } else { 0.0 }).collect();
-            let shapes = vec![("input_ids".to_string(), vec![QUERIES, l]), ("attention_mask".to_string(), vec![QUERIES, l])];
+            let mut shapes = vec![("input_ids".to_string(), vec![QUERIES, l])];
+            let mut ins: Vec<(&str, &[f32])> = vec![("input_ids", &ids)];
+            if q.attention_mask {
+                shapes.push(("attention_mask".to_string(), vec![QUERIES, l]));
+                ins.push(("attention_mask", &mask));
+            }
             let text = m.compiled_for_inputs(shapes)?;
-            let t = time_runs(&text, &[("input_ids", &ids), ("attention_mask", &mask)], warmup, iters)?;
+            let t = time_runs(&text, &ins, warmup, iters)?;
             (Some(t[t.len() / 2] / QUERIES as f64), text.memory.device_bytes)
         }
         None => (None, 0),

@@ -70,7 +70,7 @@ pub fn convert(
             ModelConfig::Vmoe(weights::vmoe::config(&json)?)
         }
     };
-    let files = model_files(model_cfg.is_detector(), tokenizer.as_deref(), labels.as_deref())?;
+    let files = model_files(model_cfg.takes_text(), tokenizer.as_deref(), labels.as_deref())?;
     let tensors = match early {
         Some(t) => t,
         // vmoe's own checkpoint: PREFIX.index and the data shards beside it.
@@ -125,7 +125,7 @@ fn convert_folder(dir: &std::path::Path, output: &std::path::Path, from: Option<
         _ => {}
     }
     // A detector's tokenizer is in the folder unless --tokenizer names another.
-    let detector = folder.config.is_detector();
+    let detector = folder.config.takes_text();
     let tokenizer = if detector { Some(tokenizer.unwrap_or_else(|| dir.to_path_buf())) } else { tokenizer };
     let files = model_files(detector, tokenizer.as_deref(), folder.labels.as_deref())?;
     let kind = if folder.transformers { "transformers folder " } else { "timm folder " };
@@ -142,7 +142,7 @@ fn model_files(detector: bool, tokenizer: Option<&std::path::Path>, labels: Opti
             ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
             Ok(files)
         }
-        Some(_) => Err("--tokenizer applies to OWL-ViT / OWLv2 models".into()),
+        Some(_) => Err("--tokenizer applies to models with a text tower (OWL-ViT / OWLv2, CLIPModel, SiglipModel)".into()),
         None => Ok(labels.filter(|_| !detector).map(|n| vec![(weights::labels::LABELS_FILE.to_string(), n.join("\n"))]).unwrap_or_default()),
     }
 }

@@ -101,7 +101,11 @@ enum Cmd {
         /// OWL-ViT / OWLv2 with --image: a text query (repeatable)
         #[arg(long = "query", value_name = "TEXT")]
         queries: Vec<String>,
-        /// CLIP tokenizer for --query, if the model file has none stored
+        /// CLIPModel / SiglipModel with --image: a label for zero-shot classification
+        /// (repeatable); prints the labels ranked
+        #[arg(long = "label", value_name = "TEXT")]
+        labels: Vec<String>,
+        /// Tokenizer for --query / --label, if the model file has none stored
         #[arg(long)]
         tokenizer: Option<PathBuf>,
         /// OWL-ViT / OWLv2 with --image: find objects like the one in this image
@@ -172,8 +176,8 @@ pub fn dispatch(cli: Cli) -> CliResult {
         Cmd::Convert { from, model, sets, config, list_models, input, output, dtype, tokenizer } => {
             convert::convert(from, model, sets, config, list_models, input, output, dtype == Dtype::F16, tokenizer)
         }
-        Cmd::Run { model, input, output, image, batch, top, routing_stats, dump_nodes, queries, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
-            let detect = run::DetectArgs { queries, tokenizer, query_image, threshold, nms_iou, json, draw };
+        Cmd::Run { model, input, output, image, batch, top, routing_stats, dump_nodes, queries, labels, tokenizer, query_image, threshold, nms_iou, json, draw, backend } => {
+            let detect = run::DetectArgs { queries, labels, tokenizer, query_image, threshold, nms_iou, json, draw };
             run::run(model, input, output, image, batch, top, run::Probes { routing_stats, dump_nodes }, detect, backend)
         }
         Cmd::Inspect { model, graph, json } => inspect::inspect(model, graph, json),

@@ -8,6 +8,8 @@ use wgvision::{image_input, softmax, top_k, Model};
 /// Open-vocabulary detection options (OWL-ViT / OWLv2 with --image).
 pub struct DetectArgs {
     pub queries: Vec<String>,
+    /// Zero-shot classification labels (CLIP / SigLIP).
+    pub labels: Vec<String>,
     pub tokenizer: Option<PathBuf>,
     pub query_image: Option<PathBuf>,
     pub threshold: f32,
@@ -92,6 +94,19 @@ pub fn run(
     if !detect.queries.is_empty() || detect.query_image.is_some() {
         return Err("--query / --query-image apply to OWL-ViT / OWLv2 model files".into());
     }
+    let zero_shot = matches!(file.config.task(), wgvision::Task::ZeroShot(_));
+    if zero_shot && input.is_none() {
+        if images.is_empty() {
+            return Err("give --image FILE with --label TEXT".into());
+        }
+        if output.is_some() {
+            return Err("-o applies to --input runs; zero-shot results print (--json for JSON lines)".into());
+        }
+        return run_zero_shot(file, &images, &detect, batch, top, backend);
+    }
+    if !detect.labels.is_empty() {
+        return Err("--label applies to CLIPModel / SiglipModel model files (zero-shot classification)".into());
+    }
     let (name, _) = file.config.image_input(1);
     let image_pixels = match &image {
         Some(img) => Some(image_input::load_image(img, file.config.preprocess())?),
@@ -107,15 +122,24 @@ pub fn run(
                 return Err(format!("{}: tensor '{name}' has dtype {:?}, expected F32", input.display(), t.dtype).into());
             }
             let mut extra = Vec::new();
-            if detector {
-                let ids = tensors.remove("input_ids").ok_or_else(|| format!("{}: no tensor 'input_ids' (a detector needs text queries)", input.display()))?;
-                let mask = match tensors.remove("attention_mask") {
-                    Some(m) if m.shape == ids.shape => m,
-                    Some(m) => return Err(format!("{}: attention_mask {:?} does not match input_ids {:?}", input.display(), m.shape, ids.shape).into()),
-                    // transformers without a mask: no padding positions.
-                    None => st::Tensor { name: "attention_mask".into(), dtype: ids.dtype, shape: ids.shape.clone(), data: vec![1.0; ids.data.len()] },
+            let text = file.config.task_text();
+            if let Some(q) = text {
+                let ids = match tensors.remove("input_ids") {
+                    Some(ids) => ids,
+                    None if detector => return Err(format!("{}: no tensor 'input_ids' (a detector needs text queries)", input.display()).into()),
+                    None => return Err(format!("{}: no tensor 'input_ids' (the model's text tower needs token ids)", input.display()).into()),
                 };
-                extra = vec![ids, mask];
+                if q.attention_mask {
+                    let mask = match tensors.remove("attention_mask") {
+                        Some(m) if m.shape == ids.shape => m,
+                        Some(m) => return Err(format!("{}: attention_mask {:?} does not match input_ids {:?}", input.display(), m.shape, ids.shape).into()),
+                        // transformers without a mask: no padding positions.
+                        None => st::Tensor { name: "attention_mask".into(), dtype: ids.dtype, shape: ids.shape.clone(), data: vec![1.0; ids.data.len()] },
+                    };
+                    extra = vec![ids, mask];
+                } else {
+                    extra = vec![ids];
+                }
             }
             Some((t, extra))
         }
@@ -223,6 +247,52 @@ fn run_detect(file: wgvision::ModelFile, image: &std::path::Path, d: DetectArgs,
         out!("{}: {} detections above {}", image.display(), dets.len(), d.threshold);
         for x in &dets {
             out!("  {:<24} {:.3}  [{:.1}, {:.1}, {:.1}, {:.1}]", x.label, x.score, x.bbox[0], x.bbox[1], x.bbox[2], x.bbox[3]);
+        }
+    }
+    Ok(())
+}
+
+/// Zero-shot classification: the labels ranked per image, in batches.
+fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, batch: usize, top: usize, backend: Option<String>) -> CliResult {
+    if d.labels.is_empty() {
+        return Err("a zero-shot model needs at least one --label TEXT".into());
+    }
+    if let Some(bad) = d.labels.iter().find(|l| l.trim().is_empty()) {
+        return Err(format!("--label {bad:?}: empty").into());
+    }
+    let tok = match &d.tokenizer {
+        Some(p) => wgvision::zero_shot::load_tokenizer(p)?,
+        None if !file.files.is_empty() => wgvision::zero_shot::stored_tokenizer(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?,
+        None => return Err("no tokenizer: pass --tokenizer (tokenizer.json, or the folder with it) or store one with `convert --tokenizer`".into()),
+    };
+    let pre = file.config.preprocess().clone();
+    let first = image_input::load_image(&images[0], &pre)?;
+    let gpu = open_gpu(backend.as_deref())?;
+    let m = Model::from_file(gpu, &file)?;
+    drop(file);
+    let zs = wgvision::zero_shot::ZeroShot::new(&m, tok.as_ref())?;
+    let (_, one) = m.config.image_input(1);
+    let mut first = Some(first);
+    for chunk in images.chunks(batch) {
+        let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
+        for img in chunk {
+            match first.take() {
+                Some(p) => pixels.extend(p),
+                None => pixels.extend(image_input::load_image(img, &pre)?),
+            }
+        }
+        let results = zs.classify(&pixels, chunk.len(), &d.labels)?;
+        for (img, ranked) in chunk.iter().zip(results) {
+            let ranked: Vec<_> = ranked.into_iter().take(top).collect();
+            if d.json {
+                let v = serde_json::json!({ "image": img.display().to_string(), "model": m.config.name(), "labels": ranked });
+                out!("{}", serde_json::to_string(&v)?);
+            } else {
+                out!("{}: {} labels", img.display(), d.labels.len());
+                for (rank, r) in ranked.iter().enumerate() {
+                    out!("{:>2}. {:<32} p={:.4}  logit={:.4}", rank + 1, r.label, r.score, r.logit);
+                }
+            }
         }
     }
     Ok(())

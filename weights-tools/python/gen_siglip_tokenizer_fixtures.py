@@ -21,6 +21,7 @@ import importlib
 import json
 import os
 import pydoc
+import re
 import string
 import tempfile
 import warnings
@@ -90,7 +91,9 @@ def corpus_text():
     parts = []
     for m in mods:
         try:
-            parts.append(pydoc.render_doc(importlib.import_module(m), renderer=pydoc.plaintext))
+            doc = pydoc.render_doc(importlib.import_module(m), renderer=pydoc.plaintext)
+            # Object reprs carry memory addresses: drop them so that training is repeatable.
+            parts.append(re.sub(r" at 0x[0-9a-f]+", "", doc))
         except Exception:
             pass
     labels = [l.strip() for l in open(LABELS, encoding="utf-8") if l.strip()]
@@ -106,7 +109,13 @@ def train(corpus_path, prefix, vocab_size, **norm):
         character_coverage=0.9995, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=False,
         num_threads=1, minloglevel=2, max_sentence_length=100000, **norm)
     with open(prefix + ".model", "rb") as f:
-        return f.read()
+        m = import_protobuf().ModelProto.FromString(f.read())
+    # The proto records the (temporary) paths it was trained from: keep only the names.
+    m.trainer_spec.input[:] = [os.path.basename(p) for p in m.trainer_spec.input]
+    m.trainer_spec.model_prefix = os.path.basename(m.trainer_spec.model_prefix)
+    if m.normalizer_spec.normalization_rule_tsv:
+        m.normalizer_spec.normalization_rule_tsv = os.path.basename(m.normalizer_spec.normalization_rule_tsv)
+    return m.SerializeToString()
 
 
 def probe_rules(model_bytes, tmp):
@@ -226,11 +235,13 @@ def main():
                       "small_fast_input_ids": f["input_ids"], "small_fast_attention_mask": f["attention_mask"]})
         if f["input_ids"] != sids:
             differ.append(s)
+    head = {"max_length": MAX_LEN, "pad_id": big_tok.pad_token_id, "eos_id": big_tok.eos_token_id,
+            "unk_id": big_tok.unk_token_id, "vocab_size": big_tok.vocab_size,
+            "small_vocab_size": small_tok.vocab_size, "fast_differs_from_slow": differ}
     with open(os.path.join(OUT, "cases.json"), "w") as f:
-        json.dump({"max_length": MAX_LEN, "pad_id": big_tok.pad_token_id, "eos_id": big_tok.eos_token_id,
-                   "unk_id": big_tok.unk_token_id, "vocab_size": big_tok.vocab_size,
-                   "small_vocab_size": small_tok.vocab_size, "fast_differs_from_slow": differ, "cases": cases},
-                  f, ensure_ascii=False, indent=1)
+        # One case a line: readable, and a third of the size of an indented dump.
+        f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "cases": [\n')
+        f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]}\n")
     for c in cases:
         print(repr(c["text"])[:50], c["tokens"][:14])
     print(f"{n_rules} rules in the small model; fast tokenizer.json differs from SiglipTokenizer on: {differ}")

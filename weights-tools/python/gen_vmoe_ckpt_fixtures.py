@@ -175,7 +175,7 @@ def main():
         "split_across_shards": across,
         "msgpack_version": ".".join(map(str, msgpack.version)),
     }
-    with open(os.path.join(out, "cases.json"), "w") as f:
+    with open(os.path.join(out, "fixture.json"), "w") as f:
         json.dump(summary, f, indent=1)
         f.write("\n")
     sizes = {p: os.path.getsize(os.path.join(out, p)) for p in sorted(os.listdir(out))}

@@ -1,5 +1,6 @@
 //! wgvision-weights: the model file format (safetensors + config metadata, canonical
 //! tensor names in the engine's layout) and converters from peer checkpoints.
+pub mod clip;
 pub mod format;
 pub mod hf_vit;
 pub mod hub;
@@ -73,6 +74,7 @@ pub fn hf_config(json: &serde_json::Value, run_size: Option<[usize; 2]>) -> Resu
     }
     match model_type {
         "owlvit" | "owlv2" => Ok(ModelConfig::Owl(owl::hf_config(json)?)),
+        t if clip::handles(t) => Ok(ModelConfig::Clip(clip::config(json)?)),
         t if hf_vit::handles(t) => Ok(ModelConfig::Vit(hf_vit::config(json, run_size)?)),
         _ => Ok(ModelConfig::Swin(swin::hf_config(json)?)),
     }
@@ -86,7 +88,7 @@ pub fn hf_architecture_from_tensors(json: &serde_json::Value, names: &[&str]) ->
     let model_type = json["model_type"].as_str().unwrap_or("").to_string();
     let arch = if named {
         None
-    } else if let Some(a) = hf_vit::architecture_from_tensors(&model_type, names) {
+    } else if let Some(a) = hf_vit::architecture_from_tensors(&model_type, names).or_else(|| clip::architecture_from_tensors(&model_type, names)) {
         Some(a)
     } else if model_type == "swin" {
         Some(if names.contains(&"classifier.weight") { "SwinForImageClassification" } else { "SwinModel" }.to_string())
@@ -159,5 +161,6 @@ pub fn convert(config: wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -
         ModelConfig::MaxVit(c) => maxvit::convert(c, tensors),
         ModelConfig::Vmoe(c) => vmoe::convert(c, tensors),
         ModelConfig::Owl(c) => owl::convert(c, tensors),
+        ModelConfig::Clip(c) => clip::convert(c, tensors),
     }
 }

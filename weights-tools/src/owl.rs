@@ -10,8 +10,8 @@ use serde_json::Value;
 use wgvision_graphs::owl::{OwlConfig, Tower};
 use wgvision_graphs::{ModelConfig, Preprocess};
 
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+pub(crate) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 fn tower(kw: &Kwargs, defaults: (usize, usize, usize, usize)) -> Result<Tower> {
     Ok(Tower {
@@ -72,7 +72,7 @@ fn shape_hint(name: &str, _got: &[usize]) -> String {
 }
 
 /// One CLIP encoder (text or vision tower) `from` -> `to`.
-fn encoder(m: &mut Mapper, from: &str, to: &str, t: &Tower) -> Result<()> {
+pub(crate) fn encoder(m: &mut Mapper, from: &str, to: &str, t: &Tower) -> Result<()> {
     let (d, f) = (t.hidden_size, t.intermediate_size);
     for i in 0..t.num_layers {
         let (a, b) = (format!("{from}.encoder.layers.{i}"), format!("{to}.layers.{i}"));

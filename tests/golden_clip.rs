@@ -1,0 +1,126 @@
+//! Golden tests: transformers CLIP and SigLIP checkpoints (random weights, the peer's own
+//! tensor names and config.json, released image geometries: B/32 at 224, L/14 at 336,
+//! SigLIP B/16 at 224 and 384) converted by the real `wgvision convert --from hf` and run
+//! by the real `wgvision run`, every output against transformers' float64 result (f32
+//! relative L2 <= 1e-4). Then the processors' preprocessing and zero-shot classification
+//! from the CLI against CLIPProcessor + CLIPModel.
+mod common;
+use common::*;
+
+#[derive(serde::Deserialize)]
+struct Index {
+    cases: Vec<Case>,
+    zero_shot: Vec<ZeroShotCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct Case {
+    name: String,
+    outputs: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ZeroShotCase {
+    name: String,
+    labels: Vec<String>,
+    logits_per_image: Vec<f64>,
+    probs: Vec<f64>,
+}
+
+fn index() -> Index {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join("clip/cases.json")).unwrap()).unwrap()
+}
+
+fn convert(dir: &std::path::Path, name: &str, dtype: &str, extra: &[&str]) -> std::path::PathBuf {
+    let fx = fixtures().join("clip");
+    let model = dir.join(format!("{name}.{dtype}.safetensors"));
+    let (cfg, ckpt) = (fx.join(format!("{name}.config.json")), fx.join(format!("{name}.checkpoint.safetensors")));
+    let mut args = vec!["convert", "--from", "hf", "--config", cfg.to_str().unwrap(), ckpt.to_str().unwrap(), "-o", model.to_str().unwrap(), "--dtype", dtype];
+    args.extend(extra);
+    wgvision_ok(&args);
+    model
+}
+
+fn check_case(c: &Case, dtype: &str, bound: f64) {
+    let dir = temp_dir(&format!("golden_clip_{}_{dtype}", c.name));
+    let model = convert(&dir, &c.name, dtype, &[]);
+    let io = fixtures().join(format!("clip/{}.io.safetensors", c.name));
+    let out = dir.join("out.safetensors");
+    wgvision_ok(&["run", model.to_str().unwrap(), "--input", io.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    for name in &c.outputs {
+        let (got_shape, got) = read_tensor(&out, name);
+        let (want_shape, want) = read_tensor(&io, name);
+        assert_eq!(got_shape, want_shape, "{} {name}", c.name);
+        let e = rel_l2(&got, &want);
+        eprintln!("{:<26} {dtype} {name:<18} rel-L2 {e:.2e}", c.name);
+        assert!(e <= bound, "{} {name}: {e:e} > {bound:e}", c.name);
+    }
+}
+
+#[test]
+fn clip_and_siglip_f32_match_transformers() {
+    for c in index().cases {
+        check_case(&c, "f32", 1e-4);
+    }
+}
+
+#[test]
+fn clip_and_siglip_f16_weights_match_transformers() {
+    for c in index().cases.iter().filter(|c| c.name.ends_with("_model")) {
+        check_case(c, "f16", 2e-2);
+    }
+}
+
+/// Our preprocessing against CLIPImageProcessor (shortest edge, bicubic, center crop) and
+/// SiglipImageProcessor (squash to the square) on one non-square picture. PIL and the
+/// image crate round differently, so single pixels differ by a few 1/255 steps; the mean
+/// difference must stay small.
+#[test]
+fn preprocessing_matches_the_transformers_processors() {
+    let fx = fixtures().join("clip");
+    let dir = temp_dir("golden_clip_preprocess");
+    for (name, tensor) in [("clip_model", "clip_pixels"), ("siglip_model", "siglip_pixels")] {
+        let model = convert(&dir, name, "f32", &[]);
+        let file = wgvision::ModelFile::open(&model).unwrap();
+        let got = wgvision::image_input::load_image(&fx.join("picture.png"), file.config.preprocess()).unwrap();
+        let (shape, want) = read_tensor(&fx.join("picture.processed.safetensors"), tensor);
+        assert_eq!(shape, [1, 3, 224, 224]);
+        let diffs: Vec<f64> = got.iter().zip(&want).map(|(&a, &b)| (a as f64 - b).abs()).collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().cloned().fold(0.0, f64::max);
+        eprintln!("{tensor}: mean |diff| {mean:.4}, max {max:.4} (normalised units)");
+        assert!(mean < 0.01 && max < 0.25, "{tensor}: mean {mean}, max {max}");
+    }
+}
+
+/// `run --image --label ... --json`: CLIPProcessor's pixels and tokens through CLIPModel
+/// give these logits and softmax; the CLI must rank the labels the same, with the same
+/// numbers (the CLI's own preprocessing and tokenizer).
+#[test]
+fn zero_shot_labels_from_the_cli_match_clip() {
+    let fx = fixtures().join("clip");
+    let dir = temp_dir("golden_clip_zero_shot");
+    for z in index().zero_shot {
+        let tok = fixtures().join("clip_tokenizer");
+        let model = convert(&dir, &z.name, "f32", &["--tokenizer", tok.to_str().unwrap()]);
+        let picture = fx.join("picture.png");
+        let mut args = vec!["run", model.to_str().unwrap(), "--image", picture.to_str().unwrap(), "--json"];
+        for l in &z.labels {
+            args.extend(["--label", l.as_str()]);
+        }
+        let out = wgvision_ok(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        let ranked = line["labels"].as_array().unwrap();
+        assert_eq!(ranked.len(), z.labels.len());
+        let mut want: Vec<usize> = (0..z.labels.len()).collect();
+        want.sort_by(|&a, &b| z.logits_per_image[b].partial_cmp(&z.logits_per_image[a]).unwrap());
+        for (r, &i) in ranked.iter().zip(&want) {
+            assert_eq!(r["label"], z.labels[i].as_str(), "{}: ranking", z.name);
+            let (p, l) = (r["score"].as_f64().unwrap(), r["logit"].as_f64().unwrap());
+            eprintln!("{}: {:<28} p {p:.5} (transformers {:.5}) logit {l:.4} ({:.4})", z.name, z.labels[i], z.probs[i], z.logits_per_image[i]);
+            // Preprocessing rounding moves the logits slightly (see above).
+            assert!((p - z.probs[i]).abs() < 1e-3 && (l - z.logits_per_image[i]).abs() < 5e-3, "{}: {}", z.name, z.labels[i]);
+        }
+    }
+}
