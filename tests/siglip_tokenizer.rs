@@ -64,18 +64,38 @@ fn siglip_small_spiece_model_matches_transformers() {
     check(&tok, "small_input_ids", "small_attention_mask");
 }
 
+/// Byte fallback: unknown characters become their UTF-8 bytes' <0xXX> pieces.
 #[test]
-fn unigram_tokenizer_json_matches_tokenizers() {
-    let tok = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer/small/tokenizer.json")).unwrap();
-    check(&tok, "small_fast_input_ids", "small_fast_attention_mask");
+fn byte_fallback_spiece_model_matches_transformers() {
+    let tok = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer/bytes/spiece.model")).unwrap();
+    assert_eq!(tok.vocab_size() as u64, cases()["bytes_vocab_size"].as_u64().unwrap());
+    check(&tok, "bytes_input_ids", "bytes_attention_mask");
+    let (ids, _) = tok.encode_padded("\u{6771}", 64);
+    assert!(!ids.contains(&tok.unk_id()), "{ids:?}");
+}
+
+/// tokenizers' fast pipeline on the tokenizer.json of a model.
+fn check_json(model: &str) {
+    let tok = SentencePieceTokenizer::load(&fixtures().join(format!("siglip_tokenizer/{model}/tokenizer.json"))).unwrap();
+    check(&tok, &format!("{model}_fast_input_ids"), &format!("{model}_fast_attention_mask"));
     // Where the fast pipeline agrees with SiglipTokenizer, so does this one.
     let v = cases();
-    let differ: Vec<&str> = v["fast_differs_from_slow"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let differ: Vec<&str> = v["fast_differs_from_slow"][model].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     for c in v["cases"].as_array().unwrap() {
         if !differ.contains(&c["text"].as_str().unwrap()) {
-            assert_eq!(ids(&c["small_fast_input_ids"]), ids(&c["small_input_ids"]));
+            assert_eq!(ids(&c[format!("{model}_fast_input_ids")]), ids(&c[format!("{model}_input_ids")]));
         }
     }
+}
+
+#[test]
+fn unigram_tokenizer_json_matches_tokenizers() {
+    check_json("small");
+}
+
+#[test]
+fn byte_fallback_tokenizer_json_matches_tokenizers() {
+    check_json("bytes");
 }
 
 #[test]
@@ -189,6 +209,8 @@ fn tmp_fuzz() {
         ("big", SentencePieceTokenizer::load(&d.join("spiece.model")).unwrap()),
         ("small", SentencePieceTokenizer::load(&d.join("small/spiece.model")).unwrap()),
         ("fast", SentencePieceTokenizer::load(&d.join("small/tokenizer.json")).unwrap()),
+        ("bytes", SentencePieceTokenizer::load(&d.join("bytes/spiece.model")).unwrap()),
+        ("bfast", SentencePieceTokenizer::load(&d.join("bytes/tokenizer.json")).unwrap()),
     ];
     let mut bad = 0;
     for c in v.as_array().unwrap() {
@@ -206,4 +228,11 @@ fn tmp_fuzz() {
     }
     eprintln!("{} strings", v.as_array().unwrap().len());
     assert_eq!(bad, 0);
+}
+#[test]
+fn tmp_dbg() {
+    let t = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer/bytes/spiece.model")).unwrap();
+    for s in ["\u{10D57}", "\u{14c55}\u{2a745}\u{fb0d}\u{10D57}", "\u{fb0d}\u{10D57}", "\u{fb0d}"] {
+        eprintln!("{s:?} {:?}", t.encode(s));
+    }
 }

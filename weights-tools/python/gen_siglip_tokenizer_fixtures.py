@@ -4,7 +4,7 @@
 for a set of strings as SiglipProcessor calls it (padding="max_length", max_length=64,
 truncation=True).
 
-Two models:
+Three models:
 - spiece.model: 1000 pieces, normalised with sentencepiece's own nmt_nfkc rule, as SigLIP's
   spiece.model is (its precompiled charsmap is most of the file's 250 KB).
 - small/spiece.model + small/tokenizer.json: 600 pieces with a smaller rule set (nmt_nfkc's
@@ -13,6 +13,8 @@ Two models:
   SpmConverter with a normaliser that reproduces SiglipTokenizer's text canonicalisation
   (transformers has no SigLIP fast tokenizer); its ids are recorded separately, since the
   fast pipeline differs from the slow one on a few inputs (special tokens inside the text).
+- bytes/spiece.model + bytes/tokenizer.json: 500 pieces with byte fallback (unknown
+  characters become <0xXX> pieces; SigLIP's model has none) and no normalisation rules.
 
 Output: tests/fixtures/siglip_tokenizer/. Needs sentencepiece and protobuf (beside
 transformers 4.57.1). Run: python weights-tools/python/gen_siglip_tokenizer_fixtures.py
@@ -103,10 +105,10 @@ def corpus_text():
     return "\n".join(parts)
 
 
-def train(corpus_path, prefix, vocab_size, **norm):
+def train(corpus_path, prefix, vocab_size, byte_fallback=False, **norm):
     spm.SentencePieceTrainer.train(
         input=corpus_path, model_prefix=prefix, model_type="unigram", vocab_size=vocab_size,
-        character_coverage=0.9995, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=False,
+        character_coverage=0.9995, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, byte_fallback=byte_fallback,
         num_threads=1, minloglevel=2, max_sentence_length=100000, **norm)
     with open(prefix + ".model", "rb") as f:
         m = import_protobuf().ModelProto.FromString(f.read())
@@ -160,7 +162,8 @@ class SiglipFastConverter(SpmConverter):
     added tokens, as in the slow tokenizer."""
 
     def tokenizer(self, proto):
-        tok = Tokenizer(Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id, byte_fallback=False))
+        tok = Tokenizer(Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id,
+                                byte_fallback=proto.trainer_spec.byte_fallback))
         tok.add_special_tokens([AddedToken(t, lstrip=True, rstrip=True, normalized=False, special=True) for t in ("</s>", "<unk>")])
         return tok
 
@@ -202,7 +205,8 @@ def encode_all(processor, tok):
 
 def main():
     warnings.filterwarnings("ignore")
-    os.makedirs(os.path.join(OUT, "small"), exist_ok=True)
+    for d in ("small", "bytes"):
+        os.makedirs(os.path.join(OUT, d), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = os.path.join(tmp, "corpus.txt")
         with open(corpus, "w", encoding="utf-8") as f:
@@ -210,42 +214,51 @@ def main():
         big = train(corpus, os.path.join(tmp, "big"), 1000, normalization_rule_name="nmt_nfkc")
         rules, n_rules = probe_rules(big, tmp)
         small = train(corpus, os.path.join(tmp, "small"), 600, normalization_rule_tsv=rules)
-    big_path, small_path = os.path.join(OUT, "spiece.model"), os.path.join(OUT, "small", "spiece.model")
-    for path, data in ((big_path, big), (small_path, small)):
-        with open(path, "wb") as f:
+        byte = train(corpus, os.path.join(tmp, "bytes"), 500, normalization_rule_name="identity", byte_fallback=True)
+    paths = {"big": os.path.join(OUT, "spiece.model"), "small": os.path.join(OUT, "small", "spiece.model"),
+             "bytes": os.path.join(OUT, "bytes", "spiece.model")}
+    for key, data in (("big", big), ("small", small), ("bytes", byte)):
+        with open(paths[key], "wb") as f:
             f.write(data)
 
     image_processor = SiglipImageProcessor()
-    big_tok = slow_tokenizer(big_path, hub_like=True)
-    big_enc = encode_all(SiglipProcessor(image_processor, big_tok), slow_tokenizer(big_path, hub_like=False))
-    small_tok = slow_tokenizer(small_path, hub_like=True)
-    small_enc = encode_all(SiglipProcessor(image_processor, small_tok), slow_tokenizer(small_path, hub_like=False))
+    toks, slow, fast = {}, {}, {}
+    for key, path in paths.items():
+        toks[key] = slow_tokenizer(path, hub_like=True)
+        slow[key] = encode_all(SiglipProcessor(image_processor, toks[key]), slow_tokenizer(path, hub_like=False))
+    for key in ("small", "bytes"):
+        backend = SiglipFastConverter(toks[key]).converted()
+        backend.save(os.path.join(OUT, key, "tokenizer.json"))
+        f = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="</s>",
+                                    model_max_length=MAX_LEN)
+        fast[key] = [f(s, padding="max_length", max_length=MAX_LEN, truncation=True) for s in STRINGS]
 
-    backend = SiglipFastConverter(small_tok).converted()
-    fast = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="</s>",
-                                   model_max_length=MAX_LEN)
-    backend.save(os.path.join(OUT, "small", "tokenizer.json"))
-
-    cases, differ = [], []
-    for s, (ids, mask), (sids, smask) in zip(STRINGS, big_enc, small_enc):
-        f = fast(s, padding="max_length", max_length=MAX_LEN, truncation=True)
-        cases.append({"text": s, "input_ids": ids, "attention_mask": mask,
-                      "tokens": big_tok.convert_ids_to_tokens([i for i, m in zip(ids, mask) if m]),
-                      "small_input_ids": sids, "small_attention_mask": smask,
-                      "small_fast_input_ids": f["input_ids"], "small_fast_attention_mask": f["attention_mask"]})
-        if f["input_ids"] != sids:
-            differ.append(s)
+    cases, differ = [], {"small": [], "bytes": []}
+    for i, s in enumerate(STRINGS):
+        ids, mask = slow["big"][i]
+        c = {"text": s, "input_ids": ids, "attention_mask": mask,
+             "tokens": toks["big"].convert_ids_to_tokens([t for t, m in zip(ids, mask) if m])}
+        for key in ("small", "bytes"):
+            c[key + "_input_ids"], c[key + "_attention_mask"] = slow[key][i]
+            c[key + "_fast_input_ids"] = fast[key][i]["input_ids"]
+            c[key + "_fast_attention_mask"] = fast[key][i]["attention_mask"]
+            if c[key + "_fast_input_ids"] != c[key + "_input_ids"]:
+                differ[key].append(s)
+        cases.append(c)
+    big_tok = toks["big"]
     head = {"max_length": MAX_LEN, "pad_id": big_tok.pad_token_id, "eos_id": big_tok.eos_token_id,
             "unk_id": big_tok.unk_token_id, "vocab_size": big_tok.vocab_size,
-            "small_vocab_size": small_tok.vocab_size, "fast_differs_from_slow": differ}
+            "small_vocab_size": toks["small"].vocab_size, "bytes_vocab_size": toks["bytes"].vocab_size,
+            "fast_differs_from_slow": differ}
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         # One case a line: readable, and a third of the size of an indented dump.
         f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "cases": [\n')
         f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]}\n")
     for c in cases:
         print(repr(c["text"])[:50], c["tokens"][:14])
-    print(f"{n_rules} rules in the small model; fast tokenizer.json differs from SiglipTokenizer on: {differ}")
-    for name in ("spiece.model", "small/spiece.model", "small/tokenizer.json", "cases.json"):
+    print(f"{n_rules} rules in the small model; the fast tokenizer.json differs from SiglipTokenizer on: {differ}")
+    for name in ("spiece.model", "small/spiece.model", "small/tokenizer.json", "bytes/spiece.model",
+                 "bytes/tokenizer.json", "cases.json"):
         print(name, os.path.getsize(os.path.join(OUT, name)))
 
 

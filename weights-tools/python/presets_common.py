@@ -9,6 +9,11 @@ import timm
 PRETRAINED_KEYS = ("input_size", "mean", "std", "crop_pct", "crop_mode", "interpolation")
 
 
+def pretrained(cfg):
+    c = cfg.to_dict()
+    return {k: (list(c[k]) if isinstance(c.get(k), tuple) else c.get(k)) for k in PRETRAINED_KEYS}
+
+
 def record_presets(names, captured, captured_exc, why_not, encode, out):
     """`captured` is the dict the stand-in fills; `why_not(captured)` returns a reason to
     skip the name or None; `encode(key, value)` returns the JSON form or None."""
@@ -41,9 +46,15 @@ def record_presets(names, captured, captured_exc, why_not, encode, out):
         cfg = timm.models.get_pretrained_cfg(name)
         pre = {}
         if cfg is not None:
-            c = cfg.to_dict()
-            pre = {k: (list(c[k]) if isinstance(c.get(k), tuple) else c.get(k)) for k in PRETRAINED_KEYS}
-        presets[name] = {"kwargs": kwargs, "pretrained_cfg": pre}
+            pre = pretrained(cfg)
+        # Every pretrained tag's own preprocessing and class count
+        # (`timm.create_model("NAME.TAG")` builds its head with the tag's num_classes).
+        tags = {}
+        for full in timm.list_pretrained(f"{name}.*"):
+            c = timm.models.get_pretrained_cfg(full)
+            if c is not None:
+                tags[full.split(".", 1)[1]] = dict(pretrained(c), num_classes=c.to_dict().get("num_classes"))
+        presets[name] = {"kwargs": kwargs, "pretrained_cfg": pre, "tags": tags}
     with open(out, "w") as f:
         json.dump({"timm_version": timm.__version__, "presets": presets, "unsupported": skipped}, f, indent=0, sort_keys=True)
     print(f"{len(presets)} presets, {len(skipped)} unsupported -> {out}")

@@ -164,3 +164,39 @@ pub fn convert(config: wgvision_graphs::ModelConfig, tensors: Vec<st::Tensor>) -
         ModelConfig::Clip(c) => clip::convert(c, tensors),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wgvision_graphs::ModelConfig;
+
+    fn vit(name: &str) -> wgvision_graphs::vit::VitConfig {
+        match timm_config(name, &[]).unwrap() {
+            ModelConfig::Vit(c) => c,
+            other => panic!("{name}: {}", other.name()),
+        }
+    }
+
+    /// `NAME.TAG` takes that pretrained tag's class count and preprocessing, as
+    /// `timm.create_model("NAME.TAG")` and its pretrained_cfg do (recorded from timm).
+    #[test]
+    fn timm_pretrained_tags_select_their_cfg() {
+        let base = vit("vit_base_patch16_224");
+        assert_eq!((base.num_classes, base.preprocess.mean), (1000, [0.5; 3]));
+        let in21k = vit("vit_base_patch16_224.augreg_in21k");
+        assert_eq!(in21k.num_classes, 21843);
+        let dino = vit("vit_base_patch16_224.dino");
+        assert_eq!(dino.num_classes, 0, "a feature tag has no head");
+        assert_eq!(dino.preprocess.mean, [0.485, 0.456, 0.406]);
+        let clip = vit("vit_base_patch16_clip_224.laion2b_ft_in12k_in1k");
+        assert_eq!((clip.num_classes, clip.preprocess.crop_pct), (1000, 0.95));
+        // --set still wins over the tag.
+        let set = timm_config("vit_base_patch16_224.augreg_in21k", &[("num_classes".into(), 10.into())]).unwrap();
+        assert!(matches!(set, ModelConfig::Vit(c) if c.num_classes == 10));
+        // Swin and MaxViT names take tags the same way.
+        let swin = timm_config("swin_tiny_patch4_window7_224.ms_in22k", &[]).unwrap();
+        assert!(matches!(&swin, ModelConfig::Swin(c) if c.num_classes == 21841), "{swin:?}");
+        let err = timm_config("vit_base_patch16_224.no_such_tag", &[]).unwrap_err().to_string();
+        assert!(err.contains("no pretrained tag 'no_such_tag'") && err.contains("augreg2_in21k_ft_in1k"), "{err}");
+    }
+}

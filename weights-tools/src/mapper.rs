@@ -328,11 +328,30 @@ pub fn timm_preset(text: &str, family: &str, name: &str, overrides: &[(String, V
         return Err(WeightsError::UnknownModel { name: name.to_string(), hint: unknown_model_hint(&all, text, family, arch) });
     };
     let mut kwargs: Map<String, Value> = preset["kwargs"].as_object().cloned().unwrap_or_default();
+    // NAME.TAG: that pretrained tag's preprocessing and class count (as
+    // `timm.create_model("NAME.TAG")` builds it); NAME alone: timm's default tag.
+    let mut pretrained_cfg = preset["pretrained_cfg"].clone();
+    if let Some((_, tag)) = name.split_once('.') {
+        let tags = preset["tags"].as_object().cloned().unwrap_or_default();
+        let Some(cfg) = tags.get(tag) else {
+            let mut known: Vec<&String> = tags.keys().collect();
+            known.sort();
+            let known: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
+            return Err(WeightsError::UnknownModel {
+                name: name.to_string(),
+                hint: format!(": timm has no pretrained tag '{tag}' for {arch} (its tags: {})", if known.is_empty() { "none".into() } else { known.join(", ") }),
+            });
+        };
+        if let Some(n) = cfg.get("num_classes").filter(|n| n.is_u64()) {
+            kwargs.insert("num_classes".into(), n.clone());
+        }
+        pretrained_cfg = cfg.clone();
+    }
     for (k, v) in overrides {
         let path = route(&kwargs, k)?;
         insert_path(&mut kwargs, &path, v.clone());
     }
-    Ok(TimmPreset { arch: arch.to_string(), kwargs, pretrained_cfg: preset["pretrained_cfg"].clone() })
+    Ok(TimmPreset { arch: arch.to_string(), kwargs, pretrained_cfg })
 }
 
 fn insert_path(map: &mut Map<String, Value>, path: &[String], v: Value) {
