@@ -298,6 +298,8 @@ fn convert_hub_snapshot_folders() {
     let conv = wgvision_ok(&["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()]);
     // The summary: parameters and the bytes written.
     let summary = String::from_utf8_lossy(&conv.stderr).into_owned();
+    // stderr is a pipe here: no progress bar (no carriage returns, no bar cells).
+    assert!(!summary.contains('\r') && !summary.contains("[#"), "{summary:?}");
     let mb = std::fs::metadata(&model).unwrap().len() as f64 / 1e6;
     assert!(summary.contains("M parameters") && summary.contains(&format!("{mb:.1} MB written")), "{summary}");
     let io = fx.join("classifier_two_layers.io.safetensors");

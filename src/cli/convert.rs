@@ -24,6 +24,7 @@ pub fn convert(
         return Ok(());
     }
     let input = input.ok_or("missing the input checkpoint (IN.safetensors, or a hub snapshot folder)")?;
+    let _bar = super::progress::conversion_bar();
     let output = output.ok_or("missing -o OUT.safetensors")?;
     if input.is_dir() {
         if model.is_some() || config.is_some() {
@@ -151,6 +152,7 @@ fn model_files(detector: bool, tokenizer: Option<&std::path::Path>, labels: Opti
 fn write(output: &std::path::Path, converted: weights::mapper::Conversion, f16: bool, files: &[(String, String)], kind: &str) -> CliResult {
     let params = converted.parameter_count();
     format::write_model_with_files(output, &converted.config, converted.tensors, f16, files)?;
+    super::progress::end_line();
     eprintln!(
         "converted {kind}{} ({:.2}M parameters, {}) -> {} ({})",
         converted.config.name(),

@@ -13,6 +13,7 @@ mod bench;
 mod bench_op;
 mod convert;
 mod inspect;
+mod progress;
 mod run;
 
 use clap::{Parser, Subcommand, ValueEnum};

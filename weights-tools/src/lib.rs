@@ -10,6 +10,7 @@ pub mod labels;
 pub mod mapper;
 pub mod maxvit;
 pub mod owl;
+pub mod progress;
 pub mod st;
 pub mod swin;
 pub mod timm;

@@ -40,11 +40,14 @@ pub struct Mapper {
     /// Extra advice for a shape mismatch on a given tensor (e.g. which --set fixes it).
     shape_hint: fn(&str, &[usize]) -> String,
     out: Tensors,
+    /// How many peer tensors there were (progress).
+    initial: usize,
 }
 
 impl Mapper {
     pub fn new(tensors: Vec<Tensor>, layout: Layout, shape_hint: fn(&str, &[usize]) -> String) -> Mapper {
-        Mapper { tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(), layout, shape_hint, out: Tensors::new() }
+        let initial = tensors.len();
+        Mapper { tensors: tensors.into_iter().map(|t| (t.name.clone(), t)).collect(), layout, shape_hint, out: Tensors::new(), initial }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -73,6 +76,7 @@ impl Mapper {
     }
 
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+        crate::progress::report("converting", (self.initial - self.tensors.len()) as u64, self.initial as u64);
         let t = self.tensors.remove(name).ok_or_else(|| WeightsError::MissingTensor {
             tensor: name.to_string(),
             hint: format!(" (expected shape {shape:?}); check the model options against the checkpoint"),

@@ -48,7 +48,21 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
         return Err(WeightsError::Unsupported(format!("{}: not a regular file", path.display())));
     }
     check_host_bytes(&path.display().to_string(), Some(meta.len()))?;
-    std::fs::read(path).map_err(io)
+    // Read in 64 MiB steps so a large checkpoint reports its progress.
+    use std::io::Read;
+    let total = meta.len();
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::with_capacity(total as usize);
+    let mut chunk = vec![0u8; 64 << 20];
+    loop {
+        let n = f.read(&mut chunk).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        crate::progress::report("reading", bytes.len() as u64, total.max(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 /// A JSON file (a peer's config.json, an index or processor config), read within the same
@@ -166,9 +180,13 @@ pub struct OutTensor {
 
 /// Serialize and write atomically: a temp file beside the target, renamed into place.
 pub fn write(path: &Path, tensors: &[OutTensor], metadata: HashMap<String, String>) -> Result<()> {
+    let total: u64 = tensors.iter().map(|t| t.data.len() as u64).sum();
+    let mut done = 0u64;
     let blobs: Vec<Vec<u8>> = tensors
         .iter()
         .map(|t| {
+            done += t.data.len() as u64;
+            crate::progress::report("writing", done, total);
             if t.f16 {
                 t.data.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect()
             } else {
