@@ -450,7 +450,12 @@ impl CharsMap {
     /// sentencepiece: the longest rule at the start of `input`.
     fn longest(&self, input: &str) -> Option<(&str, usize)> {
         let mut best = None;
-        self.prefixes(input.as_bytes(), |len, v| best = Some((len, v)));
+        // (A key ending inside a character can only come from a corrupt charsmap.)
+        self.prefixes(input.as_bytes(), |len, v| {
+            if input.is_char_boundary(len) {
+                best = Some((len, v));
+            }
+        });
         let (len, v) = best?;
         Some((self.string(v)?, len))
     }

@@ -145,3 +145,16 @@ fn released_checkpoint_presets_are_accepted() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("vmoe_s32_last2_ilsvrc2012_randaug_light1"), "unknown name:\n{err}");
 }
+
+/// `-o` naming one of the checkpoint's own data shards is refused before anything is
+/// read or written; the shard is left as it was.
+#[test]
+fn output_over_a_data_shard_is_refused() {
+    let (dir, index) = copy_fixture("vmoe_ckpt_output_over_shard");
+    let shard = dir.join(format!("{CASE}.data-00000-of-00002"));
+    let before = std::fs::read(&shard).unwrap();
+    let out = wgvision(&["convert", "--from", "vmoe", "--config", s(&config()), s(&index), "-o", s(&shard)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("data shards"), "{err}");
+    assert_eq!(std::fs::read(&shard).unwrap(), before);
+}

@@ -35,6 +35,15 @@ pub fn convert(
     let from = from.ok_or("--from timm|hf|vmoe is needed for a checkpoint file (a hub snapshot folder needs none)")?;
     let ins: Vec<&std::path::Path> = [Some(&input), config.as_ref(), tokenizer.as_ref()].into_iter().flatten().map(|p| p.as_path()).collect();
     st::check_output(&output, &ins)?;
+    if weights::vmoe_ckpt::is_index(&input) {
+        // Never write over one of the index's data shards (PREFIX.data-*).
+        let stem = input.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+        let same_dir = |p: &std::path::Path| p.parent().and_then(|d| d.canonicalize().ok());
+        let named = output.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&format!("{stem}.data-")));
+        if named && same_dir(&output) == same_dir(&input) {
+            return Err(format!("-o {}: one of the checkpoint's data shards", output.display()).into());
+        }
+    }
     // The config (and its errors) first; the checkpoint is read once it is known to fit.
     // Class names travel in the model file (transformers' id2label).
     let mut labels = None;

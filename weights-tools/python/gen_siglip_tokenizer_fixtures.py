@@ -226,6 +226,9 @@ def main():
     for key, path in paths.items():
         toks[key] = slow_tokenizer(path, hub_like=True)
         slow[key] = encode_all(SiglipProcessor(image_processor, toks[key]), slow_tokenizer(path, hub_like=False))
+    # do_lower_case false (a tokenizer_config.json may say so).
+    cased = SiglipTokenizer(paths["small"], model_max_length=MAX_LEN, do_lower_case=False)
+    slow["cased"] = [(cased(s, padding="max_length", max_length=MAX_LEN, truncation=True)["input_ids"], None) for s in STRINGS]
     for key in ("small", "bytes"):
         backend = SiglipFastConverter(toks[key]).converted()
         backend.save(os.path.join(OUT, key, "tokenizer.json"))
@@ -244,6 +247,7 @@ def main():
             c[key + "_fast_attention_mask"] = fast[key][i]["attention_mask"]
             if c[key + "_fast_input_ids"] != c[key + "_input_ids"]:
                 differ[key].append(s)
+        c["small_cased_input_ids"] = slow["cased"][i][0]
         cases.append(c)
     big_tok = toks["big"]
     head = {"max_length": MAX_LEN, "pad_id": big_tok.pad_token_id, "eos_id": big_tok.eos_token_id,
