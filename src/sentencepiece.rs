@@ -830,9 +830,7 @@ impl SiglipText {
         }
         toks.into_iter()
             .map(|(t, id)| {
-                id.or_else(|| self.specials.iter().find(|(s, _)| *s == t).map(|s| s.1))
-                    .or_else(|| model.all.get(&t).copied())
-                    .unwrap_or(model.unk_id)
+                id.or_else(|| self.specials.iter().find(|(s, _)| *s == t).map(|s| s.1)).or_else(|| model.all.get(&t).copied()).unwrap_or(model.unk_id)
             })
             .collect()
     }
@@ -936,8 +934,11 @@ impl JsonPipeline {
                     if item.get("Sequence").is_some() {
                         seen_a = true;
                     } else if let Some(name) = item["SpecialToken"]["id"].as_str() {
-                        let ids = post["special_tokens"][name]["ids"].as_array().ok_or_else(|| format!("tokenizer.json: template token {name:?} is not in special_tokens"))?;
-                        let ids: Vec<u32> = ids.iter().map(|i| i.as_u64().map(|i| i as u32)).collect::<Option<_>>().ok_or("tokenizer.json: bad special token ids")?;
+                        let ids = post["special_tokens"][name]["ids"]
+                            .as_array()
+                            .ok_or_else(|| format!("tokenizer.json: template token {name:?} is not in special_tokens"))?;
+                        let ids: Vec<u32> =
+                            ids.iter().map(|i| i.as_u64().map(|i| i as u32)).collect::<Option<_>>().ok_or("tokenizer.json: bad special token ids")?;
                         if seen_a { &mut suffix } else { &mut prefix }.extend(ids);
                     } else {
                         return Err(format!("tokenizer.json: unsupported template item {item}"));
@@ -955,9 +956,15 @@ impl JsonPipeline {
         // a control (format characters included) alone, a regional-indicator pair, a Hangul syllable sequence, or a
         // character with its combining marks, joiners (an emoji after a ZWJ), variation selectors
         // and modifiers.
-        let graphemes = Regex::new(
-            r"^(?s:\r\n|[\p{Cc}\p{Zl}\p{Zp}\p{Cf}--[\x{200C}\x{200D}\x{600}-\x{605}\x{6DD}\x{70F}\x{890}\x{891}\x{8E2}\x{110BD}\x{110CD}\x{E0020}-\x{E007F}]]|[\x{1F1E6}-\x{1F1FF}]{2}|[\x{1100}-\x{115F}\x{A960}-\x{A97C}]*(?:[\x{AC00}-\x{D7A3}][\x{1160}-\x{11A7}\x{D7B0}-\x{D7C6}]*|[\x{1160}-\x{11A7}\x{D7B0}-\x{D7C6}]+)[\x{11A8}-\x{11FF}\x{D7CB}-\x{D7FB}]*|[\x{1100}-\x{115F}\x{A960}-\x{A97C}]+|.(?:[\p{M}\x{200C}\x{1F3FB}-\x{1F3FF}\x{E0020}-\x{E007F}]|\x{200D}[\x{2600}-\x{27BF}\x{1F000}-\x{1FAFF}]?)*)",
-        )
+        let graphemes = Regex::new(concat!(
+            r"^(?s:\r\n",
+            r"|[\p{Cc}\p{Zl}\p{Zp}\p{Cf}--[\x{200C}\x{200D}\x{600}-\x{605}\x{6DD}\x{70F}\x{890}\x{891}\x{8E2}\x{110BD}\x{110CD}\x{E0020}-\x{E007F}]]",
+            r"|[\x{1F1E6}-\x{1F1FF}]{2}",
+            // Hangul: L* (LV|LVT) V* T*, L* V+ T*, L+.
+            r"|[\x{1100}-\x{115F}\x{A960}-\x{A97C}]*(?:[\x{AC00}-\x{D7A3}][\x{1160}-\x{11A7}\x{D7B0}-\x{D7C6}]*|[\x{1160}-\x{11A7}\x{D7B0}-\x{D7C6}]+)[\x{11A8}-\x{11FF}\x{D7CB}-\x{D7FB}]*",
+            r"|[\x{1100}-\x{115F}\x{A960}-\x{A97C}]+",
+            r"|.(?:[\p{M}\x{200C}\x{1F3FB}-\x{1F3FF}\x{E0020}-\x{E007F}]|\x{200D}[\x{2600}-\x{27BF}\x{1F000}-\x{1FAFF}]?)*)",
+        ))
         .map_err(|e| e.to_string())?;
         Ok(JsonPipeline { added, norms, pre, prefix, suffix, graphemes })
     }

@@ -20,8 +20,9 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
-/// Every case's ids (and mask) under `ids_key` / `mask_key` equal transformers'.
-fn check(tok: &SentencePieceTokenizer, ids_key: &str, mask_key: &str) {
+/// Every case's ids (and mask, where recorded) under `ids_key` / `mask_key` equal
+/// transformers'.
+fn check(tok: &SentencePieceTokenizer, ids_key: &str, mask_key: Option<&str>) {
     let v = cases();
     let max_len = v["max_length"].as_u64().unwrap() as usize;
     assert_eq!(tok.pad_id() as u64, v["pad_id"].as_u64().unwrap());
@@ -30,15 +31,17 @@ fn check(tok: &SentencePieceTokenizer, ids_key: &str, mask_key: &str) {
     let mut failed = Vec::new();
     for c in cases {
         let s = c["text"].as_str().unwrap();
-        let (want_ids, want_mask) = (ids(&c[ids_key]), ids(&c[mask_key]));
+        let want_ids = ids(&c[ids_key]);
         let (got, mask) = tok.encode_padded(s, max_len);
-        if got != want_ids || mask != want_mask {
-            failed.push(format!("{s:?}\n  got  {got:?}\n  want {want_ids:?}\n  (tokens {})", c["tokens"]));
+        let want_mask = mask_key.map(|k| ids(&c[k]));
+        if got != want_ids || want_mask.as_ref().is_some_and(|m| *m != mask) {
+            failed.push(format!("{s:?}\n  got  {got:?} mask {mask:?}\n  want {want_ids:?} mask {want_mask:?}\n  (tokens {})", c["tokens"]));
         }
         // Unpadded: the same ids up to the end token (shorter texts only).
-        let n = want_mask.iter().filter(|&&m| m == 1).count();
+        let n = mask.iter().filter(|&&m| m == 1).count();
+        assert_eq!(mask, [vec![1; n], vec![0; max_len - n]].concat(), "{s:?}");
         if n < max_len {
-            assert_eq!(tok.encode(s), want_ids[..n], "{s:?} unpadded");
+            assert_eq!(tok.encode(s), got[..n], "{s:?} unpadded");
         }
     }
     assert!(failed.is_empty(), "{} of {} cases differ from transformers:\n{}", failed.len(), cases.len(), failed.join("\n"));
@@ -51,7 +54,7 @@ fn siglip_spiece_model_matches_transformers() {
     assert_eq!(tok.vocab_size() as u64, v["vocab_size"].as_u64().unwrap());
     assert_eq!(tok.eos_id().map(u64::from), v["eos_id"].as_u64());
     assert_eq!(tok.unk_id() as u64, v["unk_id"].as_u64().unwrap());
-    check(&tok, "input_ids", "attention_mask");
+    check(&tok, "input_ids", Some("attention_mask"));
     // The directory form finds spiece.model.
     let dir = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer")).unwrap();
     assert_eq!(dir.encode("a photo of a cat"), tok.encode("a photo of a cat"));
@@ -61,7 +64,18 @@ fn siglip_spiece_model_matches_transformers() {
 fn siglip_small_spiece_model_matches_transformers() {
     let tok = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer/small/spiece.model")).unwrap();
     assert_eq!(tok.vocab_size() as u64, cases()["small_vocab_size"].as_u64().unwrap());
-    check(&tok, "small_input_ids", "small_attention_mask");
+    check(&tok, "small_input_ids", None);
+}
+
+/// A tokenizer_config.json beside the model with `do_lower_case: false`.
+#[test]
+fn siglip_cased_from_tokenizer_config_matches_transformers() {
+    let dir = temp_dir("siglip_tok_cased");
+    std::fs::copy(fixtures().join("siglip_tokenizer/small/spiece.model"), dir.join("spiece.model")).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"do_lower_case": false, "eos_token": "</s>", "pad_token": {"content": "</s>"}}"#).unwrap();
+    let tok = SentencePieceTokenizer::load(&dir).unwrap();
+    check(&tok, "small_cased_input_ids", None);
+    assert_ne!(tok.encode("A CAT"), tok.encode("a cat"));
 }
 
 /// Byte fallback: unknown characters become their UTF-8 bytes' <0xXX> pieces.
@@ -69,7 +83,7 @@ fn siglip_small_spiece_model_matches_transformers() {
 fn byte_fallback_spiece_model_matches_transformers() {
     let tok = SentencePieceTokenizer::load(&fixtures().join("siglip_tokenizer/bytes/spiece.model")).unwrap();
     assert_eq!(tok.vocab_size() as u64, cases()["bytes_vocab_size"].as_u64().unwrap());
-    check(&tok, "bytes_input_ids", "bytes_attention_mask");
+    check(&tok, "bytes_input_ids", None);
     let (ids, _) = tok.encode_padded("\u{6771}", 64);
     assert!(!ids.contains(&tok.unk_id()), "{ids:?}");
 }
@@ -77,7 +91,7 @@ fn byte_fallback_spiece_model_matches_transformers() {
 /// tokenizers' fast pipeline on the tokenizer.json of a model.
 fn check_json(model: &str) {
     let tok = SentencePieceTokenizer::load(&fixtures().join(format!("siglip_tokenizer/{model}/tokenizer.json"))).unwrap();
-    check(&tok, &format!("{model}_fast_input_ids"), &format!("{model}_fast_attention_mask"));
+    check(&tok, &format!("{model}_fast_input_ids"), Some(&format!("{model}_fast_attention_mask")));
     // Where the fast pipeline agrees with SiglipTokenizer, so does this one.
     let v = cases();
     let differ: Vec<&str> = v["fast_differs_from_slow"][model].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
@@ -163,10 +177,22 @@ fn bad_tokenizer_files_are_clear_errors() {
         ("c.json", r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": []}}"#, "empty"),
         ("d.json", r#"{"model": {"type": "Unigram", "unk_id": null, "vocab": [["<unk>", 0.0], ["a", -1.0]]}}"#, "no unk_id"),
         ("e.json", r#"{"model": {"type": "Unigram", "unk_id": 5, "vocab": [["<unk>", 0.0]]}}"#, "outside the vocabulary"),
-        ("f.json", r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "BertNormalizer"}}"#, "unsupported normalizer"),
+        (
+            "f.json",
+            r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "BertNormalizer"}}"#,
+            "unsupported normalizer",
+        ),
         ("g.json", r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": ["<unk>"]}}"#, "[piece, score]"),
-        ("h.json", r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "/////w=="}}"#, "charsmap"),
-        ("i.json", r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "no base64!"}}"#, "base64"),
+        (
+            "h.json",
+            r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "/////w=="}}"#,
+            "charsmap",
+        ),
+        (
+            "i.json",
+            r#"{"model": {"type": "Unigram", "unk_id": 0, "vocab": [["<unk>", 0.0]]}, "normalizer": {"type": "Precompiled", "precompiled_charsmap": "no base64!"}}"#,
+            "base64",
+        ),
     ] {
         let e = load_err(&json(name, text));
         assert!(e.contains(want) && e.contains(name), "{name}: {e}");
@@ -198,4 +224,3 @@ fn bad_tokenizer_files_are_clear_errors() {
     assert_eq!(tok.encode("a\u{6771}\u{4eac}a"), vec![3, 2, 4, 1]);
     assert_eq!(tok.encode(""), vec![1]);
 }
-

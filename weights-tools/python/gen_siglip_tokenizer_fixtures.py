@@ -231,7 +231,7 @@ def main():
     slow["cased"] = [(cased(s, padding="max_length", max_length=MAX_LEN, truncation=True)["input_ids"], None) for s in STRINGS]
     for key in ("small", "bytes"):
         backend = SiglipFastConverter(toks[key]).converted()
-        backend.save(os.path.join(OUT, key, "tokenizer.json"))
+        backend.save(os.path.join(OUT, key, "tokenizer.json"), pretty=False)
         f = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>", unk_token="<unk>", pad_token="</s>",
                                     model_max_length=MAX_LEN)
         fast[key] = [f(s, padding="max_length", max_length=MAX_LEN, truncation=True) for s in STRINGS]
@@ -242,7 +242,7 @@ def main():
         c = {"text": s, "input_ids": ids, "attention_mask": mask,
              "tokens": toks["big"].convert_ids_to_tokens([t for t, m in zip(ids, mask) if m])}
         for key in ("small", "bytes"):
-            c[key + "_input_ids"], c[key + "_attention_mask"] = slow[key][i]
+            c[key + "_input_ids"] = slow[key][i][0]
             c[key + "_fast_input_ids"] = fast[key][i]["input_ids"]
             c[key + "_fast_attention_mask"] = fast[key][i]["attention_mask"]
             if c[key + "_fast_input_ids"] != c[key + "_input_ids"]:
@@ -257,7 +257,7 @@ def main():
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         # One case a line: readable, and a third of the size of an indented dump.
         f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "cases": [\n')
-        f.write(",\n".join(json.dumps(c, ensure_ascii=False) for c in cases) + "\n]}\n")
+        f.write(",\n".join(json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in cases) + "\n]}\n")
     for c in cases:
         print(repr(c["text"])[:50], c["tokens"][:14])
     print(f"{n_rules} rules in the small model; the fast tokenizer.json differs from SiglipTokenizer on: {differ}")

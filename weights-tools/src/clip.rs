@@ -234,3 +234,28 @@ pub fn convert(c: ClipConfig, tensors: Vec<Tensor>) -> Result<Conversion> {
         }
     })
 }
+
+/// Built-in benchmark presets (synthetic weights) with the published models' sizes.
+pub fn preset(name: &str) -> Option<Value> {
+    let clip = |patch: usize| {
+        serde_json::json!({
+            "_name_or_path": name, "model_type": "clip", "architectures": ["CLIPModel"], "projection_dim": 512,
+            "text_config": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8,
+                "vocab_size": 49408, "max_position_embeddings": 77, "eos_token_id": 49407},
+            "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "image_size": 224, "patch_size": patch}
+        })
+    };
+    Some(match name {
+        "clip-vit-base-patch32" => clip(32),
+        "clip-vit-base-patch16" => clip(16),
+        "siglip-base-patch16-224" => serde_json::json!({
+            "_name_or_path": name, "model_type": "siglip", "architectures": ["SiglipModel"],
+            "text_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "vocab_size": 32000, "max_position_embeddings": 64},
+            "vision_config": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+                "image_size": 224, "patch_size": 16}
+        }),
+        _ => return None,
+    })
+}

@@ -102,14 +102,18 @@ pub fn hf_architecture_from_tensors(json: &serde_json::Value, names: &[&str]) ->
     json
 }
 
-/// A built-in benchmark preset: a timm model name, a V-MoE preset (`vmoe_*`), or an OWL
-/// preset (`owlvit-base-patch32`, `owlv2-base-patch16`).
+/// A built-in benchmark preset: a timm model name, a V-MoE preset (`vmoe_*`), an OWL
+/// preset (`owlvit-base-patch32`, `owlv2-base-patch16`) or a CLIP / SigLIP one
+/// (`clip-vit-base-patch32`, `clip-vit-base-patch16`, `siglip-base-patch16-224`).
 pub fn preset_config(name: &str) -> Result<wgvision_graphs::ModelConfig> {
     if let Some(json) = vmoe::preset(name) {
         return Ok(wgvision_graphs::ModelConfig::Vmoe(vmoe::config(&json)?));
     }
     if let Some(json) = owl::preset(name) {
         return Ok(wgvision_graphs::ModelConfig::Owl(owl::hf_config(&json)?));
+    }
+    if let Some(json) = clip::preset(name) {
+        return Ok(wgvision_graphs::ModelConfig::Clip(clip::config(&json)?));
     }
     timm_config(name, &[])
 }
