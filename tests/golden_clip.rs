@@ -124,3 +124,30 @@ fn zero_shot_labels_from_the_cli_match_clip() {
         }
     }
 }
+
+/// Zero-shot input mistakes: a clear message and a non-zero exit.
+#[test]
+fn zero_shot_bad_input_is_refused() {
+    let fx = fixtures().join("clip");
+    let dir = temp_dir("golden_clip_zero_shot_bad");
+    let tok = fixtures().join("clip_tokenizer");
+    let with_tok = convert(&dir, "clip_zero_shot", "f32", &["--tokenizer", tok.to_str().unwrap()]);
+    let without = convert(&dir, "clip_model", "f32", &[]);
+    let vision = convert(&dir, "clip_vision_b32_224", "f32", &[]);
+    let picture = fx.join("picture.png");
+    let (m, p) = (with_tok.to_str().unwrap(), picture.to_str().unwrap());
+    for (args, needle) in [
+        (vec!["run", m, "--image", p], "at least one --label"),
+        (vec!["run", m, "--image", p, "--label", " "], "empty"),
+        (vec!["run", without.to_str().unwrap(), "--image", p, "--label", "a cat"], "no tokenizer"),
+        (vec!["run", vision.to_str().unwrap(), "--image", p, "--label", "a cat"], "--label applies to CLIPModel"),
+        (vec!["run", m, "--image", p, "--label", "a cat", "-o", dir.join("x.safetensors").to_str().unwrap()], "-o applies to --input"),
+    ] {
+        let out = wgvision(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(needle) && !err.contains("panicked"), "{args:?}: {err}");
+    }
+    // --tokenizer given to a vision-only model at conversion.
+    let out = wgvision(&["convert", "--from", "hf", "--config", fx.join("clip_vision_b32_224.config.json").to_str().unwrap(), fx.join("clip_vision_b32_224.checkpoint.safetensors").to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "-o", dir.join("y.safetensors").to_str().unwrap()]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tokenizer applies"));
+}
