@@ -16,8 +16,11 @@
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 use regex::Regex;
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use unicode_normalization::UnicodeNormalization;
+
+/// The name `read_files` gives a binary spiece.model, stored as base64 text.
+pub const SPIECE_BASE64: &str = "spiece.model.base64";
 
 /// A SentencePiece Unigram tokenizer (see the module docs for what each source runs).
 pub struct SentencePieceTokenizer {
@@ -52,37 +55,65 @@ impl SentencePieceTokenizer {
     /// first, as transformers has no fast SigLIP tokenizer). A `tokenizer_config.json` beside
     /// it may set `do_lower_case` and the eos / unk / pad tokens.
     pub fn load(path: &Path) -> Result<SentencePieceTokenizer, TokenizerError> {
-        let err = |p: &Path, message: String| TokenizerError { path: p.display().to_string(), message };
-        let file = if path.is_dir() {
+        let (main, _) = Self::locate(path)?;
+        let files = Self::read_files(path)?;
+        Self::from_files(&files).map_err(|message| TokenizerError { path: main.display().to_string(), message })
+    }
+
+    /// The tokenizer file and the tokenizer_config.json beside it (if any).
+    fn locate(path: &Path) -> Result<(PathBuf, Option<PathBuf>), TokenizerError> {
+        let main = if path.is_dir() {
             let (sp, json) = (path.join("spiece.model"), path.join("tokenizer.json"));
             if sp.is_file() {
                 sp
             } else if json.is_file() {
                 json
             } else {
-                return Err(err(path, "expected spiece.model or tokenizer.json in the directory".into()));
+                return Err(TokenizerError { path: path.display().to_string(), message: "expected spiece.model or tokenizer.json in the directory".into() });
             }
         } else {
             path.to_path_buf()
         };
-        let dir = file.parent().unwrap_or(Path::new("."));
-        let config_path = dir.join("tokenizer_config.json");
-        let config = if config_path.is_file() {
-            let text = std::fs::read_to_string(&config_path).map_err(|e| err(&config_path, e.to_string()))?;
-            Some(serde_json::from_str::<serde_json::Value>(&text).map_err(|e| err(&config_path, format!("not JSON: {e}")))?)
+        let config = main.parent().unwrap_or(Path::new(".")).join("tokenizer_config.json");
+        Ok((main.clone(), config.is_file().then_some(config)))
+    }
+
+    /// The tokenizer's files as texts keyed by name, for storing in a model file (as
+    /// `ClipTokenizer::read_files`): "tokenizer.json", or [`SPIECE_BASE64`] (the binary
+    /// spiece.model in base64), and "tokenizer_config.json" when there is one.
+    pub fn read_files(path: &Path) -> Result<Vec<(String, String)>, TokenizerError> {
+        let (main, config) = Self::locate(path)?;
+        let err = |p: &Path, message: String| TokenizerError { path: p.display().to_string(), message };
+        let bytes = std::fs::read(&main).map_err(|e| err(&main, e.to_string()))?;
+        let is_json = main.extension().is_some_and(|e| e == "json") || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let mut files = vec![if is_json {
+            ("tokenizer.json".to_string(), String::from_utf8(bytes).map_err(|_| err(&main, "tokenizer.json is not UTF-8".into()))?)
         } else {
-            None
+            (SPIECE_BASE64.to_string(), base64_encode(&bytes))
+        }];
+        if let Some(c) = config {
+            files.push(("tokenizer_config.json".into(), std::fs::read_to_string(&c).map_err(|e| err(&c, e.to_string()))?));
+        }
+        Ok(files)
+    }
+
+    /// Whether `read_files`-style files hold a SentencePiece tokenizer (an spiece.model, or
+    /// a tokenizer.json whose model is Unigram) rather than, say, CLIP's BPE.
+    pub fn handles(files: &[(String, String)]) -> bool {
+        files.iter().any(|(n, t)| {
+            n == SPIECE_BASE64 || (n == "tokenizer.json" && serde_json::from_str::<serde_json::Value>(t).is_ok_and(|v| v["model"]["type"] == "Unigram"))
+        })
+    }
+
+    /// From the texts `read_files` returns.
+    pub fn from_files(files: &[(String, String)]) -> Result<SentencePieceTokenizer, String> {
+        let get = |name: &str| files.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str());
+        let config = match get("tokenizer_config.json") {
+            Some(t) => Some(serde_json::from_str::<serde_json::Value>(t).map_err(|e| format!("tokenizer_config.json is not JSON: {e}"))?),
+            None => None,
         };
-        let bytes = std::fs::read(&file).map_err(|e| err(&file, e.to_string()))?;
-        let is_json = file.extension().is_some_and(|e| e == "json") || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-        let tok = if is_json {
-            let text = std::str::from_utf8(&bytes).map_err(|_| err(&file, "tokenizer.json is not UTF-8".into()))?;
-            let mut tok = Self::from_tokenizer_json(text).map_err(|m| err(&file, m))?;
-            if let Some(pad) = config.as_ref().and_then(|c| config_token(&c["pad_token"])) {
-                tok.pad = tok.model.all.get(&pad).copied().ok_or_else(|| err(&config_path, format!("pad_token {pad:?} is not in the vocabulary")))?;
-            }
-            tok
-        } else {
+        if let Some(b64) = get(SPIECE_BASE64) {
+            let bytes = base64_decode(b64).ok_or_else(|| format!("{SPIECE_BASE64} is not base64"))?;
             let mut opts = SiglipOptions::default();
             if let Some(c) = &config {
                 if let Some(b) = c["do_lower_case"].as_bool() {
@@ -94,8 +125,13 @@ impl SentencePieceTokenizer {
                     }
                 }
             }
-            Self::from_spiece_model_with(&bytes, &opts).map_err(|m| err(&file, m))?
-        };
+            return Self::from_spiece_model_with(&bytes, &opts);
+        }
+        let text = get("tokenizer.json").ok_or("expected spiece.model or tokenizer.json")?;
+        let mut tok = Self::from_tokenizer_json(text)?;
+        if let Some(pad) = config.as_ref().and_then(|c| config_token(&c["pad_token"])) {
+            tok.pad = tok.model.all.get(&pad).copied().ok_or_else(|| format!("tokenizer_config.json: pad_token {pad:?} is not in the vocabulary"))?;
+        }
         Ok(tok)
     }
 
@@ -120,6 +156,7 @@ impl SentencePieceTokenizer {
                 specials.push((t.clone(), id));
             }
         }
+        // SiglipTokenizer clears the model's add_dummy_prefix (it prepends "▁" itself).
         let normalizer = SpNormalizer::from_proto(&proto, false);
         let mut text = SiglipText { normalizer, lower: opts.do_lower_case, specials, unk_token: opts.unk_token.clone(), unk_len: 0 };
         text.unk_len = text.sp_encode(&model, &opts.unk_token).len();
@@ -575,7 +612,7 @@ enum Arith {
 }
 
 struct Unigram {
-    /// Pieces the segmentation may use -> (id, score).
+    /// Pieces the segmentation may use -> (id, score, user-defined).
     matchable: HashMap<String, (u32, f64, bool)>,
     /// Every piece -> id (token strings to ids).
     all: HashMap<String, u32>,
@@ -1215,6 +1252,18 @@ fn parse_pre_tokenizer(v: &serde_json::Value, out: &mut Vec<PreTok>) -> Result<(
     };
     out.push(p);
     Ok(())
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for k in 0..4 {
+            out.push(if k <= c.len() { A[((n >> (18 - 6 * k)) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
 }
 
 /// Standard base64 (padding optional); None on a character outside the alphabet.

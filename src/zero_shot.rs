@@ -2,6 +2,7 @@
 //! tower) and reused for every image; the image side runs the image tower and the
 //! similarity logits against the cached embeddings. Scores are transformers' usual ones:
 //! a softmax over the labels for CLIP, an independent sigmoid per label for SigLIP.
+use crate::sentencepiece::SentencePieceTokenizer;
 use crate::tokenizer::{ClipTokenizer, TextTokenizer};
 use crate::{Error, Model, Result};
 use std::collections::HashMap;
@@ -10,15 +11,37 @@ use std::sync::{Arc, Mutex};
 use wgvision_graphs::clip::{ClipKind, ATTENTION_MASK, INPUT_IDS, TEXT_EMBEDS};
 use wgvision_graphs::{ModelConfig, Task, TextQueries, IMAGE_INPUT};
 
-/// A tokenizer file or folder: SentencePiece (spiece.model, or a tokenizer.json with a
-/// Unigram model) or CLIP's BPE (tokenizer.json, vocab.json + merges.txt).
-pub fn load_tokenizer(path: &std::path::Path) -> Result<Box<dyn TextTokenizer>> {
-    let files = ClipTokenizer::read_files(path).map_err(|e| Error::Input { tensor: "tokenizer".into(), message: e.to_string() })?;
-    stored_tokenizer(&files).map_err(|message| Error::Input { tensor: "tokenizer".into(), message: format!("{}: {message}", path.display()) })
+/// Which tokenizer a model's text tower reads: SigLIP's SentencePiece, else CLIP's BPE.
+pub fn wants_sentencepiece(config: &ModelConfig) -> bool {
+    matches!(config, ModelConfig::Clip(c) if c.kind == ClipKind::Siglip)
+}
+
+/// A tokenizer file or folder's texts, as a model file stores them: SentencePiece
+/// (spiece.model, or a Unigram tokenizer.json) for SigLIP, CLIP's BPE (tokenizer.json,
+/// or vocab.json + merges.txt) otherwise; checked by building the tokenizer.
+pub fn read_tokenizer_files(path: &std::path::Path, config: &ModelConfig) -> Result<Vec<(String, String)>> {
+    let err = |message: String| Error::Input { tensor: "tokenizer".into(), message };
+    let sp = wants_sentencepiece(config);
+    let files = if sp { SentencePieceTokenizer::read_files(path) } else { ClipTokenizer::read_files(path) }.map_err(|e| err(e.to_string()))?;
+    if sp != SentencePieceTokenizer::handles(&files) {
+        let (want, got) = if sp { ("SentencePiece (spiece.model)", "CLIP BPE") } else { ("CLIP BPE", "SentencePiece") };
+        return Err(err(format!("{}: {} needs a {want} tokenizer, this is {got}", path.display(), config.name())));
+    }
+    stored_tokenizer(&files).map_err(|message| err(format!("{}: {message}", path.display())))?;
+    Ok(files)
+}
+
+/// A tokenizer file or folder, for `config`'s text tower.
+pub fn load_tokenizer(path: &std::path::Path, config: &ModelConfig) -> Result<Box<dyn TextTokenizer>> {
+    let files = read_tokenizer_files(path, config)?;
+    stored_tokenizer(&files).map_err(|message| Error::Input { tensor: "tokenizer".into(), message })
 }
 
 /// The tokenizer stored in a model file (its files' names and texts).
 pub fn stored_tokenizer(files: &[(String, String)]) -> std::result::Result<Box<dyn TextTokenizer>, String> {
+    if SentencePieceTokenizer::handles(files) {
+        return Ok(Box::new(SentencePieceTokenizer::from_files(files)?));
+    }
     Ok(Box::new(ClipTokenizer::from_files(files)?))
 }
 

@@ -25,6 +25,8 @@ struct ZeroShotCase {
     labels: Vec<String>,
     logits_per_image: Vec<f64>,
     probs: Vec<f64>,
+    /// Under tests/fixtures.
+    tokenizer: String,
 }
 
 fn index() -> Index {
@@ -94,14 +96,14 @@ fn preprocessing_matches_the_transformers_processors() {
 }
 
 /// `run --image --label ... --json`: CLIPProcessor's pixels and tokens through CLIPModel
-/// give these logits and softmax; the CLI must rank the labels the same, with the same
-/// numbers (the CLI's own preprocessing and tokenizer).
+/// give these logits and softmax (SiglipProcessor + SiglipModel: sigmoid); the CLI must
+/// rank the labels the same, with the same numbers (its own preprocessing and tokenizer).
 #[test]
-fn zero_shot_labels_from_the_cli_match_clip() {
+fn zero_shot_labels_from_the_cli_match_clip_and_siglip() {
     let fx = fixtures().join("clip");
     let dir = temp_dir("golden_clip_zero_shot");
     for z in index().zero_shot {
-        let tok = fixtures().join("clip_tokenizer");
+        let tok = fixtures().join(&z.tokenizer);
         let model = convert(&dir, &z.name, "f32", &["--tokenizer", tok.to_str().unwrap()]);
         let picture = fx.join("picture.png");
         let mut args = vec!["run", model.to_str().unwrap(), "--image", picture.to_str().unwrap(), "--json"];
@@ -150,4 +152,43 @@ fn zero_shot_bad_input_is_refused() {
     // --tokenizer given to a vision-only model at conversion.
     let out = wgvision(&["convert", "--from", "hf", "--config", fx.join("clip_vision_b32_224.config.json").to_str().unwrap(), fx.join("clip_vision_b32_224.checkpoint.safetensors").to_str().unwrap(), "--tokenizer", tok.to_str().unwrap(), "-o", dir.join("y.safetensors").to_str().unwrap()]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--tokenizer applies"));
+}
+
+/// Hub snapshot folders (config.json, model.safetensors, preprocessor_config.json and the
+/// tokenizer files, as `snapshot_download` leaves them) convert with no flags, then
+/// classify zero-shot exactly as the file conversions do.
+#[test]
+fn hub_folders_of_clip_and_siglip_convert_with_their_tokenizer() {
+    let fx = fixtures().join("clip");
+    let dir = temp_dir("golden_clip_hub");
+    for z in index().zero_shot {
+        let folder = dir.join(format!("{}-hub", z.name));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(fx.join(format!("{}.config.json", z.name)), folder.join("config.json")).unwrap();
+        std::fs::copy(fx.join(format!("{}.checkpoint.safetensors", z.name)), folder.join("model.safetensors")).unwrap();
+        let siglip = z.name.starts_with("siglip");
+        let pre = if siglip { "siglip_preprocessor_config.json" } else { "clip_preprocessor_config.json" };
+        std::fs::copy(fx.join(pre), folder.join("preprocessor_config.json")).unwrap();
+        let tok = fixtures().join(&z.tokenizer);
+        let files: &[&str] = if siglip { &["spiece.model"] } else { &["vocab.json", "merges.txt"] };
+        for f in files {
+            let src = if tok.is_dir() { tok.join(f) } else { tok.clone() };
+            std::fs::copy(src, folder.join(f)).unwrap();
+        }
+        let model = dir.join(format!("{}.safetensors", z.name));
+        wgvision_ok(&["convert", folder.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+        let picture = fx.join("picture.png");
+        let mut args = vec!["run", model.to_str().unwrap(), "--image", picture.to_str().unwrap(), "--json"];
+        for l in &z.labels {
+            args.extend(["--label", l.as_str()]);
+        }
+        let out = wgvision_ok(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+        for r in line["labels"].as_array().unwrap() {
+            let i = z.labels.iter().position(|l| l == r["label"].as_str().unwrap()).unwrap();
+            let p = r["score"].as_f64().unwrap();
+            assert!((p - z.probs[i]).abs() < 1e-3, "{} hub folder: {} p {p} vs {}", z.name, z.labels[i], z.probs[i]);
+        }
+    }
 }

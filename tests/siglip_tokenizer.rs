@@ -131,6 +131,31 @@ fn usable_through_the_shared_trait() {
     }
 }
 
+/// Stored in a model file as texts (`read_files`), rebuilt by `from_files`: the same ids.
+#[test]
+fn read_files_round_trip() {
+    let s = "A Photo, of a Caf\u{e9}!";
+    for path in ["siglip_tokenizer/spiece.model", "siglip_tokenizer/bytes", "siglip_tokenizer/small/tokenizer.json"] {
+        let path = fixtures().join(path);
+        let files = SentencePieceTokenizer::read_files(&path).unwrap();
+        assert!(SentencePieceTokenizer::handles(&files), "{}", path.display());
+        let tok = SentencePieceTokenizer::from_files(&files).unwrap();
+        assert_eq!(tok.encode_padded(s, 64), SentencePieceTokenizer::load(&path).unwrap().encode_padded(s, 64));
+    }
+    let dir = temp_dir("siglip_tok_files");
+    std::fs::copy(fixtures().join("siglip_tokenizer/small/spiece.model"), dir.join("spiece.model")).unwrap();
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"do_lower_case": false}"#).unwrap();
+    let files = SentencePieceTokenizer::read_files(&dir).unwrap();
+    assert!(files.iter().any(|(n, _)| n == "tokenizer_config.json"));
+    let tok = SentencePieceTokenizer::from_files(&files).unwrap();
+    assert_ne!(tok.encode("A CAT"), tok.encode("a cat"));
+    // CLIP's BPE tokenizer.json is not one of these.
+    let clip = wgvision::tokenizer::ClipTokenizer::read_files(&fixtures().join("clip_tokenizer/tokenizer.json")).unwrap();
+    assert!(!SentencePieceTokenizer::handles(&clip));
+    let e = SentencePieceTokenizer::from_files(&clip).err().unwrap();
+    assert!(e.contains("not Unigram"), "{e}");
+}
+
 fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, bytes).unwrap();

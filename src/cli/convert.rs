@@ -2,7 +2,6 @@
 use super::{CliResult, From};
 use std::path::PathBuf;
 use wgvision::graphs::ModelConfig;
-use wgvision::tokenizer::ClipTokenizer;
 use wgvision::weights::{self, format, st};
 
 #[allow(clippy::too_many_arguments)]
@@ -80,7 +79,7 @@ pub fn convert(
             ModelConfig::Vmoe(weights::vmoe::config(&json)?)
         }
     };
-    let files = model_files(model_cfg.takes_text(), tokenizer.as_deref(), labels.as_deref())?;
+    let files = model_files(&model_cfg, tokenizer.as_deref(), labels.as_deref())?;
     let tensors = match early {
         Some(t) => t,
         // vmoe's own checkpoint: PREFIX.index and the data shards beside it.
@@ -137,23 +136,20 @@ fn convert_folder(dir: &std::path::Path, output: &std::path::Path, from: Option<
     // A detector's tokenizer is in the folder unless --tokenizer names another.
     let detector = folder.config.takes_text();
     let tokenizer = if detector { Some(tokenizer.unwrap_or_else(|| dir.to_path_buf())) } else { tokenizer };
-    let files = model_files(detector, tokenizer.as_deref(), folder.labels.as_deref())?;
+    let files = model_files(&folder.config, tokenizer.as_deref(), folder.labels.as_deref())?;
     let kind = if folder.transformers { "transformers folder " } else { "timm folder " };
     let converted = if folder.transformers { weights::convert_hf(folder.config, folder.tensors)? } else { weights::convert(folder.config, folder.tensors)? };
     write(output, converted, f16, &files, kind)
 }
 
-/// The files stored beside the tensors: a detector's CLIP tokenizer (read and checked),
+/// The files stored beside the tensors: a text tower's tokenizer (read and checked),
 /// or a classifier's class names.
-fn model_files(detector: bool, tokenizer: Option<&std::path::Path>, labels: Option<&[String]>) -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+fn model_files(config: &ModelConfig, tokenizer: Option<&std::path::Path>, labels: Option<&[String]>) -> Result<Vec<(String, String)>, Box<dyn std::error::Error>> {
+    let text = config.takes_text();
     match tokenizer {
-        Some(path) if detector => {
-            let files = ClipTokenizer::read_files(path)?;
-            ClipTokenizer::from_files(&files).map_err(|e| format!("tokenizer {}: {e}", path.display()))?;
-            Ok(files)
-        }
+        Some(path) if text => Ok(wgvision::zero_shot::read_tokenizer_files(path, config)?),
         Some(_) => Err("--tokenizer applies to models with a text tower (OWL-ViT / OWLv2, CLIPModel, SiglipModel)".into()),
-        None => Ok(labels.filter(|_| !detector).map(|n| vec![(weights::labels::LABELS_FILE.to_string(), n.join("\n"))]).unwrap_or_default()),
+        None => Ok(labels.filter(|_| !text).map(|n| vec![(weights::labels::LABELS_FILE.to_string(), n.join("\n"))]).unwrap_or_default()),
     }
 }
 

@@ -261,7 +261,7 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
         return Err(format!("--label {bad:?}: empty").into());
     }
     let tok = match &d.tokenizer {
-        Some(p) => wgvision::zero_shot::load_tokenizer(p)?,
+        Some(p) => wgvision::zero_shot::load_tokenizer(p, &file.config)?,
         None if !file.files.is_empty() => wgvision::zero_shot::stored_tokenizer(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?,
         None => return Err("no tokenizer: pass --tokenizer (tokenizer.json, or the folder with it) or store one with `convert --tokenizer`".into()),
     };

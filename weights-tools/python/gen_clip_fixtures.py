@@ -21,7 +21,7 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast, CLIPVisionConfig,
                           CLIPVisionModel, CLIPVisionModelWithProjection, SiglipConfig, SiglipImageProcessor,
-                          SiglipModel, SiglipVisionConfig, SiglipVisionModel)
+                          SiglipModel, SiglipTokenizer, SiglipVisionConfig, SiglipVisionModel)
 
 from gen_vit_fixtures import perturb
 
@@ -160,7 +160,25 @@ def main():
     save("clip_zero_shot", model, cfg, {},
          {"logits_per_image": out.logits_per_image, "probs": probs})
     index["zero_shot"] = [{"name": "clip_zero_shot", "labels": labels, "logits_per_image": out.logits_per_image[0].tolist(),
-                           "probs": probs.tolist()}]
+                           "probs": probs.tolist(), "tokenizer": "clip_tokenizer"}]
+
+    # SigLIP: SiglipProcessor (the SentencePiece fixture, padding to max_length 64, no
+    # attention mask) and sigmoid(logits_per_image).
+    sp_dir = os.path.join(FIX, "siglip_tokenizer")
+    sp = SiglipTokenizer(os.path.join(sp_dir, "spiece.model"), model_max_length=64, model_input_names=["input_ids"])
+    labels = ["a photo of 2 cats.", "A photo of a dog!", "a red square on a gradient"]
+    cfg = SiglipConfig(text_config=dict(TEXT, vocab_size=sp.vocab_size, max_position_embeddings=64),
+                       vision_config=dict(VISION, image_size=224, patch_size=16))
+    cfg.architectures = ["SiglipModel"]
+    model = SiglipModel(cfg).eval()
+    perturb(model, gen)
+    enc = sp(labels, padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+    assert list(enc.keys()) == ["input_ids"]
+    out = run64(model, pixel_values=pre["siglip_pixels"], input_ids=enc["input_ids"])
+    probs = torch.sigmoid(out.logits_per_image)[0]
+    save("siglip_zero_shot", model, cfg, {}, {"logits_per_image": out.logits_per_image, "probs": probs})
+    index["zero_shot"].append({"name": "siglip_zero_shot", "labels": labels, "logits_per_image": out.logits_per_image[0].tolist(),
+                               "probs": probs.tolist(), "tokenizer": "siglip_tokenizer/spiece.model"})
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump(index, f, indent=1)
 

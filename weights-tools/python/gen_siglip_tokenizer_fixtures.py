@@ -157,9 +157,9 @@ class SiglipFastConverter(SpmConverter):
     """SpmConverter (Unigram from the proto, Precompiled charsmap, Metaspace) with
     SiglipTokenizer's own steps as normalisers: literal "▁" read as a space, lower-casing,
     ASCII punctuation removed, whitespace runs folded and stripped, then sentencepiece's
-    charsmap and its whitespace folding; Metaspace; "$A </s>" after. The special tokens are SiglipTokenizer's
-    (</s>, <unk>, stripping the spaces around them); sentencepiece's control pieces are not
-    added tokens, as in the slow tokenizer."""
+    charsmap and its whitespace folding; Metaspace; "$A </s>" after. The special tokens
+    are SiglipTokenizer's (</s>, <unk>, stripping the spaces around them); sentencepiece's
+    control pieces are not added tokens, as in the slow tokenizer."""
 
     def tokenizer(self, proto):
         tok = Tokenizer(Unigram([(p.piece, p.score) for p in proto.pieces], unk_id=proto.trainer_spec.unk_id,
