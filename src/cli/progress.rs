@@ -34,6 +34,16 @@ impl Bar {
         let _ = err.flush();
     }
 
+    /// Erase the bar's line (if one was drawn) so other output starts on a clean line; the
+    /// next `update` draws it again.
+    pub fn clear(&self) {
+        let mut drawn = self.drawn.lock().unwrap_or_else(|e| e.into_inner());
+        if *drawn {
+            eprint!("\r\x1b[2K");
+            *drawn = false;
+        }
+    }
+
     /// End the bar's line (if one was drawn).
     pub fn finish(&self) {
         if *self.drawn.lock().unwrap_or_else(|e| e.into_inner()) {

@@ -273,7 +273,8 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
     let zs = wgvision::zero_shot::ZeroShot::new(&m, tok.as_ref())?;
     let (_, one) = m.config.image_input(1);
     let mut first = Some(first);
-    for chunk in images.chunks(batch) {
+    let bar = super::progress::Bar::new();
+    for (b, chunk) in images.chunks(batch).enumerate() {
         let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
         for img in chunk {
             match first.take() {
@@ -282,6 +283,7 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
             }
         }
         let results = zs.classify(&pixels, chunk.len(), &d.labels)?;
+        bar.clear();
         for (img, ranked) in chunk.iter().zip(results) {
             let ranked: Vec<_> = ranked.into_iter().take(top).collect();
             if d.json {
@@ -294,7 +296,11 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
                 }
             }
         }
+        if images.len() > 1 {
+            bar.update("images", (b * batch + chunk.len()).min(images.len()) as u64, images.len() as u64);
+        }
     }
+    bar.finish();
     Ok(())
 }
 
@@ -323,12 +329,10 @@ fn expand_images(args: &[PathBuf]) -> Result<Vec<PathBuf>, Box<dyn std::error::E
 
 /// Classify images in batches of `batch`: the top classes of each, as text or one JSON
 /// line per image; `first` holds the first image's pixels, already loaded and checked.
-/// A progress line goes to stderr when it is a terminal and the run takes over a second.
+/// A progress bar goes to stderr when it is a terminal and the run takes over a second.
 fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: usize, output: Option<&std::path::Path>, json: bool) -> CliResult {
-    use std::io::IsTerminal;
     let (_, one) = m.config.image_input(1);
-    let started = std::time::Instant::now();
-    let progress = std::io::stderr().is_terminal() && images.len() > 1;
+    let bar = super::progress::Bar::new();
     let mut first = Some(first);
     let names = m.class_names();
     let name = |i: usize| names.and_then(|n| n.get(i)).map(String::as_str);
@@ -350,6 +354,7 @@ fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: u
             write_outputs(path, &out)?;
         }
         let classes = out[0].data.len() / chunk.len();
+        bar.clear();
         for (img, logits) in chunk.iter().zip(out[0].data.chunks(classes)) {
             let probs = softmax(logits);
             let ranked = top_k(&probs, top);
@@ -368,13 +373,10 @@ fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: u
                 }
             }
         }
-        if progress && started.elapsed().as_secs_f64() > 1.0 {
-            let done = (b * batch + chunk.len()).min(images.len());
-            eprint!("\r{done}/{} images, {:.1} s", images.len(), started.elapsed().as_secs_f64());
+        if images.len() > 1 {
+            bar.update("images", (b * batch + chunk.len()).min(images.len()) as u64, images.len() as u64);
         }
     }
-    if progress && started.elapsed().as_secs_f64() > 1.0 {
-        eprintln!();
-    }
+    bar.finish();
     Ok(())
 }
