@@ -192,3 +192,64 @@ fn hub_folders_of_clip_and_siglip_convert_with_their_tokenizer() {
         }
     }
 }
+
+/// The library's zero-shot classifier embeds a label set once and reuses it: the text
+/// tower runs once for two batches with the same labels, again for a new set; the split
+/// graphs (text tower, then image tower + logits) give the whole CLIPModel's logits.
+#[test]
+fn zero_shot_text_embeddings_are_cached_per_label_set() {
+    let fx = fixtures().join("clip");
+    let dir = temp_dir("golden_clip_cache");
+    let model = convert(&dir, "clip_model", "f32", &[]);
+    let m = wgvision::Model::load(&model, wgvision::Gpu::new(None).unwrap()).unwrap();
+    // clip_model's vocabulary is 300 ids: a stand-in tokenizer over it.
+    struct Ids;
+    impl wgvision::tokenizer::TextTokenizer for Ids {
+        fn encode(&self, text: &str) -> Vec<u32> {
+            let mut v: Vec<u32> = text.bytes().map(|b| 1 + b as u32 % 297).collect();
+            v.push(299);
+            v
+        }
+        fn encode_padded(&self, text: &str, max_len: usize) -> (Vec<u32>, Vec<u32>) {
+            let mut ids = self.encode(text);
+            ids.truncate(max_len);
+            let mut mask = vec![1; ids.len()];
+            ids.resize(max_len, 0);
+            mask.resize(max_len, 0);
+            (ids, mask)
+        }
+        fn pad_id(&self) -> u32 {
+            0
+        }
+    }
+    let zs = wgvision::zero_shot::ZeroShot::new(&m, &Ids).unwrap();
+    let io = fx.join("clip_model.io.safetensors");
+    let (ps, pixels) = read_tensor(&io, "pixel_values");
+    let pixels: Vec<f32> = pixels.into_iter().map(|x| x as f32).collect();
+    let labels: Vec<String> = ["a cat", "a dog", "a diagram"].map(String::from).to_vec();
+    let a = zs.logits(&pixels, ps[0], &labels).unwrap();
+    let b = zs.logits(&pixels, ps[0], &labels).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(zs.text_runs(), 1, "the same label set is embedded once");
+    zs.logits(&pixels, ps[0], &labels[..2]).unwrap();
+    assert_eq!(zs.text_runs(), 2);
+    // The whole model on the same ids gives the same logits.
+    let l = 20;
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for t in &labels {
+        let (i, k) = wgvision::tokenizer::TextTokenizer::encode_padded(&Ids, t, l);
+        ids.extend(i.iter().map(|&v| v as f32));
+        mask.extend(k.iter().map(|&v| v as f32));
+    }
+    let full = m.run_inputs(&[("pixel_values", &pixels, &ps), ("input_ids", &ids, &[3, l]), ("attention_mask", &mask, &[3, l])]).unwrap();
+    let want = &full.iter().find(|t| t.name == "logits_per_image").unwrap().data;
+    let e = a.iter().zip(want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(e < 1e-5, "split vs whole model: {e}");
+    // Ranked results: best first, CLIP's softmax sums to one.
+    let ranked = zs.classify(&pixels, ps[0], &labels).unwrap();
+    assert_eq!(ranked.len(), ps[0]);
+    for r in &ranked {
+        assert!(r.windows(2).all(|w| w[0].logit >= w[1].logit));
+        assert!((r.iter().map(|x| x.score).sum::<f32>() - 1.0).abs() < 1e-5);
+    }
+}
