@@ -451,7 +451,7 @@ impl CharsMap {
         let bad = || "precompiled_charsmap is malformed".to_string();
         let head = blob.get(..4).ok_or_else(bad)?;
         let n = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        if n % 4 != 0 || n + 4 > blob.len() {
+        if !n.is_multiple_of(4) || n + 4 > blob.len() {
             return Err(bad());
         }
         let units = blob[4..4 + n].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();

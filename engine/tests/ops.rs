@@ -501,9 +501,9 @@ fn moe_dispatch_expert_matmul_combine() {
     }
 }
 
-/// SigLIP's attention-pooling head and the CLIP/SigLIP similarity head, at ragged sizes
+/// The attention-pooling head and the image-text similarity head, at ragged sizes
 /// and released ones (197 tokens at width 768 / 12 heads; 729 tokens at 1152 / 16 heads,
-/// SigLIP so400m at 384 px).
+/// the so400m width at 384 px).
 #[test]
 fn contrastive_head_ops_against_reference() {
     for (b, n, a, heads) in [(2, 5, 6, 2), (1, 197, 768, 12), (1, 729, 1152, 16), (3, 70, 40, 1)] {

@@ -54,7 +54,7 @@ pub fn convert(
             let run_size = hf_run_size(&parse_sets(&sets)?)?;
             let mut json = st::read_json(&path)?;
             labels = weights::labels::from_id2label(&json).map_err(|e| format!("{}: {e}", path.display()))?;
-            if !json["architectures"].as_array().is_some_and(|a| !a.is_empty()) {
+            if json["architectures"].as_array().is_none_or(|a| a.is_empty()) {
                 // The class comes from the checkpoint's head tensors.
                 let (_, t) = st::load(&input)?;
                 json = weights::hf_architecture_from_tensors(&json, &t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>());

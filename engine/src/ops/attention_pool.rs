@@ -1,6 +1,6 @@
-//! Attention pooling with one learned query (SigLIP's multihead attention-pooling "MAP"
-//! head): per image and head, softmax(q . k_j) over the tokens, then the weighted sum of
-//! the values. The probe's query projection is input-independent, so it arrives computed
+//! Attention pooling with one learned query (a multihead attention-pooling "MAP" head):
+//! per image and head, softmax(q . k_j) over the tokens, then the weighted sum of the
+//! values. The probe's query projection is input-independent, so it arrives computed
 //! and pre-scaled (its key-bias term is a constant per head and cancels in the softmax).
 use super::{mul, u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;

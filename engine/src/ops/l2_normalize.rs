@@ -1,4 +1,4 @@
-//! Rows divided by their L2 norm (CLIP's and SigLIP's embeddings before the similarity);
+//! Rows divided by their L2 norm (contrastive embeddings before the similarity);
 //! a zero row stays zero.
 use super::{u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;

@@ -1,4 +1,4 @@
-//! Image-text similarity logits (CLIP, SigLIP): out[i, j] = exp(logit_scale) * <a_i, b_j>
+//! Image-text similarity logits of contrastive models: out[i, j] = exp(logit_scale) * <a_i, b_j>
 //! (+ logit_bias), on embeddings already L2-normalised.
 use super::{mul, u32_of, Arg, KernelPlan};
 use crate::kernels::KernelKey;
