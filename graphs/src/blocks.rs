@@ -71,6 +71,41 @@ impl Block<'_> {
     }
 }
 
+/// One tower of a CLIP-style transformer (CLIP, SigLIP and OWL-ViT's text and image
+/// towers): its width, depth, heads, MLP width, LayerNorm eps and activation.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tower {
+    pub hidden_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub intermediate_size: usize,
+    pub layer_norm_eps: f32,
+    pub act: Activation,
+}
+
+impl Tower {
+    /// `num_layers` pre-norm blocks under `{prefix}.layers.{i}` (qkv with bias, output
+    /// projection `attn.out`), each mixing tokens as `mixer()` says.
+    pub fn encoder(&self, g: &mut GraphBuilder, mut t: TensorId, prefix: &str, mixer: impl Fn() -> Mixer) -> Result<TensorId> {
+        for i in 0..self.num_layers {
+            let block = Block {
+                dim: self.hidden_size,
+                heads: self.num_heads,
+                head_dim: self.hidden_size / self.num_heads,
+                eps: self.layer_norm_eps,
+                qkv_bias: true,
+                proj: "out",
+                proj_bias: true,
+                mixer: mixer(),
+                ffn: Ffn::Mlp { hidden: self.intermediate_size, act: self.act },
+            };
+            t = block.build(g, t, &format!("{prefix}.layers.{i}"))?; // (N, L, D)
+        }
+        Ok(t)
+    }
+}
+
 /// Patch embedding: `patchify`, the projection `{proj}` [C*P*P, D], then the tokens.
 pub struct PatchEmbed<'n> {
     pub patch: usize,

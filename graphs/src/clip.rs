@@ -11,9 +11,8 @@
 //!   pooled at the last position, then a Linear `head`.
 //! - `CLIPModel` / `SiglipModel`: both embeddings L2-normalised, `logits_per_image` =
 //!   exp(logit_scale) * cosine (+ logit_bias for SigLIP) and `logits_per_text` its transpose.
-use crate::blocks::{Block, Ffn, Mixer, PatchEmbed, Tokens};
+use crate::blocks::{Mixer, PatchEmbed, Tokens, Tower};
 use crate::layers::{embed_tokens, eos_pool, layer_norm, linear, pool};
-use crate::owl::Tower;
 use crate::{image_batch, Family, GraphError, Preprocess, Result, Task, TextQueries, IMAGE_INPUT};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -98,24 +97,6 @@ impl ClipConfig {
         Ok(())
     }
 
-    fn encoder(&self, g: &mut GraphBuilder, mut t: TensorId, tower: &Tower, prefix: &str, mixer: impl Fn() -> Mixer) -> Result<TensorId> {
-        for i in 0..tower.num_layers {
-            let block = Block {
-                dim: tower.hidden_size,
-                heads: tower.num_heads,
-                head_dim: tower.hidden_size / tower.num_heads,
-                eps: tower.layer_norm_eps,
-                qkv_bias: true,
-                proj: "out",
-                proj_bias: true,
-                mixer: mixer(),
-                ffn: Ffn::Mlp { hidden: tower.intermediate_size, act: tower.act },
-            };
-            t = block.build(g, t, &format!("{prefix}.layers.{i}"))?;
-        }
-        Ok(t)
-    }
-
     /// pixels -> (last_hidden_state, pooler_output).
     fn vision_tower(&self, g: &mut GraphBuilder, pixels: TensorId) -> Result<(TensorId, TensorId)> {
         let v = &self.vision;
@@ -139,7 +120,7 @@ impl ClipConfig {
         if clip {
             t = layer_norm(g, t, "vision.pre_norm", d, eps)?;
         }
-        let t = self.encoder(g, t, v, "vision", || Mixer::Global { causal: false, key_mask: None })?;
+        let t = v.encoder(g, t, "vision", || Mixer::Global { causal: false, key_mask: None })?;
         if clip {
             let cls = pool(g, t, "vision.class_token", PoolKind::Token(0))?;
             let pooled = layer_norm(g, cls, "vision.post_norm", d, eps)?;
@@ -170,7 +151,7 @@ impl ClipConfig {
         let pos = g.weight("text.position_embedding", &[tt.max_position_embeddings, d])?;
         let t = embed_tokens(g, ids, "text.embed", table, pos)?; // (N, L, D)
         let clip = self.kind == ClipKind::Clip;
-        let t = self.encoder(g, t, &tt.tower, "text", || Mixer::Global { causal: clip, key_mask: mask })?;
+        let t = tt.tower.encoder(g, t, "text", || Mixer::Global { causal: clip, key_mask: mask })?;
         let t = layer_norm(g, t, "text.final_norm", d, tt.tower.layer_norm_eps)?;
         if clip {
             let pooled = eos_pool(g, t, "text.eos_pool", ids)?; // (N, D)

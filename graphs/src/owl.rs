@@ -7,7 +7,8 @@
 //!   the end-of-text token's row (argmax of the ids), text projection.
 //! - Heads: class logits for P patches x Q queries in one fused kernel; box MLP (exact
 //!   GELU) plus the patch grid's box bias, then a sigmoid; OWLv2's objectness MLP.
-use crate::blocks::{Block, Ffn, Mixer, PatchEmbed, Tokens};
+pub use crate::blocks::Tower;
+use crate::blocks::{Mixer, PatchEmbed, Tokens};
 use crate::layers::{channel_scale, embed_tokens, eos_pool, layer_norm, linear, owl_class_logits, pool, reshape, token_embed, unary};
 use crate::{image_batch, Family, GraphError, Preprocess, Result, Task, TextQueries, IMAGE_INPUT};
 use serde::{Deserialize, Serialize};
@@ -16,17 +17,6 @@ use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, TensorId};
 
 /// The grid's box bias, computed from the config when the model loads.
 pub const BOX_BIAS: &str = "box_bias";
-
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Tower {
-    pub hidden_size: usize,
-    pub num_layers: usize,
-    pub num_heads: usize,
-    pub intermediate_size: usize,
-    pub layer_norm_eps: f32,
-    pub act: Activation,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -72,24 +62,9 @@ impl OwlConfig {
         Ok(())
     }
 
-    /// A CLIP transformer: `num_layers` pre-norm blocks under `{prefix}.layers.{i}`; a
-    /// text tower masks causally and by its padding `mask`.
-    fn encoder(&self, g: &mut GraphBuilder, mut t: TensorId, tower: &Tower, prefix: &str, mask: Option<TensorId>) -> Result<TensorId> {
-        for i in 0..tower.num_layers {
-            let block = Block {
-                dim: tower.hidden_size,
-                heads: tower.num_heads,
-                head_dim: tower.hidden_size / tower.num_heads,
-                eps: tower.layer_norm_eps,
-                qkv_bias: true,
-                proj: "out",
-                proj_bias: true,
-                mixer: Mixer::Global { causal: mask.is_some(), key_mask: mask },
-                ffn: Ffn::Mlp { hidden: tower.intermediate_size, act: tower.act },
-            };
-            t = block.build(g, t, &format!("{prefix}.layers.{i}"))?; // (N, L, D)
-        }
-        Ok(t)
+    /// A CLIP transformer; a text tower masks causally and by its padding `mask`.
+    fn encoder(&self, g: &mut GraphBuilder, t: TensorId, tower: &Tower, prefix: &str, mask: Option<TensorId>) -> Result<TensorId> {
+        tower.encoder(g, t, prefix, || Mixer::Global { causal: mask.is_some(), key_mask: mask })
     }
 
     /// ids [N, L] (and attention mask [N, L]) -> L2-normalised query embeddings [N, D]

@@ -26,6 +26,16 @@ struct Defaults {
     act: &'static str,
 }
 
+/// transformers' config defaults: SiglipVisionConfig / SiglipTextConfig share theirs;
+/// CLIPTextConfig is narrower than CLIPVisionConfig.
+fn defaults(siglip: bool, text: bool) -> Defaults {
+    match (siglip, text) {
+        (true, _) => Defaults { hidden: 768, inter: 3072, heads: 12, eps: 1e-6, act: "gelu_pytorch_tanh" },
+        (false, false) => Defaults { hidden: 768, inter: 3072, heads: 12, eps: 1e-5, act: "quick_gelu" },
+        (false, true) => Defaults { hidden: 512, inter: 2048, heads: 8, eps: 1e-5, act: "quick_gelu" },
+    }
+}
+
 fn tower(kw: &Kwargs, d: Defaults) -> Result<Tower> {
     let t = Tower {
         hidden_size: kw.usize("hidden_size", d.hidden)?,
@@ -66,14 +76,7 @@ pub fn config(json: &Value) -> Result<ClipConfig> {
     let top = Kwargs(json.as_object().cloned().unwrap_or_default());
     let vision_kw = if vision_only { Kwargs(top.0.clone()) } else { sub("vision_config") };
     let siglip = kind == ClipKind::Siglip;
-    let vision = tower(
-        &vision_kw,
-        if siglip {
-            Defaults { hidden: 768, inter: 3072, heads: 12, eps: 1e-6, act: "gelu_pytorch_tanh" }
-        } else {
-            Defaults { hidden: 768, inter: 3072, heads: 12, eps: 1e-5, act: "quick_gelu" }
-        },
-    )?;
+    let vision = tower(&vision_kw, defaults(siglip, false))?;
     if vision_kw.usize("num_channels", 3)? != 3 {
         return Err(bad_option("vision_config.num_channels", "only 3-channel images are supported".into()));
     }
@@ -84,14 +87,7 @@ pub fn config(json: &Value) -> Result<ClipConfig> {
     let patch_size = vision_kw.usize("patch_size", if siglip { 16 } else { 32 })?;
     let text = if outputs == ClipOutputs::Model {
         let tk = sub("text_config");
-        let t = tower(
-            &tk,
-            if siglip {
-                Defaults { hidden: 768, inter: 3072, heads: 12, eps: 1e-6, act: "gelu_pytorch_tanh" }
-            } else {
-                Defaults { hidden: 512, inter: 2048, heads: 8, eps: 1e-5, act: "quick_gelu" }
-            },
-        )?;
+        let t = tower(&tk, defaults(siglip, true))?;
         let vocab_size = tk.usize("vocab_size", if siglip { 32000 } else { 49408 })?;
         // CLIP pools at the first end-of-text id (the largest id, as the graph's eos pool
         // finds it; the legacy value 2 means argmax in transformers too).
