@@ -12,11 +12,11 @@
 //! - `CLIPModel` / `SiglipModel`: both embeddings L2-normalised, `logits_per_image` =
 //!   exp(logit_scale) * cosine (+ logit_bias for SigLIP) and `logits_per_text` its transpose.
 use crate::blocks::{Mixer, PatchEmbed, Tokens, Tower};
-use crate::layers::{embed_tokens, eos_pool, layer_norm, linear, pool};
+use crate::layers::{attention_pool, embed_tokens, eos_pool, l2_normalize, layer_norm, linear, pool, similarity};
 use crate::{image_batch, Family, GraphError, Preprocess, Result, Task, TextQueries, IMAGE_INPUT};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use wgvision_engine::{ops, Activation, Graph, GraphBuilder, Op, PoolKind, TensorId};
+use wgvision_engine::{Activation, Graph, GraphBuilder, PoolKind, TensorId};
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -130,8 +130,7 @@ impl ClipConfig {
         // MAP head: the probe's query is a weight (input-independent); keys and values of
         // every token; then out_proj, and LayerNorm + MLP with a residual.
         let kv = linear(g, t, "vision.head.kv", (d, 2 * d), true, Activation::None, None)?; // (B, T, 2D)
-        let q = g.weight("vision.head.query", &[d])?;
-        let att = g.node("vision.head.attention", Op::AttentionPool(ops::AttentionPool { heads: v.num_heads }), &[kv, q])?; // (B, D)
+        let att = attention_pool(g, kv, "vision.head", v.num_heads)?; // (B, D)
         let res = linear(g, att, "vision.head.out", (d, d), true, Activation::None, None)?;
         let h = layer_norm(g, res, "vision.head.norm", d, eps)?;
         let h = linear(g, h, "vision.head.mlp.fc1", (d, v.intermediate_size), true, v.act, None)?;
@@ -173,19 +172,17 @@ impl ClipConfig {
     }
 
     fn normalize(g: &mut GraphBuilder, x: TensorId, name: &str) -> Result<TensorId> {
-        Ok(g.node(name, Op::L2Normalize(ops::L2Normalize {}), &[x])?)
+        l2_normalize(g, x, name)
     }
 
     fn logits(&self, g: &mut GraphBuilder, img: TensorId, txt: TensorId) -> Result<()> {
-        let bias = self.kind == ClipKind::Siglip;
-        let mut scalars = vec![g.weight("logit_scale", &[1])?];
-        if bias {
-            scalars.push(g.weight("logit_bias", &[1])?);
-        }
+        let scale = g.weight("logit_scale", &[1])?;
+        let bias = match self.kind {
+            ClipKind::Siglip => Some(g.weight("logit_bias", &[1])?),
+            ClipKind::Clip => None,
+        };
         for (name, a, b) in [("logits_per_image", img, txt), ("logits_per_text", txt, img)] {
-            let mut ins = vec![a, b];
-            ins.extend(&scalars);
-            let l = g.node(name, Op::Similarity(ops::Similarity { bias }), &ins)?;
+            let l = similarity(g, a, name, b, scale, bias)?;
             g.output(l, name)?;
         }
         Ok(())

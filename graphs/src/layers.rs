@@ -188,3 +188,26 @@ pub fn expert_linear(g: &mut GraphBuilder, x: TensorId, name: &str, (e, k, n): (
 pub fn moe_combine(g: &mut GraphBuilder, y: TensorId, name: &str, table: TensorId, residual: TensorId) -> Result<TensorId> {
     Ok(g.node(name, Op::MoeCombine(ops::MoeCombine {}), &[y, table, residual])?)
 }
+
+// ---- Contrastive heads -------------------------------------------------------------
+
+/// Attention pooling over kv [B, N, 2A] with one learned query `{name}.query` [A]
+/// (pre-scaled) -> [B, A].
+pub fn attention_pool(g: &mut GraphBuilder, kv: TensorId, name: &str, heads: usize) -> Result<TensorId> {
+    let a = g.shape(kv)[2] / 2;
+    let q = g.weight(&format!("{name}.query"), &[a])?;
+    Ok(g.node(name, Op::AttentionPool(ops::AttentionPool { heads }), &[kv, q])?)
+}
+
+/// Rows of [.., D] divided by their L2 norm.
+pub fn l2_normalize(g: &mut GraphBuilder, x: TensorId, name: &str) -> Result<TensorId> {
+    Ok(g.node(name, Op::L2Normalize(ops::L2Normalize {}), &[x])?)
+}
+
+/// exp(logit_scale) * a [B, D] . b [N, D] (+ logit_bias) -> [B, N]; the scalars are
+/// weights of their own ([1] each).
+pub fn similarity(g: &mut GraphBuilder, a: TensorId, name: &str, b: TensorId, scale: TensorId, bias: Option<TensorId>) -> Result<TensorId> {
+    let mut ins = vec![a, b, scale];
+    ins.extend(bias);
+    Ok(g.node(name, Op::Similarity(ops::Similarity { bias: bias.is_some() }), &ins)?)
+}
