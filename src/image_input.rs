@@ -1,5 +1,6 @@
 //! Image file -> model input, as timm's eval transform does it: resize the shorter side
-//! to input/crop_pct (bicubic), center crop, scale to [0,1], normalize by mean/std.
+//! to input/crop_pct (bicubic), or with crop_mode "squash" both sides, center crop, scale
+//! to [0,1], normalize by mean/std.
 use crate::{Error, Result};
 use image::imageops::FilterType;
 use std::path::Path;
@@ -69,7 +70,11 @@ pub fn load_image(path: &Path, pre: &Preprocess) -> Result<Vec<f32>> {
     };
     check_pixels(path, w as u64 * h as u64 * 16)?;
     let resized = if pre.crop_mode == "squash" {
-        image::imageops::resize(&img, w as u32, h as u32, filter)
+        // timm's "squash": both sides to input / crop_pct (the aspect ratio is not kept),
+        // then a center crop of the input size (none at crop_pct 1).
+        let (sw, sh) = ((w as f32 / pre.crop_pct).floor().max(w as f32) as u32, (h as f32 / pre.crop_pct).floor().max(h as f32) as u32);
+        let r = image::imageops::resize(&img, sw, sh, filter);
+        image::imageops::crop_imm(&r, (sw - w as u32) / 2, (sh - h as u32) / 2, w as u32, h as u32).to_image()
     } else {
         let scale = (h.max(w) as f32 / pre.crop_pct).floor() as u32;
         let (iw, ih) = img.dimensions();

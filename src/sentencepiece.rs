@@ -84,7 +84,7 @@ impl SentencePieceTokenizer {
     pub fn read_files(path: &Path) -> Result<Vec<(String, String)>, TokenizerError> {
         let (main, config) = Self::locate(path)?;
         let err = |p: &Path, message: String| TokenizerError { path: p.display().to_string(), message };
-        let bytes = std::fs::read(&main).map_err(|e| err(&main, e.to_string()))?;
+        let bytes = crate::tokenizer::read_bounded(&main)?;
         let is_json = main.extension().is_some_and(|e| e == "json") || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
         let mut files = vec![if is_json {
             ("tokenizer.json".to_string(), String::from_utf8(bytes).map_err(|_| err(&main, "tokenizer.json is not UTF-8".into()))?)
@@ -92,7 +92,7 @@ impl SentencePieceTokenizer {
             (SPIECE_BASE64.to_string(), base64_encode(&bytes))
         }];
         if let Some(c) = config {
-            files.push(("tokenizer_config.json".into(), std::fs::read_to_string(&c).map_err(|e| err(&c, e.to_string()))?));
+            files.push(("tokenizer_config.json".into(), crate::tokenizer::read_text(&c)?));
         }
         Ok(files)
     }

@@ -64,7 +64,7 @@ impl ClipTokenizer {
     /// and "merges.txt"), for storing in a model file.
     pub fn read_files(path: &Path) -> Result<Vec<(String, String)>, TokenizerError> {
         let err = |message: String| TokenizerError { path: path.display().to_string(), message };
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| TokenizerError { path: p.display().to_string(), message: e.to_string() });
+        let read = |p: &Path| read_text(p);
         let json_path = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
         if json_path.is_file() && json_path.extension().is_some_and(|e| e == "json") && !json_path.ends_with("vocab.json") {
             return Ok(vec![("tokenizer.json".into(), read(&json_path)?)]);
@@ -259,6 +259,17 @@ impl ClipTokenizer {
         }
         ids
     }
+}
+
+/// A tokenizer file's bytes: a regular file within the host-memory budget (never a
+/// device or a pipe read without end).
+pub(crate) fn read_bounded(p: &Path) -> Result<Vec<u8>, TokenizerError> {
+    wgvision_weights::st::read_file(p).map_err(|e| TokenizerError { path: p.display().to_string(), message: e.to_string() })
+}
+
+/// `read_bounded` as UTF-8 text.
+pub(crate) fn read_text(p: &Path) -> Result<String, TokenizerError> {
+    String::from_utf8(read_bounded(p)?).map_err(|_| TokenizerError { path: p.display().to_string(), message: "not UTF-8 text".into() })
 }
 
 fn parse_vocab(v: &serde_json::Value) -> Option<HashMap<String, u32>> {

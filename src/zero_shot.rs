@@ -101,7 +101,7 @@ impl<'a> ZeroShot<'a> {
         }
         let out = self.model.run_inputs(&inputs)?;
         self.text_runs.fetch_add(1, Ordering::Relaxed);
-        let embeds = out.into_iter().find(|t| t.name == TEXT_EMBEDS).map(|t| t.data).unwrap_or_default();
+        let embeds = out.into_iter().find(|t| t.name == TEXT_EMBEDS).map(|t| t.data).ok_or_else(|| Error::Input { tensor: TEXT_EMBEDS.into(), message: "missing model output".into() })?;
         let entry = Arc::new(embeds);
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(labels.to_vec(), entry.clone());
         Ok(entry)

@@ -295,10 +295,16 @@ fn convert_hub_snapshot_folders() {
         "resample": 2, "rescale_factor": 0.00392156862745098, "size": {"height": 32, "width": 32}, "image_processor_type": "ViTImageProcessor"});
     std::fs::write(hf.join("preprocessor_config.json"), pre.to_string()).unwrap();
     let model = dir.join("vit-hf.safetensors");
-    let conv = wgvision_ok(&["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    // The progress bar may draw at once (WGVISION_PROGRESS_AFTER=0); stderr is a pipe.
+    let conv = std::process::Command::new(env!("CARGO_BIN_EXE_wgvision"))
+        .args(["convert", hf.to_str().unwrap(), "-o", model.to_str().unwrap()])
+        .env("WGVISION_PROGRESS_AFTER", "0")
+        .output()
+        .unwrap();
+    assert!(conv.status.success(), "{}", String::from_utf8_lossy(&conv.stderr));
     // The summary: parameters and the bytes written.
     let summary = String::from_utf8_lossy(&conv.stderr).into_owned();
-    // stderr is a pipe here: no progress bar (no carriage returns, no bar cells).
+    // No progress bar on a pipe (no carriage returns, no bar cells).
     assert!(!summary.contains('\r') && !summary.contains("[#"), "{summary:?}");
     let mb = std::fs::metadata(&model).unwrap().len() as f64 / 1e6;
     assert!(summary.contains("M parameters") && summary.contains(&format!("{mb:.1} MB written")), "{summary}");
@@ -395,4 +401,28 @@ fn run_images_in_batches() {
     assert!(!wgvision(&["run", m, "--batch", "0", "--image", ps[0]]).status.success());
     let o = dir.join("o.safetensors");
     assert!(!wgvision(&["run", m, "-o", o.to_str().unwrap(), "--image", ps[0], ps[1]]).status.success());
+}
+
+/// On a terminal (a pty from `script`, where the machine has it) the same conversion
+/// draws the progress bar on stderr.
+#[test]
+fn convert_draws_a_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to make a pty");
+        return;
+    }
+    let fx = fixtures().join("hf_vit");
+    let dir = temp_dir("cli_progress_tty");
+    let model = dir.join("m.safetensors");
+    let cmd = format!(
+        "{} convert --from hf --config {} {} -o {}",
+        env!("CARGO_BIN_EXE_wgvision"),
+        fx.join("classifier_two_layers.config.json").display(),
+        fx.join("classifier_two_layers.checkpoint.safetensors").display(),
+        model.display()
+    );
+    let out = std::process::Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("WGVISION_PROGRESS_AFTER", "0").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && model.exists(), "{text}");
+    assert!(text.contains("writing") && text.contains("[###") && text.contains("100%"), "no bar on a terminal: {text:?}");
 }

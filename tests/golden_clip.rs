@@ -93,6 +93,35 @@ fn preprocessing_matches_the_transformers_processors() {
         eprintln!("{tensor}: mean |diff| {mean:.4}, max {max:.4} (normalised units)");
         assert!(mean < 0.01 && max < 0.25, "{tensor}: mean {mean}, max {max}");
     }
+    // Hub folders with DeiTImageProcessor's config (both sides to 256, crop 224) and
+    // DINOv2's BitImageProcessor config (shortest edge 256, crop 224): the processor config
+    // read from the folder, then the same picture.
+    for (case, proc, tensor) in [("deit_teacher_heads_averaged", "deit", "deit_pixels"), ("dinov2_518_run_224", "bit", "bit_pixels")] {
+        let folder = dir.join(format!("{case}-hub"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let hv = fixtures().join("hf_vit");
+        std::fs::copy(hv.join(format!("{case}.config.json")), folder.join("config.json")).unwrap();
+        std::fs::copy(hv.join(format!("{case}.checkpoint.safetensors")), folder.join("model.safetensors")).unwrap();
+        std::fs::copy(fx.join(format!("{proc}_preprocessor_config.json")), folder.join("preprocessor_config.json")).unwrap();
+        let model = dir.join(format!("{case}.safetensors"));
+        wgvision_ok(&["convert", folder.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+        let file = wgvision::ModelFile::open(&model).unwrap();
+        let mut pre = file.config.preprocess().clone();
+        let mode = if proc == "deit" { "squash" } else { "center" };
+        assert_eq!((pre.crop_mode.as_str(), pre.crop_pct, pre.interpolation.as_str()), (mode, 0.875, "bicubic"), "{case}");
+        let pj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.join(format!("{proc}_preprocessor_config.json"))).unwrap()).unwrap();
+        let mean: Vec<f32> = pj["image_mean"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(pre.mean.to_vec(), mean, "{case}: the processor's mean");
+        // The DeiT fixture runs at 32 px; its processor's crop is 224.
+        pre.input_size = [3, 224, 224];
+        let got = wgvision::image_input::load_image(&fx.join("picture.png"), &pre).unwrap();
+        let (_, want) = read_tensor(&fx.join("picture.processed.safetensors"), tensor);
+        let diffs: Vec<f64> = got.iter().zip(&want).map(|(&a, &b)| (a as f64 - b).abs()).collect();
+        let mean = diffs.iter().sum::<f64>() / diffs.len() as f64;
+        let max = diffs.iter().cloned().fold(0.0, f64::max);
+        eprintln!("{tensor}: mean |diff| {mean:.4}, max {max:.4} (normalised units)");
+        assert!(mean < 0.01 && max < 0.25, "{tensor}: mean {mean}, max {max}");
+    }
 }
 
 /// `run --image --label ... --json`: CLIPProcessor's pixels and tokens through CLIPModel

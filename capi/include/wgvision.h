@@ -202,7 +202,8 @@ void wgv_gpu_free(WgvGpu *gpu);
 /**
  * Load a model file written by `wgvision convert` onto `gpu`. On success `*out` is a new
  * handle; on failure it is set to NULL. A missing or unreadable file is WGV_STATUS_IO;
- * a file that is not a model, or whose weights do not fit its config, WGV_STATUS_MODEL.
+ * a file that is not a model, or whose weights do not fit its config, WGV_STATUS_MODEL,
+ * as is a zero-shot model (CLIPModel / SiglipModel), which the C ABI does not run yet.
  *
  * # Safety
  * `gpu` is a live handle; `path` a NUL-terminated string; `out` points at a writable

@@ -269,7 +269,8 @@ pub unsafe extern "C" fn wgv_gpu_free(gpu: *mut WgvGpu) {
 
 /// Load a model file written by `wgvision convert` onto `gpu`. On success `*out` is a new
 /// handle; on failure it is set to NULL. A missing or unreadable file is WGV_STATUS_IO;
-/// a file that is not a model, or whose weights do not fit its config, WGV_STATUS_MODEL.
+/// a file that is not a model, or whose weights do not fit its config, WGV_STATUS_MODEL,
+/// as is a zero-shot model (CLIPModel / SiglipModel), which the C ABI does not run yet.
 ///
 /// # Safety
 /// `gpu` is a live handle; `path` a NUL-terminated string; `out` points at a writable
@@ -281,6 +282,12 @@ pub unsafe extern "C" fn wgv_model_load(gpu: *const WgvGpu, path: *const c_char,
         let gpu = handle(gpu, "gpu")?;
         let path = self::path(path, "path")?;
         let file = ModelFile::open(&path).map_err(wgvision::Error::Weights)?;
+        if matches!(file.config.task(), wgvision::Task::ZeroShot(_)) {
+            return Err(status::fail(
+                WgvStatus::Model,
+                format!("{}: zero-shot models (CLIPModel / SiglipModel) are not in the C ABI yet; use `wgvision run --label` or the Rust API", path.display()),
+            ));
+        }
         let model = Model::from_file(gpu.gpu.clone(), &file)?;
         let files = if model.config.is_detector() { file.files.clone() } else { Vec::new() };
         drop(file);

@@ -245,3 +245,29 @@ fn header_compiles_as_cpp() {
         .unwrap();
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
 }
+
+/// A zero-shot model (CLIPModel) is refused at load with WGV_STATUS_MODEL and a message
+/// that says so, rather than loading into calls that cannot run it.
+#[test]
+fn zero_shot_models_are_refused_at_load() {
+    let dir = std::env::temp_dir().join(format!("wgv_capi_zero_shot_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("clip.safetensors");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("clip/clip_model.config.json")).unwrap()).unwrap();
+    let config = weights::hf_config(&json, None).unwrap();
+    let (_, tensors) = weights::st::load(&fixtures().join("clip/clip_model.checkpoint.safetensors")).unwrap();
+    let converted = weights::convert_hf(config, tensors).unwrap();
+    format::write_model_with_files(&model, &converted.config, converted.tensors, false, &[]).unwrap();
+    unsafe {
+        let mut gpu = std::ptr::null_mut();
+        assert_eq!(wgvision_capi::wgv_gpu_create(std::ptr::null(), &mut gpu), wgvision_capi::WgvStatus::Ok);
+        let path = std::ffi::CString::new(model.to_str().unwrap()).unwrap();
+        let mut m = std::ptr::null_mut();
+        assert_eq!(wgvision_capi::wgv_model_load(gpu, path.as_ptr(), &mut m), wgvision_capi::WgvStatus::Model);
+        assert!(m.is_null());
+        let msg = std::ffi::CStr::from_ptr(wgvision_capi::wgv_last_error()).to_string_lossy().into_owned();
+        assert!(msg.contains("zero-shot"), "{msg}");
+        wgvision_capi::wgv_gpu_free(gpu);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -506,7 +506,8 @@ fn moe_dispatch_expert_matmul_combine() {
 /// the so400m width at 384 px).
 #[test]
 fn contrastive_head_ops_against_reference() {
-    for (b, n, a, heads) in [(2, 5, 6, 2), (1, 197, 768, 12), (1, 729, 1152, 16), (3, 70, 40, 1)] {
+    // One token, the workgroup-memory maximum, and head dims below and above the 64 lanes.
+    for (b, n, a, heads) in [(2, 5, 6, 2), (1, 1, 8, 2), (1, 2048, 8, 1), (1, 197, 768, 12), (1, 729, 1152, 16), (3, 70, 40, 1), (1, 9, 130, 1)] {
         check(Op::AttentionPool(ops::AttentionPool { heads }), &[&[b, n, 2 * a], &[a]], None, false, F32_TOL);
     }
     for shape in [&[3, 7][..], &[2, 768], &[2, 3, 130]] {
@@ -517,12 +518,16 @@ fn contrastive_head_ops_against_reference() {
     let want = Op::L2Normalize(ops::L2Normalize {}).reference(&[&x], &[&[2, 3]], &[2, 3]);
     assert_eq!(want, [0.0, 0.0, 0.0, 0.6, 0.8, 0.0]);
     check_exact_inputs(Op::L2Normalize(ops::L2Normalize {}), &[&[2, 3]], &[&x]);
+    // Several workgroups (9 x 13 > 64 outputs), D of 1 and 257, and a released size.
     for bias in [false, true] {
-        let mut shapes: Vec<&[usize]> = vec![&[2, 9], &[5, 9], &[1]];
-        if bias {
-            shapes.push(&[1]);
+        for (rows, cols, d) in [(2, 5, 9), (9, 13, 257), (3, 2, 1), (8, 1000, 512)] {
+            let (a, b) = ([rows, d], [cols, d]);
+            let mut shapes: Vec<&[usize]> = vec![&a, &b, &[1]];
+            if bias {
+                shapes.push(&[1]);
+            }
+            check(Op::Similarity(ops::Similarity { bias }), &shapes, None, false, F32_TOL);
         }
-        check(Op::Similarity(ops::Similarity { bias }), &shapes, None, false, F32_TOL);
     }
     assert!(Op::AttentionPool(ops::AttentionPool { heads: 2 }).infer(&[&[1, 4096, 8], &[4]]).is_err(), "too many tokens for workgroup memory");
 }

@@ -81,9 +81,17 @@ impl ClipConfig {
             towers.push(("text", &t.tower));
         }
         for (what, t) in towers {
-            if t.num_heads == 0 || !t.hidden_size.is_multiple_of(t.num_heads) || t.num_layers == 0 {
-                return bad(format!("{what}: hidden_size {} is not divisible by num_attention_heads {} (or no layers)", t.hidden_size, t.num_heads));
+            if t.num_heads == 0 || !t.hidden_size.is_multiple_of(t.num_heads) || t.num_layers == 0 || t.intermediate_size == 0 {
+                return bad(format!("{what}: hidden_size {} is not divisible by num_attention_heads {} (or no layers / no MLP width)", t.hidden_size, t.num_heads));
             }
+        }
+        if let Some(t) = &self.text {
+            if t.vocab_size == 0 || t.max_position_embeddings == 0 {
+                return bad("text: vocab_size and max_position_embeddings must be positive".into());
+            }
+        }
+        if self.projection_dim == 0 {
+            return bad("projection_dim must be positive".into());
         }
         if (self.outputs == ClipOutputs::Model) != self.text.is_some() {
             return bad("a text tower belongs to CLIPModel / SiglipModel only".into());
@@ -91,7 +99,7 @@ impl ClipConfig {
         if self.kind == ClipKind::Siglip && self.outputs == ClipOutputs::VisionProjection {
             return bad("SigLIP has no projection model".into());
         }
-        if self.kind == ClipKind::Siglip && self.projection_dim != self.vision.hidden_size {
+        if self.kind == ClipKind::Siglip && self.text.is_some() && self.projection_dim != self.vision.hidden_size {
             return bad(format!("SigLIP's text head must map to the vision width {}", self.vision.hidden_size));
         }
         Ok(())

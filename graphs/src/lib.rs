@@ -137,7 +137,17 @@ pub enum ModelConfig {
 
 impl ModelConfig {
     pub fn from_json(s: &str) -> Result<Self> {
-        serde_json::from_str(s).map_err(|e| GraphError::Config(e.to_string()))
+        let mut v: serde_json::Value = serde_json::from_str(s).map_err(|e| GraphError::Config(e.to_string()))?;
+        // Model files written before ViT's `outputs` had `hf_model_outputs: bool`
+        // (true: ViTModel's last_hidden_state + pooler_output).
+        if let Some(obj) = v.as_object_mut().filter(|o| o.get("family").and_then(|f| f.as_str()) == Some("vit")) {
+            if let Some(old) = obj.remove("hf_model_outputs") {
+                if old.as_bool() == Some(true) {
+                    obj.insert("outputs".into(), "pooler".into());
+                }
+            }
+        }
+        serde_json::from_value(v).map_err(|e| GraphError::Config(e.to_string()))
     }
 
     pub fn to_json(&self) -> String {
@@ -235,5 +245,20 @@ impl ModelConfig {
     /// Whether the model detects (takes text queries) rather than classifies.
     pub fn is_detector(&self) -> bool {
         matches!(self.task(), Task::Detector(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ViT config as model files before `outputs` stored it still loads.
+    #[test]
+    fn legacy_vit_hf_model_outputs_loads() {
+        let base = r#"{"family":"vit","name":"x","img_size":[32,32],"patch_size":8,"in_chans":3,"num_classes":0,"global_pool":"token","embed_dim":48,"depth":1,"num_heads":3,"mlp_hidden":96,"qkv_bias":true,"proj_bias":true,"patch_bias":true,"class_token":true,"reg_tokens":0,"no_embed_class":false,"pos_embed":true,"pre_norm":false,"norm":true,"fc_norm":false,"norm_eps":1e-12,"act":"gelu","layer_scale":false,"preprocess":{"input_size":[3,32,32],"mean":[0.5,0.5,0.5],"std":[0.5,0.5,0.5],"crop_pct":1.0,"crop_mode":"squash","interpolation":"bilinear"}"#;
+        for (flag, want) in [("true", vit::VitOutputs::Pooler), ("false", vit::VitOutputs::Logits)] {
+            let c = ModelConfig::from_json(&format!("{base},\"hf_model_outputs\":{flag}}}")).unwrap();
+            assert!(matches!(&c, ModelConfig::Vit(v) if v.outputs == want), "{flag}");
+        }
     }
 }

@@ -77,7 +77,7 @@ pub fn bench(model: &str, batch: usize, iters: usize, warmup: usize, f16: bool, 
     let (text_ms_per_query, text_bytes) = match &queries {
         Some(q) => {
             let l = q.max_len;
-            let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, (q.vocab_size - 1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
+            let ids: Vec<f32> = (0..QUERIES * l).map(|i| [1.0, 2.0, 3.0, q.vocab_size.saturating_sub(1) as f32].get(i % l).copied().unwrap_or(0.0)).collect();
             let mask: Vec<f32> = (0..QUERIES * l).map(|i| if i % l < 4 { 1.0 } else { 0.0 }).collect();
             let mut shapes = vec![("input_ids".to_string(), vec![QUERIES, l])];
             let mut ins: Vec<(&str, &[f32])> = vec![("input_ids", &ids)];

@@ -37,7 +37,10 @@ pub fn convert(
     if weights::vmoe_ckpt::is_index(&input) {
         // Never write over one of the index's data shards (PREFIX.data-*).
         let stem = input.file_stem().unwrap_or_default().to_string_lossy().into_owned();
-        let same_dir = |p: &std::path::Path| p.parent().and_then(|d| d.canonicalize().ok());
+        let same_dir = |p: &std::path::Path| {
+            let d = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            d.canonicalize().ok()
+        };
         let named = output.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&format!("{stem}.data-")));
         if named && same_dir(&output) == same_dir(&input) {
             return Err(format!("-o {}: one of the checkpoint's data shards", output.display()).into());
@@ -51,7 +54,7 @@ pub fn convert(
         From::Timm => weights::timm_config(&model.ok_or("--from timm needs --model NAME")?, &parse_sets(&sets)?)?,
         From::Hf => {
             let path = config.ok_or("--from hf needs --config config.json (the transformers model config)")?;
-            let run_size = hf_run_size(&parse_sets(&sets)?)?;
+            let run_size = weights::hf_run_size(&parse_sets(&sets)?)?;
             let mut json = st::read_json(&path)?;
             labels = weights::labels::from_id2label(&json).map_err(|e| format!("{}: {e}", path.display()))?;
             if json["architectures"].as_array().is_none_or(|a| a.is_empty()) {
@@ -92,20 +95,6 @@ pub fn convert(
         _ => weights::convert(model_cfg, tensors)?,
     };
     write(&output, converted, f16, &files, "")
-}
-
-/// `--from hf` takes one option, `--set image_size=N` (or [H, W]): the input size of a
-/// model that resamples its position embedding (DINOv2; default 224, its processor's crop).
-fn hf_run_size(sets: &[(String, serde_json::Value)]) -> Result<Option<[usize; 2]>, Box<dyn std::error::Error>> {
-    let mut size = None;
-    for (k, v) in sets {
-        if k != "image_size" {
-            return Err(format!("--set {k}: --from hf takes only --set image_size=N (edit config.json for the rest)").into());
-        }
-        let s = weights::kwargs::pair_of(v).filter(|s| s[0] > 0 && s[1] > 0).ok_or_else(|| format!("--set image_size={v}: expected N or [H, W]"))?;
-        size = Some(s);
-    }
-    Ok(size)
 }
 
 fn parse_sets(sets: &[String]) -> Result<Vec<(String, serde_json::Value)>, Box<dyn std::error::Error>> {

@@ -16,16 +16,19 @@ pub struct Bar {
     started: Instant,
     drawn: Mutex<bool>,
     tty: bool,
+    /// Seconds before the first draw: 1, or `WGVISION_PROGRESS_AFTER` (tests set 0).
+    after: f64,
 }
 
 impl Bar {
     pub fn new() -> Bar {
-        Bar { started: Instant::now(), drawn: Mutex::new(false), tty: std::io::stderr().is_terminal() }
+        let after = std::env::var("WGVISION_PROGRESS_AFTER").ok().and_then(|v| v.parse::<f64>().ok()).filter(|v| *v >= 0.0).unwrap_or(1.0);
+        Bar { started: Instant::now(), drawn: Mutex::new(false), tty: std::io::stderr().is_terminal(), after }
     }
 
     pub fn update(&self, stage: &str, done: u64, total: u64) {
         let secs = self.started.elapsed().as_secs_f64();
-        if !self.tty || secs < 1.0 {
+        if !self.tty || secs < self.after {
             return;
         }
         *self.drawn.lock().unwrap_or_else(|e| e.into_inner()) = true;

@@ -105,7 +105,11 @@ pub fn run(
         return run_zero_shot(file, &images, &detect, batch, top, backend);
     }
     if !detect.labels.is_empty() {
-        return Err("--label applies to CLIPModel / SiglipModel model files (zero-shot classification)".into());
+        return Err(if zero_shot {
+            "--label goes with --image (zero-shot classification); an --input run takes input_ids".into()
+        } else {
+            "--label applies to CLIPModel / SiglipModel model files (zero-shot classification)".into()
+        });
     }
     let (name, _) = file.config.image_input(1);
     let image_pixels = match &image {

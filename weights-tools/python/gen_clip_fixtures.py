@@ -19,7 +19,7 @@ import torch
 import transformers
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import (CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast, CLIPVisionConfig,
+from transformers import (BitImageProcessor, CLIPConfig, DeiTImageProcessor, CLIPImageProcessor, CLIPModel, CLIPTokenizerFast, CLIPVisionConfig,
                           CLIPVisionModel, CLIPVisionModelWithProjection, SiglipConfig, SiglipImageProcessor,
                           SiglipModel, SiglipTokenizer, SiglipVisionConfig, SiglipVisionModel)
 
@@ -135,13 +135,21 @@ def main():
     img.save(os.path.join(OUT, "picture.png"))
     clip_proc = CLIPImageProcessor()  # shortest edge 224, bicubic, center crop 224, CLIP mean/std
     sig_proc = SiglipImageProcessor()  # 224 x 224 bicubic, mean = std = 0.5
+    deit_proc = DeiTImageProcessor()  # both sides to 256 (bicubic), center crop 224, ImageNet mean/std
+    bit_proc = BitImageProcessor(size={"shortest_edge": 256}, image_mean=[0.485, 0.456, 0.406],
+                                 image_std=[0.229, 0.224, 0.225])  # DINOv2's hub config
     pre = {"clip_pixels": clip_proc(img, return_tensors="pt")["pixel_values"].float(),
-           "siglip_pixels": sig_proc(img, return_tensors="pt")["pixel_values"].float()}
+           "siglip_pixels": sig_proc(img, return_tensors="pt")["pixel_values"].float(),
+           "deit_pixels": deit_proc(img, return_tensors="pt")["pixel_values"].float(),
+           "bit_pixels": bit_proc(img, return_tensors="pt")["pixel_values"].float()}
     save_file({k: v.contiguous() for k, v in pre.items()}, os.path.join(OUT, "picture.processed.safetensors"))
     with open(os.path.join(OUT, "clip_preprocessor_config.json"), "w") as f:
         f.write(clip_proc.to_json_string())
     with open(os.path.join(OUT, "siglip_preprocessor_config.json"), "w") as f:
         f.write(sig_proc.to_json_string())
+    for name, proc in [("deit", deit_proc), ("bit", bit_proc)]:
+        with open(os.path.join(OUT, f"{name}_preprocessor_config.json"), "w") as f:
+            f.write(proc.to_json_string())
 
     # Zero-shot end to end: CLIPProcessor (the CLIP tokenizer fixture's vocabulary) on the image
     # and three labels, and the model's softmax over logits_per_image.

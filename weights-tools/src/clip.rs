@@ -108,11 +108,11 @@ pub fn config(json: &Value) -> Result<ClipConfig> {
     };
     let projection_dim = match kind {
         ClipKind::Clip => top.usize("projection_dim", 512)?,
-        ClipKind::Siglip => {
-            let tk = sub("text_config");
-            let width = text.as_ref().map_or(vision.hidden_size, |t| t.tower.hidden_size);
-            tk.usize("projection_size", width)?
-        }
+        // SigLIP's image embedding is the pooled output; the text head maps to its width.
+        ClipKind::Siglip => match &text {
+            Some(t) => sub("text_config").usize("projection_size", t.tower.hidden_size)?,
+            None => vision.hidden_size,
+        },
     };
     // CLIPImageProcessor: shortest edge to 224 (bicubic), center crop 224, CLIP's mean/std.
     // SiglipImageProcessor: resize to the square (bicubic), mean = std = 0.5.

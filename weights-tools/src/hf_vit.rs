@@ -132,7 +132,10 @@ pub fn config(json: &Value, run_size: Option<[usize; 2]>) -> Result<VitConfig> {
     let in_chans = kw.usize("num_channels", 3)?;
     let reg_tokens = match kind {
         Kind::Deit => 1,
-        Kind::Dinov2Registers => kw.usize("num_register_tokens", 4)?,
+        Kind::Dinov2Registers => match kw.usize("num_register_tokens", 4)? {
+            0 => return Err(crate::kwargs::bad_option("num_register_tokens", "0: a model without registers is a Dinov2Model (model_type 'dinov2')".into())),
+            n => n,
+        },
         _ => 0,
     };
     let preprocess = if kind.dinov2() {
@@ -144,6 +147,18 @@ pub fn config(json: &Value, run_size: Option<[usize; 2]>) -> Result<VitConfig> {
             std: [0.229, 0.224, 0.225],
             crop_pct: 224.0 / 256.0,
             crop_mode: "center".into(),
+            interpolation: "bicubic".into(),
+        }
+    } else if kind == Kind::Deit {
+        // DeiTImageProcessor's defaults: both sides to 256 (bicubic), center crop 224
+        // (a "squash" at crop_pct 224 / 256), mean = std = 0.5 (the hub's preprocessor
+        // configs set ImageNet's).
+        Preprocess {
+            input_size: [in_chans, img_size[0], img_size[1]],
+            mean: [0.5; 3],
+            std: [0.5; 3],
+            crop_pct: 224.0 / 256.0,
+            crop_mode: "squash".into(),
             interpolation: "bicubic".into(),
         }
     } else {
@@ -221,7 +236,8 @@ fn position_embedding(m: &mut Mapper, from: &str, c: &VitConfig, kind: Kind) -> 
     let got = m.shape_of(from).unwrap_or_default();
     let n = got.get(1).copied().unwrap_or(0).saturating_sub(1);
     let side = (n as f64).sqrt().round() as usize;
-    if !kind.dinov2() || got.len() != 3 || got[1] == want || side * side != n || got[2] != d {
+    // transformers resamples unless the grids are the same (not just the token counts).
+    if !kind.dinov2() || got.len() != 3 || (side, side) == (gh, gw) || side * side != n || got[2] != d {
         return m.take(from, &[1, want, d]);
     }
     let pos = m.take(from, &[1, n + 1, d])?;

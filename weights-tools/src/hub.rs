@@ -48,27 +48,42 @@ fn tensors(dir: &Path) -> Result<Vec<Tensor>> {
     Ok(out)
 }
 
-/// transformers' image processor config: mean, std, resize and crop.
-fn processor(json: &Value, size: [usize; 2]) -> Preprocess {
-    let triple = |k: &str| -> [f32; 3] {
-        json[k].as_array().filter(|a| a.len() == 3).map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(0.5) as f32)).unwrap_or([0.5; 3])
+/// transformers' image processor config over the family's defaults `base` (only the keys
+/// present override them): mean, std, resample, resize (`shortest_edge`: keep the aspect
+/// ratio; `height`/`width` or one number: both sides) and the center crop.
+fn processor(json: &Value, base: &Preprocess) -> Preprocess {
+    let mut p = base.clone();
+    let triple = |k: &str| -> Option<[f32; 3]> {
+        let a = json[k].as_array().filter(|a| a.len() == 3)?;
+        let v: Vec<f32> = a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+        (v.len() == 3).then(|| [v[0], v[1], v[2]])
     };
-    let crop = json["do_center_crop"].as_bool().unwrap_or(false);
-    // Resize to the shortest edge, then crop the input size: crop_pct = crop / edge.
-    let edge = json["size"]["shortest_edge"].as_f64();
-    let crop_pct = match (crop, edge) {
-        (true, Some(e)) if e > 0.0 => (size[0] as f64 / e) as f32,
-        _ => 1.0,
-    };
-    Preprocess {
-        input_size: [3, size[0], size[1]],
-        mean: triple("image_mean"),
-        std: triple("image_std"),
-        crop_pct,
-        crop_mode: if crop || edge.is_some() { "center" } else { "squash" }.into(),
-        // PIL resample codes: 2 bilinear, 3 bicubic.
-        interpolation: if json["resample"].as_u64() == Some(3) { "bicubic" } else { "bilinear" }.into(),
+    if let Some(m) = triple("image_mean") {
+        p.mean = m;
     }
+    if let Some(s) = triple("image_std") {
+        p.std = s;
+    }
+    // PIL resample codes: 0 nearest, 2 bilinear, 3 bicubic.
+    match json["resample"].as_u64() {
+        Some(0) => p.interpolation = "nearest".into(),
+        Some(2) => p.interpolation = "bilinear".into(),
+        Some(3) => p.interpolation = "bicubic".into(),
+        _ => {}
+    }
+    let size = &json["size"];
+    let (mode, edge) = match (size["shortest_edge"].as_f64(), size["height"].as_f64(), size.as_f64()) {
+        (Some(e), _, _) => ("center", e),
+        (_, Some(h), _) => ("squash", h),
+        (_, _, Some(e)) => ("squash", e),
+        _ => return p,
+    };
+    let crop = json["do_center_crop"].as_bool().unwrap_or(json.get("crop_size").is_some());
+    p.crop_mode = mode.into();
+    // The crop over the resized side (the processor's crop_size; else the model's input).
+    let out = crop_size(json).map_or(p.input_size[1], |s| s[0]) as f64;
+    p.crop_pct = if edge > 0.0 && (crop || mode == "center") { (out / edge).min(1.0) as f32 } else { 1.0 };
+    p
 }
 
 /// An image processor's output size: crop_size, else size (height/width or shortest_edge).
@@ -112,22 +127,21 @@ pub fn read(dir: &Path, sets: &[(String, Value)]) -> Result<Folder> {
         let labels = json["label_names"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect());
         return Ok(Folder { transformers: false, config, tensors: tensors(dir)?, labels });
     }
-    if !sets.is_empty() {
-        return Err(WeightsError::Unsupported("--set applies to timm folders; edit config.json of a transformers folder".into()));
-    }
+    let set_size = crate::hf_run_size(sets)?;
     let pre = dir.join("preprocessor_config.json");
     let pre = if pre.is_file() { Some(read_json(&pre)?) } else { None };
     let tensors = tensors(dir)?;
     let json = crate::hf_architecture_from_tensors(&json, &tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>());
     // DINOv2 runs at its processor's crop (its position embedding is resampled to it).
     let run_size = match (&pre, json["model_type"].as_str()) {
+        _ if set_size.is_some() => set_size,
         (Some(p), Some(t)) if t.starts_with("dinov2") => crop_size(p),
         _ => None,
     };
     let mut config = crate::hf_config(&json, run_size)?;
     if let Some(p) = &pre {
-        let [_, h, w] = config.preprocess().input_size;
-        config.set_preprocess(processor(p, [h, w]));
+        let merged = processor(p, config.preprocess());
+        config.set_preprocess(merged);
     }
     let labels = crate::labels::from_id2label(&json).map_err(|e| WeightsError::Unsupported(format!("{}: {e}", cfg_path.display())))?;
     Ok(Folder { transformers: true, config, tensors, labels })

@@ -81,6 +81,19 @@ pub fn hf_config(json: &serde_json::Value, run_size: Option<[usize; 2]>) -> Resu
     }
 }
 
+/// transformers configs take one `--set`, `image_size=N` (or [H, W]): the input size of a
+/// model that resamples its position embedding (DINOv2; default: its processor's crop).
+pub fn hf_run_size(sets: &[(String, serde_json::Value)]) -> Result<Option<[usize; 2]>> {
+    let mut size = None;
+    for (k, v) in sets {
+        if k != "image_size" {
+            return Err(kwargs::bad_option(k, "transformers configs take only --set image_size=N (edit config.json for the rest)".into()));
+        }
+        size = Some(kwargs::pair_of(v).filter(|s| s[0] > 0 && s[1] > 0).ok_or_else(|| kwargs::bad_option("image_size", format!("{v}: expected N or [H, W]")))?);
+    }
+    Ok(size)
+}
+
 /// A config.json without `architectures` (as saved by some scripts) names its class from
 /// the checkpoint's head tensors: a copy of `json` with the class filled in.
 pub fn hf_architecture_from_tensors(json: &serde_json::Value, names: &[&str]) -> serde_json::Value {

@@ -142,7 +142,9 @@ impl<'a> Decoder<'a> {
     }
 
     fn arr(&mut self, n: usize, depth: usize) -> Msg<V<'a>> {
-        let mut v = Vec::with_capacity(n.min(self.buf.len() - self.pos));
+        // Reserve little up front: a corrupt length must not reserve memory the bytes
+        // cannot hold (each value is larger than the byte that encodes it).
+        let mut v = Vec::with_capacity(n.min(self.buf.len() - self.pos).min(4096));
         for _ in 0..n {
             v.push(self.value(depth + 1)?);
         }
@@ -150,7 +152,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn map(&mut self, n: usize, depth: usize) -> Msg<V<'a>> {
-        let mut v = Vec::with_capacity(n.min((self.buf.len() - self.pos) / 2));
+        let mut v = Vec::with_capacity(n.min((self.buf.len() - self.pos) / 2).min(4096));
         for _ in 0..n {
             let k = self.value(depth + 1)?;
             v.push((k, self.value(depth + 1)?));

@@ -89,8 +89,8 @@ impl super::OpDef for AttentionPool {
     }
 
     fn flops(&self, s: &[&[usize]], _out: &[usize]) -> u64 {
-        // q.k and p.v per token and channel.
-        mul(&[2, s[0][0] as u64, s[0][1] as u64, s[1][0] as u64])
+        // q.k and p.v: two multiply-adds per token and channel.
+        mul(&[4, s[0][0] as u64, s[0][1] as u64, s[1][0] as u64])
     }
 
     fn shader_variants() -> Vec<KernelKey> {
