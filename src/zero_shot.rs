@@ -19,7 +19,20 @@ pub fn wants_sentencepiece(config: &ModelConfig) -> bool {
 /// A tokenizer file or folder's texts, as a model file stores them: SentencePiece
 /// (spiece.model, or a Unigram tokenizer.json) for SigLIP, CLIP's BPE (tokenizer.json,
 /// or vocab.json + merges.txt) otherwise; checked by building the tokenizer.
-pub fn read_tokenizer_files(path: &std::path::Path, config: &ModelConfig) -> Result<Vec<(String, String)>> {
+pub fn read_tokenizer_files(path: &std::path::Path, config: &ModelConfig) -> Result<Files> {
+    Ok(read_checked(path, config)?.0)
+}
+
+/// A tokenizer file or folder, for `config`'s text tower.
+pub fn load_tokenizer(path: &std::path::Path, config: &ModelConfig) -> Result<Box<dyn TextTokenizer>> {
+    Ok(read_checked(path, config)?.1)
+}
+
+/// A tokenizer's files (name, text), as a model file stores them.
+type Files = Vec<(String, String)>;
+
+/// The files of `read_tokenizer_files` and the tokenizer built from them.
+fn read_checked(path: &std::path::Path, config: &ModelConfig) -> Result<(Files, Box<dyn TextTokenizer>)> {
     let err = |message: String| Error::Input { tensor: "tokenizer".into(), message };
     let sp = wants_sentencepiece(config);
     let files = if sp { SentencePieceTokenizer::read_files(path) } else { ClipTokenizer::read_files(path) }.map_err(|e| err(e.to_string()))?;
@@ -27,14 +40,8 @@ pub fn read_tokenizer_files(path: &std::path::Path, config: &ModelConfig) -> Res
         let (want, got) = if sp { ("SentencePiece (spiece.model)", "CLIP BPE") } else { ("CLIP BPE", "SentencePiece") };
         return Err(err(format!("{}: {} needs a {want} tokenizer, this is {got}", path.display(), config.name())));
     }
-    stored_tokenizer(&files).map_err(|message| err(format!("{}: {message}", path.display())))?;
-    Ok(files)
-}
-
-/// A tokenizer file or folder, for `config`'s text tower.
-pub fn load_tokenizer(path: &std::path::Path, config: &ModelConfig) -> Result<Box<dyn TextTokenizer>> {
-    let files = read_tokenizer_files(path, config)?;
-    stored_tokenizer(&files).map_err(|message| Error::Input { tensor: "tokenizer".into(), message })
+    let tok = stored_tokenizer(&files).map_err(|message| err(format!("{}: {message}", path.display())))?;
+    Ok((files, tok))
 }
 
 /// The tokenizer stored in a model file (its files' names and texts).

@@ -239,7 +239,7 @@ impl ModelConfig {
 
     /// Whether the model has a text tower (a detector or a zero-shot classifier).
     pub fn takes_text(&self) -> bool {
-        !matches!(self.task(), Task::Classifier)
+        self.task_text().is_some()
     }
 
     /// Whether the model detects (takes text queries) rather than classifies.

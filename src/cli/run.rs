@@ -269,24 +269,13 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
         None if !file.files.is_empty() => wgvision::zero_shot::stored_tokenizer(&file.files).map_err(|e| format!("stored tokenizer: {e}"))?,
         None => return Err("no tokenizer: pass --tokenizer (tokenizer.json, or the folder with it) or store one with `convert --tokenizer`".into()),
     };
-    let pre = file.config.preprocess().clone();
-    let first = image_input::load_image(&images[0], &pre)?;
+    let first = image_input::load_image(&images[0], file.config.preprocess())?;
     let gpu = open_gpu(backend.as_deref())?;
     let m = Model::from_file(gpu, &file)?;
     drop(file);
     let zs = wgvision::zero_shot::ZeroShot::new(&m, tok.as_ref())?;
-    let (_, one) = m.config.image_input(1);
-    let mut first = Some(first);
-    let bar = super::progress::Bar::new();
-    for (b, chunk) in images.chunks(batch).enumerate() {
-        let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
-        for img in chunk {
-            match first.take() {
-                Some(p) => pixels.extend(p),
-                None => pixels.extend(image_input::load_image(img, &pre)?),
-            }
-        }
-        let results = zs.classify(&pixels, chunk.len(), &d.labels)?;
+    in_batches(&m, images, first, batch, |chunk, pixels, bar| {
+        let results = zs.classify(pixels, chunk.len(), &d.labels)?;
         bar.clear();
         for (img, ranked) in chunk.iter().zip(results) {
             let ranked: Vec<_> = ranked.into_iter().take(top).collect();
@@ -300,6 +289,27 @@ fn run_zero_shot(file: wgvision::ModelFile, images: &[PathBuf], d: &DetectArgs, 
                 }
             }
         }
+        Ok(())
+    })
+}
+
+/// Run `each` on the images in batches of `batch`: (paths, their preprocessed pixels, the
+/// progress bar to clear before printing). `first` holds the first image's pixels, already
+/// loaded and checked; a progress bar goes to stderr when it is a terminal and the run
+/// takes over a second.
+fn in_batches(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, mut each: impl FnMut(&[PathBuf], &[f32], &super::progress::Bar) -> CliResult) -> CliResult {
+    let (_, one) = m.config.image_input(1);
+    let bar = super::progress::Bar::new();
+    let mut first = Some(first);
+    for (b, chunk) in images.chunks(batch).enumerate() {
+        let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
+        for img in chunk {
+            match first.take() {
+                Some(p) => pixels.extend(p),
+                None => pixels.extend(image_input::load_image(img, m.config.preprocess())?),
+            }
+        }
+        each(chunk, &pixels, &bar)?;
         if images.len() > 1 {
             bar.update("images", (b * batch + chunk.len()).min(images.len()) as u64, images.len() as u64);
         }
@@ -332,24 +342,14 @@ fn expand_images(args: &[PathBuf]) -> Result<Vec<PathBuf>, Box<dyn std::error::E
 }
 
 /// Classify images in batches of `batch`: the top classes of each, as text or one JSON
-/// line per image; `first` holds the first image's pixels, already loaded and checked.
-/// A progress bar goes to stderr when it is a terminal and the run takes over a second.
+/// line per image; `first` holds the first image's pixels (see `in_batches`).
 fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: usize, output: Option<&std::path::Path>, json: bool) -> CliResult {
     let (_, one) = m.config.image_input(1);
-    let bar = super::progress::Bar::new();
-    let mut first = Some(first);
     let names = m.class_names();
     let name = |i: usize| names.and_then(|n| n.get(i)).map(String::as_str);
-    for (b, chunk) in images.chunks(batch).enumerate() {
-        let mut pixels = Vec::with_capacity(chunk.len() * one[1..].iter().product::<usize>());
-        for (j, img) in chunk.iter().enumerate() {
-            match (b, j, first.take()) {
-                (0, 0, Some(p)) => pixels.extend(p),
-                _ => pixels.extend(image_input::load_image(img, m.config.preprocess())?),
-            }
-        }
+    in_batches(m, images, first, batch, |chunk, pixels, bar| {
         let shape = [chunk.len(), one[1], one[2], one[3]];
-        let out = m.run(&pixels, &shape)?;
+        let out = m.run(pixels, &shape)?;
         if out[0].name != "logits" {
             let names: Vec<&str> = out.iter().map(|t| t.name.as_str()).collect();
             return Err(format!("{} has no logits to rank (outputs: {}); run it with --input IN -o OUT", m.config.name(), names.join(", ")).into());
@@ -377,10 +377,6 @@ fn classify(m: &Model, images: &[PathBuf], first: Vec<f32>, batch: usize, top: u
                 }
             }
         }
-        if images.len() > 1 {
-            bar.update("images", (b * batch + chunk.len()).min(images.len()) as u64, images.len() as u64);
-        }
-    }
-    bar.finish();
-    Ok(())
+        Ok(())
+    })
 }
