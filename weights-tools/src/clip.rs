@@ -56,19 +56,11 @@ pub fn config(json: &Value) -> Result<ClipConfig> {
     let model_type = json["model_type"].as_str().unwrap_or("");
     let kind = if model_type.starts_with("siglip") { ClipKind::Siglip } else { ClipKind::Clip };
     let vision_only = model_type.ends_with("_vision_model");
-    let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let classes: &[(&str, ClipOutputs)] = match kind {
         ClipKind::Clip => &[("CLIPModel", ClipOutputs::Model), ("CLIPVisionModel", ClipOutputs::Vision), ("CLIPVisionModelWithProjection", ClipOutputs::VisionProjection)],
         ClipKind::Siglip => &[("SiglipModel", ClipOutputs::Model), ("SiglipVisionModel", ClipOutputs::Vision)],
     };
-    let outputs = match archs.iter().find_map(|a| classes.iter().find(|(n, _)| n == a)) {
-        Some((_, o)) => *o,
-        None if archs.is_empty() => classes[if vision_only { 1 } else { 0 }].1,
-        None => {
-            let names: Vec<&str> = classes.iter().map(|c| c.0).collect();
-            return Err(WeightsError::Unsupported(format!("transformers architectures {archs:?}: --from hf converts {}", names.join(", "))));
-        }
-    };
+    let outputs = mapper::transformers_class(json, classes, vision_only as usize)?;
     if vision_only && outputs == ClipOutputs::Model {
         return Err(WeightsError::Unsupported(format!("model_type '{model_type}' holds the image tower only; {} needs the full config", classes[0].0)));
     }

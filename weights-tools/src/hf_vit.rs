@@ -87,16 +87,9 @@ pub fn architecture_from_tensors(model_type: &str, names: &[&str]) -> Option<Str
 pub fn config(json: &Value, run_size: Option<[usize; 2]>) -> Result<VitConfig> {
     let model_type = json["model_type"].as_str().unwrap_or("");
     let kind = Kind::of(model_type).ok_or_else(|| WeightsError::Unsupported(format!("model_type '{model_type}' is not a ViT-like transformers model")))?;
-    let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let heads = kind.heads();
-    let outputs = match archs.iter().find_map(|a| heads.iter().find(|(n, _)| n == a)) {
-        Some((_, o)) => *o,
-        None if archs.is_empty() => heads[0].1,
-        None => {
-            let names: Vec<&str> = heads.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(WeightsError::Unsupported(format!("transformers architectures {archs:?}: --from hf converts {}", names.join(", "))));
-        }
-    };
+    let named: Vec<(&str, VitOutputs)> = heads.iter().map(|(n, o)| (n.as_str(), *o)).collect();
+    let outputs = mapper::transformers_class(json, &named, 0)?;
     let kw = Kwargs(json.as_object().cloned().unwrap_or_default());
     let trained = kw.pair("image_size", if kind.dinov2() { 518 } else { 224 })?;
     let patch = kw.pair("patch_size", if kind.dinov2() { 14 } else { 16 })?;

@@ -302,6 +302,21 @@ pub struct TimmPreset {
     pub pretrained_cfg: Value,
 }
 
+/// The transformers class a config.json's `architectures` names among `classes` (class
+/// name, what the converter makes of it); with no `architectures`, `classes[default]`.
+/// Naming only other classes is an error that lists the supported ones.
+pub fn transformers_class<T: Copy>(json: &Value, classes: &[(&str, T)], default: usize) -> Result<T> {
+    let archs: Vec<&str> = json["architectures"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    match archs.iter().find_map(|a| classes.iter().find(|(n, _)| n == a)) {
+        Some((_, o)) => Ok(*o),
+        None if archs.is_empty() => Ok(classes[default].1),
+        None => {
+            let names: Vec<&str> = classes.iter().map(|c| c.0).collect();
+            Err(WeightsError::Unsupported(format!("transformers architectures {archs:?}: --from hf converts {}", names.join(", "))))
+        }
+    }
+}
+
 /// Where a `--set KEY` goes in a preset's kwargs tree: a path of object keys.
 pub type Route = fn(&Map<String, Value>, &str) -> Result<Vec<String>>;
 
