@@ -53,13 +53,8 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let total = meta.len();
     let mut f = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::with_capacity(total as usize);
-    let mut chunk = vec![0u8; 64 << 20];
-    loop {
-        let n = f.read(&mut chunk).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&chunk[..n]);
+    // Each step reads straight into `bytes` (no staging buffer, no second copy).
+    while (&mut f).take(64 << 20).read_to_end(&mut bytes).map_err(io)? > 0 {
         crate::progress::report("reading", bytes.len() as u64, total.max(bytes.len() as u64));
     }
     Ok(bytes)
